@@ -1,0 +1,8 @@
+"""repro: verify that a machine reproduces a reference PyTorch training run.
+
+Capture the environment (``repro manifest``), run a deterministic reference
+DDP + AMP Transformer training (``repro run``), and judge it against a stored
+baseline (``repro verify``) or another run (``repro compare``).
+"""
+
+__version__ = "0.1.0"

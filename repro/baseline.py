@@ -1,0 +1,344 @@
+"""Baselines: record, load, and select by profile + workload hash + environment key.
+
+A baseline is a folder ``<baseline-dir>/<name>/``::
+
+    baseline.yaml   what it is valid for: profile, workload hash, environment key, band parameters
+    manifest.yaml   the primary run's environment
+    config.yaml     the primary run's resolved config
+    record.json     the primary run's exact record (primary seed, unperturbed)
+    band.json       numerics-band members' curves and final metrics; the seed band's finals
+    README.md       how and when it was made
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from repro import atomic
+from repro.documents import load_document
+from repro.errors import RunFailed, UserError
+from repro.judge import Bands, RunView, numerics_check, series
+from repro.manifest.keys import environment_key, key_info
+
+BASELINE_SCHEMA_VERSION = 1
+BAND_SCHEMA_VERSION = 1
+DEFAULT_ALPHA = 0.01
+DEFAULT_WINDOWS = 5
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class BandRejected(RunFailed):
+    """The recorded band fails its own leave-one-out check."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
+
+    def primary(self) -> RunView:
+        from repro.manifest.schema import load_manifest
+        from repro.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
+
+        record = load_document(self.path / "record.json", kind="baseline record",
+                               schema_version=RECORD_SCHEMA_VERSION, required=("steps", "final"))
+        config = load_document(self.path / "config.yaml", kind="baseline config",
+                               schema_version=CONFIG_SCHEMA_VERSION, required=("settings",))
+        return RunView(
+            name=f"baseline {self.name}",
+            path=str(self.path),
+            status={"status": "COMPLETE"},
+            config=config,
+            manifest=load_manifest(self.path / "manifest.yaml"),
+            record=record,
+        )
+
+    def bands(self) -> Bands:
+        data = load_document(self.path / "band.json", kind="baseline band",
+                             schema_version=BAND_SCHEMA_VERSION, required=("members", "seeds"))
+        return Bands(
+            name=self.name,
+            alpha=float(self.meta.get("alpha", DEFAULT_ALPHA)),
+            windows=int(self.meta.get("windows", DEFAULT_WINDOWS)),
+            primary_seed=int(self.meta["primary_seed"]),
+            members=list(data["members"]),
+            seeds=list(data["seeds"]),
+            resolution=dict(data.get("resolution", {})),
+        )
+
+
+# -- where baselines live -------------------------------------------------------------------
+
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("repro._manifests").joinpath("baselines")))
+
+
+def write_dir(option: str | None) -> Path:
+    """Where ``repro baseline record`` writes."""
+    if option:
+        return Path(option)
+    home = os.environ.get("REPRO_HOME")
+    return Path(home) / "baselines" if home else Path("manifests") / "baselines"
+
+
+def search_dirs(option: str | None) -> list[Path]:
+    """Where baselines are looked up: the configured folder, then the shipped ones."""
+    if option:
+        path = Path(option)
+        if not path.is_dir():
+            raise UserError(f"baseline folder {path} does not exist; create it or fix --baseline-dir.")
+        return [path]
+    dirs = [write_dir(None), shipped_dir()]
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and all(d.resolve() != s.resolve() for s in seen):
+            seen.append(d)
+    return seen
+
+
+def load_baseline(path: Path) -> Baseline:
+    meta = load_document(path / "baseline.yaml", kind="baseline", schema_version=BASELINE_SCHEMA_VERSION,
+                         required=("name", "profile", "workload_hash", "primary_seed", "environment_key"))
+    return Baseline(path, meta)
+
+
+def list_baselines(dirs: list[Path]) -> list[Baseline]:
+    found = []
+    for d in dirs:
+        for child in sorted(d.iterdir()):
+            if child.is_dir() and (child / "baseline.yaml").is_file():
+                found.append(load_baseline(child))
+    return found
+
+
+def find_baseline(name: str, dirs: list[Path]) -> Baseline:
+    for d in dirs:
+        if (d / name / "baseline.yaml").is_file():
+            return load_baseline(d / name)
+    where = ", ".join(str(d) for d in dirs) or "no baseline folder"
+    raise UserError(f"no baseline named {name!r} in {where}; list them with `repro baseline list`.")
+
+
+def record_command(profile: str, name: str | None = None, *, force: bool = False) -> str:
+    words = ["repro", "baseline", "record", "--profile", profile]
+    if name:
+        words += ["--name", name]
+    if force:
+        words.append("--force")
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Selection:
+    baseline: Baseline | None
+    differing_keys: list[str]
+    message: str
+
+
+def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[str]]:
+    weights = {"high": 100.0, "medium": 10.0, "low": 1.0}
+    differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return sum(weights[key_info(k).impact] for k in differing), differing
+
+
+def select_baseline(profile: str, workload: str, manifest: dict[str, Any], dirs: list[Path], name: str | None = None) -> Selection:
+    """The matching baseline with the closest environment key (weighted by impact)."""
+    env = environment_key(manifest)
+    if name is not None:
+        chosen = find_baseline(name, dirs)
+        if chosen.meta["profile"] != profile:
+            raise UserError(
+                f"baseline {name!r} was recorded for profile {chosen.meta['profile']!r}, not {profile!r}; "
+                f"pass --profile {chosen.meta['profile']} or pick another baseline."
+            )
+        if chosen.meta["workload_hash"] != workload:
+            raise UserError(
+                f"baseline {name!r} was recorded for workload {chosen.meta['workload_hash']} but the reference "
+                f"workload is now {workload}; re-record it with `{record_command(profile, name, force=True)}`."
+            )
+        _, differing = _mismatch_score(env, chosen.meta["environment_key"])
+        return Selection(chosen, differing, f"baseline {name} (chosen with --baseline)")
+    same_profile = [b for b in list_baselines(dirs) if b.meta["profile"] == profile]
+    current = [b for b in same_profile if b.meta["workload_hash"] == workload]
+    if not current:
+        if same_profile:
+            stale = ", ".join(b.name for b in same_profile)
+            return Selection(None, [], (
+                f"the {profile} baseline(s) {stale} were recorded for another reference workload "
+                f"(now {workload}) and no longer apply; re-record with `{record_command(profile, same_profile[0].name, force=True)}`."
+            ))
+        return Selection(None, [], f"no {profile} baseline exists; record one with `{record_command(profile)}`.")
+    scored = sorted(((_mismatch_score(env, b.meta["environment_key"]), b.name, b) for b in current), key=lambda t: (t[0][0], t[1]))
+    (score, differing), _, best = scored[0]
+    how = "an exact environment-key match" if not differing else f"closest environment key; {len(differing)} key(s) differ"
+    return Selection(best, differing, f"baseline {best.name} ({how})")
+
+
+# -- recording ------------------------------------------------------------------------------
+
+
+def hardware_name(profile: str, manifest: dict[str, Any]) -> str:
+    """A baseline name from the hardware key, e.g. ``quick-cpu-x86_64-avx512-bf16``."""
+    run = manifest.get("run", {})
+    if run.get("device") == "cuda":
+        gpus = manifest.get("hardware", {}).get("gpus", {})
+        first = gpus.get("devices", [{}])[0] if isinstance(gpus, dict) else {}
+        gpu = re.sub(r"[^a-z0-9]+", "-", str(first.get("name", "gpu")).lower()).strip("-")
+        cc = str(first.get("compute_capability", "")).replace(".", "")
+        return f"{profile}-cuda-{gpu}" + (f"-sm{cc}" if cc else "")
+    cpu = manifest.get("hardware", {}).get("cpu", {})
+    arch = str(manifest.get("libraries", {}).get("platform", {}).get("machine", "") or cpu.get("arch", "") or "cpu")
+    capability = str(cpu.get("torch_capability", "unknown")).lower()
+    flags = cpu.get("isa_flags", []) or []
+    extra = "-bf16" if "avx512_bf16" in flags or "amx_bf16" in flags else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{profile}-cpu-{arch}-{capability}{extra}")
+
+
+def _final(view: RunView) -> dict[str, Any]:
+    final = view.final or {}
+    return {"eval_loss": final["eval_loss"], "eval_accuracy": final["eval_accuracy"]}
+
+
+def leave_one_out(primary: RunView, members: list[RunView], *, alpha: float, windows: int, resolution: dict[str, float]) -> tuple[int, int, list[str]]:
+    """Judge each member against the others; returns (failures, allowed, messages)."""
+    from scipy import stats
+
+    data = [{"series": series(m.steps), "final": _final(m)} for m in members]
+    failures = []
+    for i, m in enumerate(members):
+        others = data[:i] + data[i + 1:]
+        check = numerics_check(series(m.steps), m.final, series(primary.steps), others,
+                               alpha=alpha, windows=windows, resolution=resolution)
+        if not check.ok:
+            failures.append(f"member {i} ({m.name}) leaves the band of the others from step {check.first_step_outside}")
+    allowed = int(stats.binom.ppf(0.99, len(members), alpha))
+    return len(failures), allowed, failures
+
+
+def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -> dict[str, Any]:
+    settings = primary.config["settings"]
+    tokens = settings["data"]["eval_samples"] * settings["model"]["seq_len"]
+    return {
+        "schema_version": BAND_SCHEMA_VERSION,
+        "members": [{"run": m.name, "series": series(m.steps), "final": _final(m)} for m in members],
+        "seeds": [{"seed": s.seed, **_final(s)} for s in seeds],
+        # One token of accuracy; prediction intervals never get narrower than this.
+        "resolution": {"eval_accuracy": 1.0 / tokens, "eval_loss": 0.0},
+    }
+
+
+def write_baseline(
+    root: Path, name: str, primary: RunView, band: dict[str, Any], *, numerics: int, seeds: list[int],
+    force: bool, alpha: float = DEFAULT_ALPHA, windows: int = DEFAULT_WINDOWS,
+) -> Path:
+    """Write the baseline folder atomically: build it beside the target, then rename into place."""
+    if not _NAME.match(name):
+        raise UserError(f"baseline name {name!r} is not valid; use letters, digits, '.', '_' and '-'.")
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / name
+    if target.exists() and not force:
+        raise UserError(f"baseline {target} already exists; pass --force to replace it.")
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    profile = primary.config["profile"]
+    meta = {
+        "schema_version": BASELINE_SCHEMA_VERSION,
+        "name": name,
+        "profile": profile,
+        "workload_hash": primary.config["workload_hash"],
+        "primary_seed": primary.seed,
+        "numerics_members": numerics,
+        "seeds": seeds,
+        "alpha": alpha,
+        "windows": windows,
+        "environment_key": environment_key(primary.manifest),
+        "created_utc": created,
+        "command": record_command(profile, name),
+        "repro_version": primary.manifest.get("code", {}).get("repro_version"),
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        atomic.write_yaml(staging / "baseline.yaml", meta)
+        shutil.copyfile(Path(primary.path) / "manifest.yaml", staging / "manifest.yaml")
+        shutil.copyfile(Path(primary.path) / "config.yaml", staging / "config.yaml")
+        atomic.write_json(staging / "record.json", primary.record)
+        atomic.write_json(staging / "band.json", band, indent=None)
+        atomic.write_text(staging / "README.md", (
+            f"# Baseline `{name}`\n\nRecorded {created} with `{record_command(profile, name)}` "
+            f"(profile {profile}, workload {meta['workload_hash']}, primary seed {primary.seed}, "
+            f"{numerics} numerics-band members, {len(seeds)} seeds, alpha {alpha}).\n"
+        ))
+        old = None
+        if target.exists():
+            old = root / f".{name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def baseline_plan(profile: str, numerics: int, seeds: int) -> tuple[list[list[str]], list[int]]:
+    """The ``--set`` lists of a baseline's runs: primary, band members, other seeds."""
+    from repro.profile import load_profile
+
+    if numerics < 3 or seeds < 3:
+        raise UserError(f"--numerics {numerics} and --seeds {seeds} must both be at least 3.")
+    primary_seed = load_profile(profile).seed
+    seed_list = [primary_seed + i for i in range(seeds)]
+    plan = [[]] + [[f"band_member={i}"] for i in range(numerics)] + [[f"seed={s}"] for s in seed_list[1:]]
+    return plan, seed_list
+
+
+def assemble_baseline(
+    views: list[RunView], *, numerics: int, seed_list: list[int], root: Path, name: str | None, force: bool,
+) -> tuple[Path, dict[str, Any]]:
+    """Check the band of finished baseline runs (in ``baseline_plan`` order) and write the baseline."""
+    bad = [v for v in views if v.status.get("status") != "COMPLETE"]
+    if bad:
+        raise RunFailed(f"{len(bad)} of {len(views)} baseline runs failed; first: {bad[0].name}: "
+                        f"{bad[0].status.get('reason')}")
+    primary, members = views[0], views[1:1 + numerics]
+    band = build_band(primary, members, [views[0], *views[1 + numerics:]])
+    failed, allowed, messages = leave_one_out(primary, members, alpha=DEFAULT_ALPHA, windows=DEFAULT_WINDOWS,
+                                              resolution=band["resolution"])
+    if failed > allowed:
+        raise BandRejected(
+            f"the numerics band is refused: {failed} of {len(members)} members fail the leave-one-out check "
+            f"but at most {allowed} may at alpha {DEFAULT_ALPHA} ({'; '.join(messages[:3])}); "
+            "nothing was written"
+        )
+    chosen = name or hardware_name(primary.config["profile"], primary.manifest)
+    path = write_baseline(root, chosen, primary, band, numerics=numerics, seeds=seed_list, force=force)
+    return path, {"leave_one_out_failures": failed, "allowed": allowed, "messages": messages}
+
+
+def record_baseline(
+    profile: str, *, name: str | None, numerics: int, seeds: int, root: Path, runs_dir: Path,
+    force: bool, repo: str | None = None, quiet: bool = True, env: dict[str, str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run primary, band members and seeds in one launch; check the band; write the baseline."""
+    from repro.runner import launch, prepare_run
+
+    plan, seed_list = baseline_plan(profile, numerics, seeds)
+    if name is not None and (root / name).exists() and not force:
+        raise UserError(f"baseline {root / name} already exists; pass --force to replace it.")
+    entries = [prepare_run(profile, sets, runs_dir=runs_dir, repo=repo, quiet=quiet, env=env) for sets in plan]
+    outcomes = launch(entries, env=env)
+    views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
+    return assemble_baseline(views, numerics=numerics, seed_list=seed_list, root=root, name=name, force=force)

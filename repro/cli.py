@@ -1,0 +1,225 @@
+"""Command line: parse, call, map the result to an exit code. Only ``main`` exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from repro import __version__
+from repro.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunFailed, RunInterrupted, UserError
+
+EXIT_CODES_HELP = """exit codes:
+  0  IDENTICAL or EQUIVALENT      1  DRIFT      2  bad input or usage
+  3  NO_BASELINE                  4  FAILED or NONDETERMINISTIC     130  interrupted"""
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    from repro.store import default_runs_dir
+
+    return Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+
+
+def _profile(args: argparse.Namespace) -> str:
+    if args.profile:
+        return str(args.profile)
+    from repro.profile import default_profile_name
+
+    name = default_profile_name()
+    print(f"repro: using the {name} profile (pass --profile to choose)", file=sys.stderr)
+    return name
+
+
+def _common_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", help="smoke, quick (CPU default), full (GPU default) or a profile .yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile field (repeatable); the run becomes non-reference")
+    p.add_argument("--runs-dir", help="where run folders go (default: $REPRO_HOME/runs or ./runs)")
+    p.add_argument("--repo", help="git repository whose state is recorded (default: the current folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from repro.runner import launch, prepare_run
+
+    entry = prepare_run(_profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet)
+    print(f"repro: run {entry['run_dir']}", file=sys.stderr)
+    (outcome,) = launch([entry])
+    if not outcome.ok:
+        raise RunFailed(outcome.reason or outcome.status, run_dir=str(outcome.run_dir))
+    from repro.judge import RunView
+
+    final = RunView.from_run_dir(outcome.run_dir).final or {}
+    print(f"{outcome.run_dir}  COMPLETE  eval_loss {final.get('eval_loss', float('nan')):.6f}  "
+          f"eval_accuracy {final.get('eval_accuracy', float('nan')):.4f}")
+    return EXIT_OK
+
+
+def _emit(comparisons: list[Any], args: argparse.Namespace) -> None:
+    """Print and write the report formats a command asked for."""
+    from repro import atomic
+
+    if getattr(args, "json", False):
+        data = [c.to_dict() for c in comparisons]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=1, default=str))
+    else:
+        from repro.report.terminal import render_terminal
+
+        print("\n\n".join(render_terminal(c) for c in comparisons))
+    if getattr(args, "md", None):
+        from repro.report.markdown import render_markdown
+
+        atomic.write_text(Path(args.md), "\n\n".join(render_markdown(c) for c in comparisons))
+    if getattr(args, "html", None):
+        from repro.report.html import render_html_many
+
+        atomic.write_text(Path(args.html), render_html_many(comparisons))
+    if getattr(args, "junit", None):
+        from repro.report.junit import write_junit
+
+        write_junit(Path(args.junit), comparisons[0])
+
+
+def _worst(codes: list[int]) -> int:
+    from repro.judge import EXIT_CODES, VERDICTS
+
+    order = {EXIT_CODES[v]: i for i, v in reversed(list(enumerate(VERDICTS)))}
+    return min(codes, key=lambda c: order.get(c, 99))
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from repro.verify import verify, verify_per_device
+
+    common = dict(runs_dir=_runs_dir(args), baseline_name=args.baseline, baseline_dir=args.baseline_dir,
+                  repeat=args.repeat, repo=args.repo, quiet=args.quiet, record_missing=args.record_missing)
+    if args.per_device:
+        results = verify_per_device(args.profile or "full", args.set, **common)
+    else:
+        results = [verify(_profile(args), args.set, **common)]
+    _emit([r.comparison for r in results], args)
+    return _worst([r.exit_code for r in results])
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from repro.compare import compare_runs
+    from repro.judge import EXIT_CODES
+
+    comparisons = compare_runs(args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir)
+    _emit(comparisons, args)
+    return _worst([EXIT_CODES[c.verdict] for c in comparisons])
+
+
+def _cmd_baseline_record(args: argparse.Namespace) -> int:
+    from repro.baseline import record_baseline, write_dir
+
+    profile = _profile(args)
+    path, summary = record_baseline(
+        profile, name=args.name, numerics=args.numerics, seeds=args.seeds, root=write_dir(args.baseline_dir),
+        runs_dir=_runs_dir(args), force=args.force, repo=args.repo, quiet=not args.progress,
+    )
+    print(f"recorded baseline {path} ({summary['leave_one_out_failures']} of {args.numerics} members "
+          f"failed leave-one-out; {summary['allowed']} allowed)")
+    return EXIT_OK
+
+
+def _cmd_baseline_list(args: argparse.Namespace) -> int:
+    from repro.baseline import list_baselines, search_dirs
+    from repro.profile import load_profile
+    from repro.workload import workload_hash
+
+    for b in list_baselines(search_dirs(args.baseline_dir)):
+        try:
+            current = workload_hash(load_profile(b.meta["profile"]).to_dict()) == b.meta["workload_hash"]
+        except UserError:
+            current = False
+        state = "current" if current else "stale (re-record)"
+        print(f"{b.name:40s} {b.meta['profile']:6s} {b.meta['workload_hash']}  {state}  {b.path}")
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repro",
+        description="Verify that this machine reproduces the reference PyTorch training numbers.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"repro {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from repro.manifest import cli as manifest_cli
+
+    manifest_cli.add_parser(sub)
+
+    p = sub.add_parser("run", help="run the reference training once", epilog=EXIT_CODES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common_run_options(p)
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("verify", help="run the reference and judge it against a baseline",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common_run_options(p)
+    p.add_argument("--baseline", help="baseline name (default: best match on profile, workload, environment)")
+    p.add_argument("--baseline-dir", help="baseline folder (default: $REPRO_HOME/baselines or ./manifests/baselines, then the shipped ones)")
+    p.add_argument("--repeat", type=int, default=1, help="run N times; differing repeats are NONDETERMINISTIC")
+    p.add_argument("--per-device", action="store_true", help="run the full profile on each GPU and report each")
+    p.add_argument("--record-missing", action="store_true", help="record a baseline when none matches (still exits 3)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per check)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--md", metavar="FILE", help="also write a Markdown report")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    p.set_defaults(handler=_cmd_verify)
+
+    p = sub.add_parser("compare", help="explain why runs disagree (reads files only)",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or baseline names; each is compared with the first")
+    p.add_argument("--baseline", help="judge against this baseline's bands")
+    p.add_argument("--baseline-dir")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--md", metavar="FILE")
+    p.add_argument("--html", metavar="FILE")
+    p.set_defaults(handler=_cmd_compare)
+
+    p = sub.add_parser("baseline", help="record or list baselines")
+    bsub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    r = bsub.add_parser("record", help="record a baseline: primary run, numerics band, seed band")
+    r.add_argument("--name", help="default: named by profile and hardware key")
+    r.add_argument("--profile")
+    r.add_argument("--numerics", type=int, default=8, metavar="K1", help="numerics-band members (default 8)")
+    r.add_argument("--seeds", type=int, default=8, metavar="K2", help="master seeds in the seed band (default 8)")
+    r.add_argument("--force", action="store_true", help="replace an existing baseline")
+    r.add_argument("--baseline-dir")
+    r.add_argument("--runs-dir")
+    r.add_argument("--repo")
+    r.add_argument("--progress", action="store_true", help="show each run's progress")
+    r.set_defaults(handler=_cmd_baseline_record)
+    ls = bsub.add_parser("list", help="list baselines and whether they match the current workload")
+    ls.add_argument("--baseline-dir")
+    ls.set_defaults(handler=_cmd_baseline_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UserError as exc:
+        print(f"repro: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunFailed as exc:
+        where = f" ({exc.run_dir})" if exc.run_dir else ""
+        print(f"repro: FAILED: {exc.reason}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    except (KeyboardInterrupt, RunInterrupted):
+        print("repro: interrupted", file=sys.stderr)
+        return RunInterrupted.exit_code

@@ -1,0 +1,52 @@
+"""``repro compare A B [C ...]``: judge runs (or baselines) against the first. Reads files only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.baseline import Baseline, find_baseline, list_baselines, load_baseline, search_dirs
+from repro.errors import UserError
+from repro.judge import Bands, Comparison, RunView, compare
+
+
+def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:
+    """A run directory, a baseline folder, or a baseline name."""
+    path = Path(argument)
+    if path.is_dir():
+        if (path / "baseline.yaml").is_file():
+            baseline = load_baseline(path)
+            return baseline.primary(), baseline
+        return RunView.from_run_dir(path), None
+    if "/" in argument or argument.startswith("."):
+        raise UserError(f"{argument} does not exist; pass a run directory or a baseline name.")
+    baseline = find_baseline(argument, dirs)
+    return baseline.primary(), baseline
+
+
+def _matching_bands(view: RunView, dirs: list[Path]) -> Bands | None:
+    profile, workload = view.config.get("profile"), view.config.get("workload_hash")
+    for baseline in list_baselines(dirs):
+        if baseline.meta["profile"] == profile and baseline.meta["workload_hash"] == workload:
+            return baseline.bands()
+    return None
+
+
+def compare_runs(arguments: list[str], *, baseline_name: str | None = None, baseline_dir: str | None = None) -> list[Comparison]:
+    if len(arguments) < 2:
+        raise UserError("compare needs at least two runs or baselines, e.g. `repro compare runs/A runs/B`.")
+    try:
+        dirs = search_dirs(baseline_dir)
+    except UserError:
+        if baseline_name is not None:
+            raise
+        dirs = []
+    views = [resolve(a, dirs) for a in arguments]
+    reference, reference_baseline = views[0]
+    if baseline_name is not None:
+        bands: Bands | None = find_baseline(baseline_name, dirs).bands()
+    elif reference_baseline is not None:
+        bands = reference_baseline.bands()
+    else:
+        bands = _matching_bands(reference, dirs)
+    # The reference is the first argument; each other run is the candidate judged against it.
+    return [compare(view, reference, bands=bands) for view, _ in views[1:]]

@@ -1,0 +1,562 @@
+"""The one comparison core: two runs (and optionally a baseline's bands) -> a ``Comparison``.
+
+``repro verify``, ``repro compare`` and ``repro selftest`` all call ``compare``;
+every report renders the ``Comparison`` it returns. It reads data only and never
+imports torch.
+
+Statistics, with K band members and a family-wise false-alarm rate alpha:
+
+* numerics band (same seed as the baseline's primary): for each recorded scalar
+  and each of W step windows, the RMS deviation from the primary run is
+  log-normal across members; the run's log-RMS must stay below a one-sided
+  prediction bound ``mean + t(1 - a, K-1) * sd * sqrt(1 + 1/K)`` with ``a``
+  Bonferroni-corrected over all windows and final metrics.
+* seed band: the final evaluation loss and accuracy must fall inside the
+  two-sided prediction interval of the K2 seeds (again corrected per metric).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from repro.causes import rank_causes
+from repro.manifest.diff import diff_manifests
+from repro.manifest.keys import environment_key
+from repro.names import readable
+
+VERDICTS = ("FAILED", "NONDETERMINISTIC", "NO_BASELINE", "DRIFT", "EQUIVALENT", "IDENTICAL")
+EXIT_CODES = {"IDENTICAL": 0, "EQUIVALENT": 0, "DRIFT": 1, "NO_BASELINE": 3, "FAILED": 4, "NONDETERMINISTIC": 4}
+SCALARS = ("loss", "grad_norm", "lr", "loss_scale")
+FINAL_METRICS = ("eval_loss", "eval_accuracy")
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the judge needs of a run; built from a run directory or a baseline."""
+
+    name: str
+    path: str
+    status: dict[str, Any]
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    record: dict[str, Any] | None
+
+    @classmethod
+    def from_run_dir(cls, path: Any) -> RunView:
+        """Load a run directory; a run that did not complete may lack its record."""
+        from pathlib import Path
+
+        from repro.store import open_run
+
+        run = open_run(Path(path))
+        complete = run.status["status"] == "COMPLETE"
+        has_record = (run.path / "record.json").exists()
+        record = run.record if complete or has_record else None
+        return cls(run.run_id, str(run.path), run.status, run.config, run.manifest, record)
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["settings"]["seed"])
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return list((self.record or {}).get("steps", []))
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        return (self.record or {}).get("final")
+
+
+@dataclass(frozen=True)
+class Bands:
+    """A baseline's numerics and seed bands; their parameters live in the baseline."""
+
+    name: str
+    alpha: float
+    windows: int
+    primary_seed: int
+    members: list[dict[str, Any]]  # {"series": {scalar: [...]}, "final": {...}}
+    seeds: list[dict[str, Any]]  # {"seed": s, "eval_loss": x, "eval_accuracy": y}
+    resolution: dict[str, float]  # smallest meaningful step of a final metric
+
+
+# -- outputs --------------------------------------------------------------------------------
+
+
+@dataclass
+class Divergence:
+    step: int
+    where: str  # global_batch | batch_split | initial | forward | loss | grad_local | grad_reduced | grad_norm | update | record
+    detail: str
+    module: str | None = None
+    traced: bool = True
+    also: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WindowCheck:
+    scalar: str
+    start: int
+    end: int  # exclusive
+    value: float
+    threshold: float
+    ok: bool
+
+
+@dataclass
+class MetricCheck:
+    metric: str
+    value: float
+    reference: float
+    low: float
+    high: float
+    ok: bool
+
+
+@dataclass
+class BandCheck:
+    applied: bool
+    reason: str
+    ok: bool = True
+    alpha: float = 0.0
+    windows: list[WindowCheck] = field(default_factory=list)
+    finals: list[MetricCheck] = field(default_factory=list)
+    first_step_outside: int | None = None
+    largest: dict[str, Any] | None = None
+
+
+@dataclass
+class SeedCheck:
+    applied: bool
+    reason: str
+    ok: bool = True
+    alpha: float = 0.0
+    metrics: list[MetricCheck] = field(default_factory=list)
+
+
+@dataclass
+class Cause:
+    cause: str
+    score: float
+    evidence: list[str]
+    try_next: str
+
+
+@dataclass
+class Comparison:
+    verdict: str
+    summary: str
+    candidate: dict[str, Any]
+    reference: dict[str, Any]
+    baseline: str | None
+    identical: bool
+    first_difference: Divergence | None
+    numerics: BandCheck
+    seed: SeedCheck
+    failure: dict[str, Any] | None
+    nondeterminism: dict[str, Any] | None
+    env_differences: list[dict[str, Any]]
+    env_key_match: bool
+    causes: list[Cause]
+    curves: dict[str, Any]
+    mismatches: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- pieces ---------------------------------------------------------------------------------
+
+
+def series(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
+    return {s: [float(step[s]) for step in steps] for s in SCALARS}
+
+
+def records_identical(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    if not a or not b:
+        return False
+    return all(a.get(k) == b.get(k) for k in ("initial_params", "steps", "final"))
+
+
+def _first_list_difference(a: list[Any], b: list[Any]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def first_difference(a: RunView, b: RunView) -> Divergence | None:
+    """The first step whose record differs, and what differed first within it.
+
+    Order inside a step follows the computation: the global batch, its split
+    across ranks, (at step 0) the initialisation, each module's forward output,
+    the loss, local gradients, reduced gradients, the gradient norm, and finally
+    the update (learning rate, loss scale, parameters).
+    """
+    ra, rb = a.record or {}, b.record or {}
+    steps_a, steps_b = a.steps, b.steps
+    initial_differs = ra.get("initial_params") != rb.get("initial_params")
+    names = ra.get("param_names", [])
+    for k, (sa, sb) in enumerate(zip(steps_a, steps_b)):
+        found: list[tuple[str, str, str | None]] = []
+        if sa.get("global_batch") != sb.get("global_batch"):
+            found.append(("global_batch", "the global batch's sample indices differ (data or sampler)", None))
+        if sa.get("rank_batches") != sb.get("rank_batches"):
+            found.append(("batch_split", f"the batch is split across ranks differently ({len(sa.get('rank_batches', []))} vs {len(sb.get('rank_batches', []))} ranks)", None))
+        if k == 0 and initial_differs:
+            i = _first_list_difference(ra.get("initial_params", []), rb.get("initial_params", []))
+            what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
+            found.append(("initial", f"the initial parameters differ (first: {what})", what))
+        ta, tb = sa.get("trace"), sb.get("trace")
+        traced = ta is not None and tb is not None
+        if traced:
+            i = _first_list_difference(ta["forward"], tb["forward"])
+            if i is not None:
+                fa = ta["forward"]
+                module = readable(fa[i][0]) if i < len(fa) else "a module"
+                found.append(("forward", f"{module}, forward output differs first", module))
+        if sa["loss"] != sb["loss"]:
+            found.append(("loss", f"loss {sa['loss']!r} vs {sb['loss']!r}", None))
+        if traced:
+            if _first_list_difference(ta["grad_local"], tb["grad_local"]) is not None:
+                found.append(("grad_local", "local gradients before the all-reduce differ", None))
+            if _first_list_difference(ta["grad_reduced"], tb["grad_reduced"]) is not None:
+                found.append(("grad_reduced", "gradients after the all-reduce differ", None))
+        if sa["grad_norm"] != sb["grad_norm"]:
+            found.append(("grad_norm", f"gradient norm {sa['grad_norm']!r} vs {sb['grad_norm']!r}", None))
+        if sa["lr"] != sb["lr"] or sa["loss_scale"] != sb["loss_scale"]:
+            found.append(("update", f"the update differs (learning rate {sa['lr']!r} vs {sb['lr']!r})", None))
+        if sa["params"] != sb["params"]:
+            i = _first_list_difference(sa["params"], sb["params"])
+            what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
+            found.append(("update", f"parameters after the update differ (first: {what})", what))
+        if found:
+            where, detail, module = found[0]
+            # A difference seen only after the loss, with nothing traced, may have started earlier in the step.
+            if not traced and where in ("loss", "grad_norm"):
+                detail += " (step not traced: the forward and gradients were not fingerprinted)"
+            return Divergence(k, where, detail, module, traced, [f[1] for f in found[1:]])
+    if len(steps_a) != len(steps_b):
+        k = min(len(steps_a), len(steps_b))
+        return Divergence(k, "record", f"one run has {len(steps_a)} steps, the other {len(steps_b)}", None, False)
+    if ra.get("final") != rb.get("final"):
+        return Divergence(len(steps_a), "final", "the final evaluation or checkpoint identity differs", None, False)
+    return None
+
+
+def _t(p: float, dof: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(p, dof))
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def _windows(n: int, count: int) -> list[tuple[int, int]]:
+    count = max(1, min(count, n))
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(count) if edges[i + 1] > edges[i]]
+
+
+def _rms(values: list[float]) -> float:
+    return math.sqrt(math.fsum(v * v for v in values) / len(values)) if values else 0.0
+
+
+def prediction_interval(values: list[float], alpha: float, resolution: float = 0.0) -> tuple[float, float, float]:
+    """Two-sided (1 - alpha) prediction interval for one new draw: (mean, low, high)."""
+    k = len(values)
+    mean, sd = _mean_sd(values)
+    sd = max(sd, resolution)
+    half = _t(1 - alpha / 2, k - 1) * sd * math.sqrt(1 + 1 / k)
+    return mean, mean - half, mean + half
+
+
+def numerics_check(
+    run: dict[str, list[float]],
+    run_final: dict[str, Any] | None,
+    primary: dict[str, list[float]],
+    members: list[dict[str, Any]],
+    *,
+    alpha: float,
+    windows: int,
+    resolution: dict[str, float],
+) -> BandCheck:
+    k = len(members)
+    if k < 3:
+        return BandCheck(False, f"the numerics band has {k} members; at least 3 are needed")
+    n = min(len(primary["loss"]), len(run["loss"]), *(len(m["series"]["loss"]) for m in members))
+    spans = _windows(n, windows)
+    tests = len(spans) * len(SCALARS) + len(FINAL_METRICS)
+    a = alpha / tests
+    t = _t(1 - a, k - 1) * math.sqrt(1 + 1 / k)
+    check = BandCheck(True, f"same seed as the baseline's primary run; {k} rounding-perturbed members", alpha=alpha)
+    failing_steps: list[int] = []
+    largest: dict[str, Any] | None = None
+    for scalar in SCALARS:
+        p = primary[scalar]
+        dev_run = [abs(run[scalar][i] - p[i]) for i in range(n)]
+        dev_members = [[abs(m["series"][scalar][i] - p[i]) for i in range(n)] for m in members]
+        for start, end in spans:
+            scale = math.fsum(abs(v) for v in p[start:end]) / (end - start)
+            floor = 1e-9 * scale + 1e-30  # below this, a deviation is float noise of the printout
+            logs = [math.log(_rms(d[start:end]) + floor) for d in dev_members]
+            mean, sd = _mean_sd(logs)
+            bound = mean + t * sd
+            value = _rms(dev_run[start:end])
+            ok = math.log(value + floor) <= bound
+            threshold = math.exp(bound) - floor
+            check.windows.append(WindowCheck(scalar, start, end, value, threshold, ok))
+            if not ok:
+                outside = [i for i in range(start, end) if dev_run[i] > threshold] or [start]
+                failing_steps.append(outside[0])
+        for i in range(n):
+            band_max = max(d[i] for d in dev_members)
+            ratio = dev_run[i] / band_max if band_max > 0 else (math.inf if dev_run[i] > 0 else 0.0)
+            if dev_run[i] > 0 and (largest is None or ratio > largest["ratio"]):
+                largest = {"scalar": scalar, "step": i, "deviation": dev_run[i], "band_max": band_max, "ratio": ratio}
+    if run_final:
+        for metric in FINAL_METRICS:
+            values = [float(m["final"][metric]) for m in members]
+            mean, low, high = prediction_interval(values, a, resolution.get(metric, 0.0))
+            value = float(run_final[metric])
+            check.finals.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
+    check.ok = all(w.ok for w in check.windows) and all(f.ok for f in check.finals)
+    check.first_step_outside = min(failing_steps) if failing_steps else None
+    check.largest = largest
+    return check
+
+
+def seed_check(run_final: dict[str, Any] | None, seeds: list[dict[str, Any]], *, alpha: float, resolution: dict[str, float]) -> SeedCheck:
+    if len(seeds) < 3:
+        return SeedCheck(False, f"the seed band has {len(seeds)} seeds; at least 3 are needed")
+    if not run_final:
+        return SeedCheck(False, "the run has no final evaluation")
+    check = SeedCheck(True, f"final metrics of {len(seeds)} master seeds", alpha=alpha)
+    a = alpha / len(FINAL_METRICS)
+    for metric in FINAL_METRICS:
+        mean, low, high = prediction_interval([float(s[metric]) for s in seeds], a, resolution.get(metric, 0.0))
+        value = float(run_final[metric])
+        check.metrics.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
+    check.ok = all(m.ok for m in check.metrics)
+    return check
+
+
+def _describe(view: RunView) -> dict[str, Any]:
+    return {
+        "name": view.name,
+        "path": view.path,
+        "profile": view.config.get("profile"),
+        "seed": view.config.get("settings", {}).get("seed"),
+        "status": view.status.get("status"),
+        "workload_hash": view.config.get("workload_hash"),
+        "command": view.config.get("command"),
+        "reference": view.config.get("reference"),
+        "final": view.final,
+    }
+
+
+def _failure(view: RunView) -> dict[str, Any] | None:
+    if view.status.get("status") == "COMPLETE":
+        return None
+    record_failure = (view.record or {}).get("failure") or {}
+    return {
+        "run": view.name,
+        "status": view.status.get("status"),
+        "kind": view.status.get("kind", record_failure.get("kind", "crash")),
+        "step": view.status.get("step", record_failure.get("step")),
+        "rank": view.status.get("rank", record_failure.get("rank")),
+        "message": view.status.get("reason", "the run did not complete"),
+    }
+
+
+def _curves(candidate: RunView, reference: RunView, numerics: BandCheck, bands: Bands | None) -> dict[str, Any]:
+    a, b = series(candidate.steps)["loss"], series(reference.steps)["loss"]
+    n = min(len(a), len(b))
+    curves: dict[str, Any] = {
+        "candidate_loss": a,
+        "reference_loss": b,
+        "deviation": [abs(a[i] - b[i]) for i in range(n)],
+    }
+    if numerics.applied and bands is not None:
+        band_max = []
+        for i in range(n):
+            band_max.append(max(abs(m["series"]["loss"][i] - b[i]) for m in bands.members))
+        curves["band_max"] = band_max
+        upper = [0.0] * n
+        for w in numerics.windows:
+            if w.scalar == "loss":
+                for i in range(w.start, min(w.end, n)):
+                    upper[i] = w.threshold
+        curves["band_threshold"] = upper
+    return curves
+
+
+def _mismatches(candidate: RunView, reference: RunView) -> list[str]:
+    out = []
+    for key, label in (("profile", "profile"), ("workload_hash", "workload hash")):
+        va, vb = candidate.config.get(key), reference.config.get(key)
+        if va != vb:
+            out.append(f"the {label} differs ({va} vs {vb}): the runs are not the same workload")
+    na, nb = len(candidate.steps), len(reference.steps)
+    if na != nb and candidate.status.get("status") == reference.status.get("status") == "COMPLETE":
+        out.append(f"the step counts differ ({na} vs {nb}): only the first {min(na, nb)} steps are compared")
+    return out
+
+
+def compare(
+    candidate: RunView,
+    reference: RunView | None,
+    *,
+    bands: Bands | None = None,
+    repeats: list[RunView] | None = None,
+) -> Comparison:
+    """Judge ``candidate`` against ``reference`` (a run, or a baseline's primary run).
+
+    With no reference at all (no baseline exists) the verdict is at best NO_BASELINE.
+    """
+    notes: list[str] = []
+    if reference is None:
+        return _without_reference(candidate, repeats or [])
+    mismatches = _mismatches(candidate, reference)
+    identical = records_identical(candidate.record, reference.record)
+    divergence = None if identical else first_difference(candidate, reference)
+    failure = _failure(candidate) or _failure(reference)
+
+    nondeterminism = _nondeterminism(candidate, repeats or [])
+
+    comparable = not any("workload" in m or "profile" in m for m in mismatches)
+    resolution = bands.resolution if bands else {}
+    if bands is None:
+        numerics = BandCheck(False, "no baseline bands are available")
+        seeds = SeedCheck(False, "no baseline bands are available")
+    elif not comparable:
+        numerics = BandCheck(False, "the runs are different workloads; bands do not apply")
+        seeds = SeedCheck(False, "the runs are different workloads; bands do not apply")
+    elif failure or not candidate.steps:
+        numerics = BandCheck(False, "the run did not complete")
+        seeds = SeedCheck(False, "the run did not complete")
+    else:
+        seeds = seed_check(candidate.final, bands.seeds, alpha=bands.alpha, resolution=resolution)
+        if candidate.seed != bands.primary_seed:
+            numerics = BandCheck(
+                False,
+                f"not applied: the run's master seed ({candidate.seed}) differs from the baseline's "
+                f"primary seed ({bands.primary_seed}), so only the seed interval applies",
+            )
+        else:
+            numerics = numerics_check(
+                series(candidate.steps), candidate.final, series(reference.steps), bands.members,
+                alpha=bands.alpha, windows=bands.windows, resolution=resolution,
+            )
+
+    differences = diff_manifests(candidate.manifest, reference.manifest)
+    env_key_match = environment_key(candidate.manifest) == environment_key(reference.manifest)
+
+    if failure:
+        verdict = "FAILED"
+    elif nondeterminism:
+        verdict = "NONDETERMINISTIC"
+    elif identical:
+        verdict = "IDENTICAL"
+    elif not numerics.applied and not seeds.applied:
+        verdict = "NO_BASELINE"
+    elif not (numerics.ok and seeds.ok):
+        verdict = "DRIFT"
+    else:
+        verdict = "EQUIVALENT"
+
+    if verdict in ("EQUIVALENT", "DRIFT") and env_key_match and not identical:
+        notes.append(
+            "The environment key matches the reference exactly, yet the runs are not bit-identical: "
+            "on a deterministic setup that is itself a finding (a nondeterministic kernel, "
+            "an unrecorded setting, or faulty hardware)."
+        )
+    causes = rank_causes(verdict, divergence, differences, candidate, reference)
+    summary = _summary(verdict, divergence, numerics, seeds, failure, nondeterminism)
+    return Comparison(
+        verdict=verdict,
+        summary=summary,
+        candidate=_describe(candidate),
+        reference=_describe(reference),
+        baseline=bands.name if bands else None,
+        identical=identical,
+        first_difference=divergence,
+        numerics=numerics,
+        seed=seeds,
+        failure=failure,
+        nondeterminism=nondeterminism,
+        env_differences=[asdict(d) for d in differences],
+        env_key_match=env_key_match,
+        causes=causes,
+        curves=_curves(candidate, reference, numerics, bands),
+        mismatches=mismatches,
+        notes=notes,
+    )
+
+
+def _without_reference(candidate: RunView, repeats: list[RunView]) -> Comparison:
+    failure = _failure(candidate)
+    nondeterminism = _nondeterminism(candidate, repeats)
+    verdict = "FAILED" if failure else "NONDETERMINISTIC" if nondeterminism else "NO_BASELINE"
+    numerics = BandCheck(False, "no baseline exists for this profile and workload")
+    seeds = SeedCheck(False, "no baseline exists for this profile and workload")
+    summary = _summary(verdict, None, numerics, seeds, failure, nondeterminism)
+    if verdict == "NO_BASELINE":
+        summary = "no baseline to compare against"
+    return Comparison(
+        verdict=verdict, summary=summary, candidate=_describe(candidate), reference={}, baseline=None,
+        identical=False, first_difference=None, numerics=numerics, seed=seeds, failure=failure,
+        nondeterminism=nondeterminism, env_differences=[], env_key_match=False,
+        causes=rank_causes(verdict, None, [], candidate, candidate),
+        curves={"candidate_loss": series(candidate.steps)["loss"], "reference_loss": [], "deviation": []},
+        mismatches=[], notes=[],
+    )
+
+
+def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> dict[str, Any] | None:
+    for other in repeats:
+        if not records_identical(candidate.record, other.record):
+            where = first_difference(candidate, other)
+            return {
+                "repeats": len(repeats) + 1,
+                "differing": other.name,
+                "first_difference": asdict(where) if where else None,
+            }
+    return None
+
+
+def _summary(
+    verdict: str, divergence: Divergence | None, numerics: BandCheck, seeds: SeedCheck,
+    failure: dict[str, Any] | None, nondeterminism: dict[str, Any] | None,
+) -> str:
+    if verdict == "FAILED" and failure:
+        return f"{failure['run']} {failure['status'].lower()}: {failure['message']}"
+    if verdict == "NONDETERMINISTIC" and nondeterminism:
+        fd = nondeterminism.get("first_difference") or {}
+        return f"repeated runs on this machine differ (first at step {fd.get('step')}: {fd.get('detail')})"
+    if verdict == "IDENTICAL":
+        return "bit-identical: every step's record and the checkpoint identity match"
+    first = f"first differs at step {divergence.step}: {divergence.detail}" if divergence else "records differ"
+    if verdict == "NO_BASELINE":
+        return f"no band to judge against; {first}"
+    if verdict == "DRIFT":
+        parts = []
+        if numerics.applied and not numerics.ok:
+            parts.append(f"outside the numerics band from step {numerics.first_step_outside}")
+        for m in seeds.metrics:
+            if not m.ok:
+                parts.append(f"{m.metric} {m.value:.4f} outside the seed interval [{m.low:.4f}, {m.high:.4f}]")
+        return "; ".join(parts) + f"; {first}"
+    applied = [n for n, c in (("numerics band", numerics), ("seed interval", seeds)) if c.applied]
+    return f"not bit-identical but inside the {' and the '.join(applied)}; {first}"

@@ -1,0 +1,128 @@
+"""GPU probes through NVML (nvidia-ml-py), which needs no CUDA context and no nvidia-smi.
+
+Each field is its own guarded read: consumer GPUs, MIG slices and containers refuse some
+queries (ECC, clocks, power) with NVMLError_NotSupported or NoPermission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from repro.manifest.probe import guarded, is_unavailable, read_each, reason_for, unavailable
+
+_MIB = 2**20
+_MILLIWATTS_PER_WATT = 1000
+
+
+def _text(value: str | bytes) -> str:
+    # nvidia-ml-py returns str; older pynvml releases returned bytes.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def hash_uuid(uuid: str) -> str:
+    """First 16 hex digits of the UUID's sha256: tells GPUs apart without naming the board."""
+    return hashlib.sha256(uuid.encode()).hexdigest()[:16]
+
+
+def _bare_uuid(uuid: str) -> str:
+    # NVML says "GPU-58f4...", torch's device properties say "58f4...".
+    return uuid.lower().removeprefix("gpu-")
+
+
+def decode_cuda_driver_version(version: int) -> str:
+    """NVML's CUDA driver version 12040 -> "12.4"."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _sm_count(uuid: Any, sm_counts: Any) -> Any:
+    for reading in (uuid, sm_counts):
+        if is_unavailable(reading):
+            return reading
+    if not sm_counts:
+        return unavailable("CUDA is not available to torch in this process")
+    count = sm_counts.get(_bare_uuid(uuid))
+    if count is None:
+        return unavailable("no CUDA device of this process has this GPU's UUID")
+    return count
+
+
+def _device(nvml: Any, index: int, sm_counts: Any) -> dict[str, Any]:
+    handle = guarded(lambda: nvml.nvmlDeviceGetHandleByIndex(index))
+    if is_unavailable(handle):
+        return {"index": index, "handle": handle}
+    uuid = guarded(lambda: _text(nvml.nvmlDeviceGetUUID(handle)))
+    device = read_each(
+        {
+            "index": lambda: index,
+            "name": lambda: _text(nvml.nvmlDeviceGetName(handle)),
+            "uuid_sha256": lambda: hash_uuid(uuid) if isinstance(uuid, str) else uuid,
+            "compute_capability": (
+                lambda: "{}.{}".format(*nvml.nvmlDeviceGetCudaComputeCapability(handle))
+            ),
+            "sm_count": lambda: _sm_count(uuid, sm_counts),
+            "memory_total_mib": lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // _MIB,
+            "ecc_mode": lambda: bool(nvml.nvmlDeviceGetEccMode(handle)[0]),
+            "mig_mode": lambda: bool(nvml.nvmlDeviceGetMigMode(handle)[0]),
+            "persistence_mode": lambda: bool(nvml.nvmlDeviceGetPersistenceMode(handle)),
+            "power_limit_w": (
+                lambda: nvml.nvmlDeviceGetPowerManagementLimit(handle) / _MILLIWATTS_PER_WATT
+            ),
+        }
+    )
+    sm, memory = nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_MEM
+    device["clocks_mhz"] = read_each(
+        {
+            "sm": lambda: int(nvml.nvmlDeviceGetClockInfo(handle, sm)),
+            "sm_max": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, sm)),
+            "memory": lambda: int(nvml.nvmlDeviceGetClockInfo(handle, memory)),
+            "memory_max": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, memory)),
+        }
+    )
+    device["pcie"] = read_each(
+        {
+            "generation": lambda: int(nvml.nvmlDeviceGetCurrPcieLinkGeneration(handle)),
+            "width": lambda: int(nvml.nvmlDeviceGetCurrPcieLinkWidth(handle)),
+        }
+    )
+    return device
+
+
+def _import_pynvml() -> Any:
+    import pynvml
+
+    return pynvml
+
+
+def gpu_probes(sm_counts: Any = None, nvml: Any = None) -> dict[str, Any]:
+    """``{"nvml": driver fields, "gpus": [one dict per GPU]}``; each says why if NVML is absent.
+
+    ``sm_counts`` maps bare UUIDs to SM counts (or says why there are none); ``nvml`` is
+    the pynvml module by default, tests pass a fake with the same functions.
+    """
+    if nvml is None:
+        nvml = guarded(_import_pynvml)
+        if is_unavailable(nvml):
+            return {"nvml": nvml, "gpus": nvml}
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:
+        why = unavailable(f"NVML cannot be initialised ({reason_for(exc)})")
+        return {"nvml": why, "gpus": why}
+    try:
+        count = guarded(lambda: int(nvml.nvmlDeviceGetCount()))
+        driver = read_each(
+            {
+                "driver_version": lambda: _text(nvml.nvmlSystemGetDriverVersion()),
+                "cuda_driver_version": (
+                    lambda: decode_cuda_driver_version(nvml.nvmlSystemGetCudaDriverVersion())
+                ),
+                "gpu_count": lambda: count,
+            }
+        )
+        if not isinstance(count, int):
+            return {"nvml": driver, "gpus": count}
+        gpus = [_device(nvml, index, sm_counts or {}) for index in range(count)]
+        return {"nvml": driver, "gpus": gpus}
+    finally:
+        guarded(nvml.nvmlShutdown)

@@ -1,0 +1,323 @@
+"""Profiles: typed, validated data that fix everything that changes the numerics.
+
+A profile never derives anything from the machine: a 64-core box runs the
+``quick`` profile with the same ranks and threads per rank as a 2-core one, or
+no two machines could ever match. ``--set key=value`` overrides any field
+(dotted for nested ones: ``model.d_model=128``, ``fault.nan_step=5``); an
+overridden run is marked non-reference and can never become a baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro.documents import read_data
+from repro.errors import UserError
+
+PROFILE_NAMES = ("smoke", "quick", "full")
+AMP_DTYPES = ("bfloat16", "float16", "float32")
+SDPA_BACKENDS = ("default", "math", "flash", "efficient", "cudnn")
+
+
+@dataclass
+class ModelConfig:
+    vocab: int = 16
+    """Token vocabulary size."""
+    d_model: int = 64
+    """Width of the residual stream."""
+    n_layers: int = 2
+    """Number of Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads per block; must divide ``d_model``."""
+    seq_len: int = 32
+    """Tokens per sample."""
+    dropout: float = 0.1
+    """Dropout probability (masks derive from the global sample index)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "vocab", "d_model", "n_layers", "n_heads", "seq_len")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.vocab < 4:
+            raise ValueError(f"model.vocab={self.vocab} must be at least 4")
+
+
+@dataclass
+class DataConfig:
+    train_samples: int = 1024
+    """Training set size; one epoch is ``train_samples // global_batch`` steps."""
+    eval_samples: int = 256
+    """Held-out evaluation samples (evaluated on rank 0 alone, so world size cannot change it)."""
+    label_noise: float = 0.06
+    """Fraction of targets replaced by random tokens: keeps accuracy off a saturated 100 %."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "train_samples", "eval_samples")
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ValueError(f"data.label_noise={self.label_noise} must be in [0, 1)")
+
+
+@dataclass
+class Faults:
+    """Deliberate faults for tests and the self-test; a run with any can never be a baseline."""
+
+    nan_step: int | None = None
+    """Make the loss NaN at this step."""
+    desync_step: int | None = None
+    """Perturb one rank's parameters after this step's update."""
+    lr_factor: float = 1.0
+    """Multiply the learning rate."""
+    sampler_seed_offset: int = 0
+    """Shuffle with another sampler seed."""
+    skip_set_epoch: bool = False
+    """Forget ``DistributedSampler.set_epoch`` (every epoch repeats the first order)."""
+    nondeterministic: bool = False
+    """Seed dropout masks from the OS instead of the sample index."""
+    raise_step: int | None = None
+    """Raise an exception on ``fault_rank`` at this step."""
+    hang_step: int | None = None
+    """Hang ``fault_rank`` at this step (the collective timeout must end the run)."""
+    fault_rank: int = -1
+    """The rank that raises, hangs or desynchronises; -1 means the last rank."""
+
+    def active(self) -> dict[str, Any]:
+        defaults = Faults()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "fault_rank" and getattr(self, f.name) != getattr(defaults, f.name)
+        }
+
+
+@dataclass
+class Profile:
+    name: str = "quick"
+    """Profile name; baselines are recorded per profile."""
+    description: str = ""
+    """One line for people."""
+    device: str = "cpu"
+    """``cpu`` (gloo, bf16 autocast) or ``cuda`` (nccl, fp16 autocast + GradScaler)."""
+    world_size: int = 2
+    """Ranks on this node."""
+    threads_per_rank: int = 1
+    """Intra-op threads per rank (set before torch starts)."""
+    amp_dtype: str = "bfloat16"
+    """Autocast dtype: bfloat16, float16 (with GradScaler) or float32 (AMP off)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    global_batch: int = 32
+    """Samples per optimiser step summed over ranks."""
+    eval_batch: int = 128
+    """Samples per evaluation forward pass."""
+    steps: int = 300
+    """Optimiser steps."""
+    warmup_steps: int = 20
+    """Linear warm-up steps before the cosine decay."""
+    lr: float = 3e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this."""
+    seed: int = 0
+    """Master seed: data, initialisation and dropout all derive from it."""
+    num_workers: int = 1
+    """DataLoader worker processes per rank (at least 1)."""
+    tf32: bool = False
+    """Allow TF32 matmuls and convolutions on CUDA."""
+    sdpa_backend: str = "default"
+    """Force one scaled-dot-product-attention backend, or let torch choose."""
+    trace_steps: int = 10
+    """Steps with localisation data (module outputs, gradients before and after all-reduce)."""
+    check_every: int = 1
+    """Compare parameter fingerprints across ranks every this many steps."""
+    converged_accuracy: float = 0.9
+    """Evaluation token accuracy a run must reach to count as converged."""
+    collective_timeout_s: float = 60.0
+    """A rank that does not join a collective within this many seconds fails the run."""
+    band_member: int | None = None
+    """Internal: index of a numerics-band member (rounding-level perturbation)."""
+    band_scale: float | None = None
+    """Relative size of a band member's initial parameter perturbation; default half a unit
+    in the last place of the compute dtype (bf16 2**-9, fp16 2**-12, fp32 2**-24), the
+    finest change that autocast cannot absorb."""
+    fault: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        _positive(self, "world_size", "threads_per_rank", "global_batch", "eval_batch", "steps")
+        _positive(self, "num_workers", "check_every", "lr", "collective_timeout_s")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device={self.device!r} must be 'cpu' or 'cuda'")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype={self.amp_dtype!r} must be one of {', '.join(AMP_DTYPES)}")
+        if self.sdpa_backend not in SDPA_BACKENDS:
+            raise ValueError(
+                f"sdpa_backend={self.sdpa_backend!r} must be one of {', '.join(SDPA_BACKENDS)}"
+            )
+        if self.global_batch % self.world_size:
+            raise ValueError(
+                f"global_batch={self.global_batch} is not divisible by world_size={self.world_size}"
+            )
+        if self.data.train_samples % self.global_batch:
+            raise ValueError(
+                f"data.train_samples={self.data.train_samples} is not a multiple of "
+                f"global_batch={self.global_batch}"
+            )
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps})")
+        if self.trace_steps < 0:
+            raise ValueError(f"trace_steps={self.trace_steps} must be >= 0")
+        if self.band_member is not None and self.fault.active():
+            raise ValueError("a band member cannot also carry a fault")
+
+    @property
+    def band_perturbation(self) -> float:
+        if self.band_scale is not None:
+            return self.band_scale
+        return {"bfloat16": 2.0**-9, "float16": 2.0**-12, "float32": 2.0**-24}[self.amp_dtype]
+
+    @property
+    def local_batch(self) -> int:
+        return self.global_batch // self.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.train_samples // self.global_batch
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name}={value!r} must be a positive number")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Construct a (nested) config dataclass from a mapping, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'profile'} must be a mapping, got {data!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown field {where}{unknown[0]!r}; known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    nested = {"model": ModelConfig, "data": DataConfig, "fault": Faults}
+    for key, value in data.items():
+        if key in nested and cls is Profile:
+            kwargs[key] = _build(nested[key], value, f"{key}.")
+        else:
+            kwargs[key] = _coerce(known[key], value, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
+    kind = str(f.type)
+    if kind.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValueError(f"{name}={value!r} must be a pair of numbers")
+        return tuple(float(v) for v in value)
+    if value is None:
+        if "None" not in kind:
+            raise ValueError(f"{name} cannot be empty")
+        return None
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be true or false")
+        return value
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}={value!r} must be an integer")
+        return value
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}={value!r} must be a number")
+        return float(value)
+    if kind.startswith("str"):
+        return str(value)
+    return value
+
+
+def profile_source(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """The raw mapping of a shipped profile name or a YAML file, and where it came from."""
+    if name_or_path in PROFILE_NAMES:
+        text = resources.files("repro.profiles").joinpath(f"{name_or_path}.yaml").read_text()
+        return yaml.safe_load(text), f"profile {name_or_path!r}"
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") or not path.exists():
+        raise UserError(
+            f"profile {name_or_path!r} is neither a known profile ({', '.join(PROFILE_NAMES)}) "
+            "nor an existing .yaml file; pick one of those."
+        )
+    data = read_data(path)
+    return data, str(path)
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["lr=0.0045", "fault.nan_step=5"]`` -> ``{"lr": 0.0045, "fault.nan_step": 5}``."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {pair!r} is not key=value; write e.g. --set lr=0.0045.")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {pair!r} has a value that cannot be parsed.") from None
+    return overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = _deepcopy(data)
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {dotted}: {part!r} is not a group of settings.")
+            node = child
+        node[leaf] = value
+    return merged
+
+
+def _deepcopy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def build_profile(data: dict[str, Any], where: str) -> Profile:
+    try:
+        return _build(Profile, data, "")  # type: ignore[no-any-return]
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{where}: {exc}; fix the profile or the --set value.") from None
+
+
+def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> Profile:
+    data, where = profile_source(name_or_path)
+    return build_profile(apply_overrides(data, overrides or {}), where)
+
+
+def default_profile_name() -> str:
+    """``full`` where CUDA is usable, else ``quick``; the caller prints the choice."""
+    try:
+        import torch
+
+        return "full" if torch.cuda.is_available() else "quick"
+    except ImportError:
+        return "quick"

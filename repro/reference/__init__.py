@@ -1,0 +1,1 @@
+"""The reference workload: model, data, determinism, training loop and launcher."""

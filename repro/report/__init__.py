@@ -1,0 +1,1 @@
+"""Renderings of a ``Comparison``: terminal, Markdown and self-contained HTML."""

@@ -1,0 +1,536 @@
+"""One model of a compare report, shared by the terminal, Markdown and HTML renderers.
+
+``build_report`` decides what is said and in which order; a renderer decides only how a
+block looks. Text may hold `backtick` code spans (the keys table's hints use them);
+renderers show them as code where they can.
+
+Order of the sections: verdict, environment differences, where the runs parted, how far
+apart they are, probable causes, how to reproduce.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from itertools import groupby
+from typing import TYPE_CHECKING, Any, Literal
+
+from repro.manifest.diff import Difference, render_change
+
+if TYPE_CHECKING:
+    from repro.judge import BandCheck, Comparison, MetricCheck, SeedCheck, WindowCheck
+
+Tone = Literal["good", "bad", "warn", "muted"] | None
+
+VERDICT_TONES: dict[str, Tone] = {
+    "IDENTICAL": "good",
+    "EQUIVALENT": "good",
+    "DRIFT": "bad",
+    "FAILED": "bad",
+    "NONDETERMINISTIC": "bad",
+    "NO_BASELINE": "warn",
+}
+VERDICT_MEANINGS = {
+    "IDENTICAL": "bit-identical to the reference",
+    "EQUIVALENT": "not bit-identical, but inside the noise that rounding and seeds produce",
+    "DRIFT": "outside that noise: something other than float rounding moved the numbers",
+    "FAILED": "a run crashed, hung, produced NaN/Inf, desynchronised or did not converge",
+    "NONDETERMINISTIC": "repeated runs on one machine differ",
+    "NO_BASELINE": "no baseline band to judge against; only bit-identity was checked",
+}
+# Worst first: the headline of a multi-run report takes the worst verdict.
+SEVERITY = ("FAILED", "NONDETERMINISTIC", "DRIFT", "NO_BASELINE", "EQUIVALENT", "IDENTICAL")
+SECTION_TITLES = (
+    "Verdict",
+    "Environment differences",
+    "Where they parted",
+    "How far apart",
+    "Probable causes",
+    "Reproduce",
+)
+WHERE_LABELS = {
+    "global_batch": "the global batch (data or sampler)",
+    "batch_split": "the split of the batch across ranks",
+    "initial": "the initial parameters",
+    "forward": "the forward pass",
+    "loss": "the loss",
+    "grad_local": "the local gradients, before the all-reduce",
+    "grad_reduced": "the gradients after the all-reduce",
+    "grad_norm": "the gradient norm",
+    "update": "the optimizer update",
+    "record": "the number of recorded steps",
+    "final": "the final evaluation or checkpoint",
+}
+SHOWN_CAUSES = 3  # the rest are folded: past three, a ranking is rarely read
+_FOLDED_WINDOW_SCALARS = ("grad_norm", "lr", "loss_scale")  # loss windows are always shown
+_IMPACT_TONES: dict[str, Tone] = {"high": "bad", "medium": "warn", "low": "muted"}
+
+
+# -- blocks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph."""
+
+    text: str
+    tone: Tone = None
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a list: ``[tag] text``, with indented detail lines below it."""
+
+    text: str
+    tag: str | None = None
+    tone: Tone = None
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Items:
+    items: tuple[Item, ...]
+    title: str | None = None
+    numbered: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    tones: tuple[Tone, ...]  # one per row
+    numeric: tuple[bool, ...]  # one per column: right-aligned
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Detail a short report leaves out: the terminal prints only ``summary``."""
+
+    summary: str
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure drawn from ``Comparison.curves``; only the HTML report draws it."""
+
+    kind: Literal["loss", "deviation"]
+    caption: str
+
+
+@dataclass(frozen=True)
+class Commands:
+    commands: tuple[tuple[str, str], ...]  # (label, shell command)
+
+
+Block = Text | Items | Table | Folded | Plot | Commands
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    verdict: str
+    tone: Tone
+    meaning: str
+    title: str  # "<candidate> vs <reference>"
+    summary: str
+    sections: tuple[Section, ...]  # in SECTION_TITLES order
+    curves: dict[str, Any]
+    first_step: int | None  # where the runs parted, marked on the plots
+    first_outside: int | None  # first step outside the numerics band
+
+
+# -- numbers --------------------------------------------------------------------------------
+
+
+def fmt_value(x: float) -> str:
+    """A loss or metric: enough digits to see two close runs differ."""
+    return f"{x:.6g}" if math.isfinite(x) else str(x)
+
+
+def fmt_small(x: float) -> str:
+    """A deviation or bound; a bound below zero is float noise of its floor term."""
+    if not math.isfinite(x):
+        return str(x)
+    return "0" if x <= 0 else f"{x:.2e}"
+
+
+def fmt_interval(low: float, high: float) -> str:
+    return f"{low:.4f}–{high:.4f}"
+
+
+def fmt_ratio(ratio: float) -> str:
+    return "infinitely" if math.isinf(ratio) else f"{ratio:.3g}x"
+
+
+def code_spans(text: str) -> list[tuple[str, bool]]:
+    """Split ``text`` at backticks into (part, is_code); an unpaired backtick stays text."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        parts[-2:] = [parts[-2] + "`" + parts[-1]]
+    return [(part, i % 2 == 1) for i, part in enumerate(parts) if part]
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def _band_item(name: str, check: BandCheck | SeedCheck) -> Item:
+    if not check.applied:
+        return Item(f"{name}: {check.reason}", tag="not applied", tone="muted")
+    alpha = f" (false-alarm rate {check.alpha:g})" if check.alpha else ""
+    if check.ok:
+        return Item(f"{name}{alpha}: {check.reason}", tag="inside", tone="good")
+    return Item(f"{name}{alpha}: {check.reason}", tag="outside", tone="bad")
+
+
+def _failure_text(comparison: Comparison) -> Text | None:
+    failure = comparison.failure
+    if not failure:
+        return None
+    who = "candidate" if failure.get("run") == comparison.candidate.get("name") else "reference"
+    where = []
+    if failure.get("step") is not None:
+        where.append(f"at step {failure['step']}")
+    if failure.get("rank") is not None:
+        where.append(f"on rank {failure['rank']}")
+    place = " ".join(where)
+    return Text(
+        f"The {who} run {str(failure.get('status', 'failed')).lower()} "
+        f"({failure.get('kind', 'crash')}){' ' + place if place else ''}: {failure.get('message')}",
+        tone="bad",
+    )
+
+
+def _verdict_section(comparison: Comparison) -> Section:
+    c, r = comparison.candidate, comparison.reference
+    blocks: list[Block] = [
+        Items(
+            (
+                Item(f"{c.get('name')} ({c.get('path')})", tag="candidate"),
+                Item(f"{r.get('name')} ({r.get('path')})", tag="reference"),
+            )
+        )
+    ]
+    failure = _failure_text(comparison)
+    if failure:
+        blocks.append(failure)
+    if comparison.baseline:
+        blocks.append(Text(f"Judged against the bands of baseline `{comparison.baseline}`:"))
+    else:
+        blocks.append(Text("No baseline bands applied:"))
+    blocks.append(
+        Items(
+            (
+                _band_item("numerics band", comparison.numerics),
+                _band_item("seed interval", comparison.seed),
+            )
+        )
+    )
+    return Section(SECTION_TITLES[0], tuple(blocks))
+
+
+def _difference(row: dict[str, Any]) -> Difference:
+    return Difference(
+        key=row["key"],
+        section=row["section"],
+        a=row["a"],
+        b=row["b"],
+        impact=row["impact"],
+        env_key=bool(row.get("env_key")),
+        hint=row.get("hint", ""),
+    )
+
+
+def _difference_item(d: Difference) -> Item:
+    tone = _IMPACT_TONES.get(d.impact, "muted")
+    details = (f"try: {d.hint}",) if d.impact == "high" and d.hint else ()
+    key = f"`{d.key}`" + (" (environment key)" if d.env_key else "")
+    return Item(f"{key}: {render_change(d)}", tag=d.impact, tone=tone, details=details)
+
+
+def _grouped(differences: list[Difference]) -> tuple[Items, ...]:
+    # diff_manifests sorts by section already; groupby keeps that order.
+    return tuple(
+        Items(tuple(_difference_item(d) for d in group), title=section)
+        for section, group in groupby(differences, key=lambda d: d.section)
+    )
+
+
+def _env_section(comparison: Comparison) -> Section:
+    blocks: list[Block] = [Text(note, tone="warn", strong=True) for note in comparison.notes]
+    blocks += [Text(m, tone="bad") for m in comparison.mismatches]
+    differences = [_difference(row) for row in comparison.env_differences]
+    in_key = sum(d.env_key for d in differences)
+    if comparison.env_key_match:
+        blocks.append(
+            Text("The environment keys match: bit-identical results are expected.", tone="good")
+        )
+    else:
+        blocks.append(
+            Text(
+                f"The environment keys differ ({in_key} key{'s' if in_key != 1 else ''}): "
+                "bit-identical results are not expected.",
+                tone="warn",
+            )
+        )
+    if not differences:
+        blocks.append(Text("The manifests do not differ."))
+        return Section(SECTION_TITLES[1], tuple(blocks))
+    shown = [d for d in differences if d.impact != "low"]
+    low = [d for d in differences if d.impact == "low"]
+    blocks += _grouped(shown)
+    if low:
+        sections = ", ".join(dict.fromkeys(d.section for d in low))
+        noun = "difference" if len(low) == 1 else "differences"
+        summary = f"and {len(low)} low-impact {noun} ({sections})"
+        blocks.append(Folded(summary, _grouped(low)))
+    return Section(SECTION_TITLES[1], tuple(blocks))
+
+
+def _parted_section(comparison: Comparison) -> Section:
+    blocks: list[Block] = []
+    d = comparison.first_difference
+    if d is None:
+        if comparison.identical:
+            blocks.append(
+                Text("Nowhere: every step's record and the checkpoint identity are bit-identical.")
+            )
+        else:
+            blocks.append(Text("The runs could not be compared step by step (a record is missing)."))
+    else:
+        label = WHERE_LABELS.get(d.where, d.where)
+        blocks.append(Text(f"Step {d.step}, first in {label}.", strong=True))
+        blocks.append(Text(d.detail))
+        if d.module:
+            blocks.append(Text(f"Module or parameter: {d.module}"))
+        if not d.traced and d.where not in ("record", "final"):
+            blocks.append(
+                Text(
+                    f"Step {d.step} lies beyond the traced steps: forward outputs and gradients "
+                    "were not fingerprinted there, so the loss, the gradient norm and the "
+                    "parameter fingerprints located it. The divergence may have started earlier "
+                    "inside that step.",
+                    tone="muted",
+                )
+            )
+        if d.also:
+            items = tuple(Item(text) for text in d.also)
+            blocks.append(Items(items, title="Also different at that step"))
+    nd = comparison.nondeterminism
+    if nd:
+        fd = nd.get("first_difference") or {}
+        blocks.append(
+            Text(
+                f"Between repeats on this machine ({nd.get('repeats')} runs): "
+                f"{nd.get('differing')} first differs at step {fd.get('step')}: {fd.get('detail')}",
+                tone="bad",
+            )
+        )
+    return Section(SECTION_TITLES[2], tuple(blocks))
+
+
+def _window_row(w: WindowCheck) -> tuple[str, ...]:
+    steps = f"{w.start}–{w.end - 1}" if w.end - 1 > w.start else str(w.start)
+    return (w.scalar, steps, fmt_small(w.value), fmt_small(w.threshold), "yes" if w.ok else "NO")
+
+
+def _windows_table(windows: list[WindowCheck]) -> Table:
+    return Table(
+        columns=("scalar", "steps", "RMS deviation", "bound", "inside"),
+        rows=tuple(_window_row(w) for w in windows),
+        tones=tuple(None if w.ok else "bad" for w in windows),
+        numeric=(False, True, True, True, False),
+    )
+
+
+def _numerics_blocks(check: BandCheck) -> list[Block]:
+    if not check.applied:
+        return [Text(f"Numerics band not applied: {check.reason}.", tone="muted")]
+    blocks: list[Block] = []
+    if check.first_step_outside is not None:
+        blocks.append(
+            Text(f"First step outside the numerics band: {check.first_step_outside}.", tone="bad")
+        )
+    else:
+        blocks.append(Text("Every window is inside the numerics band.", tone="good"))
+    big = check.largest
+    if big:
+        blocks.append(
+            Text(
+                f"Largest deviation relative to the band: {big['scalar']} at step {big['step']}, "
+                f"{fmt_small(big['deviation'])}, {fmt_ratio(big['ratio'])} the largest "
+                f"deviation of any band member ({fmt_small(big['band_max'])})."
+            )
+        )
+    shown = [w for w in check.windows if not w.ok or w.scalar not in _FOLDED_WINDOW_SCALARS]
+    folded = [w for w in check.windows if w.ok and w.scalar in _FOLDED_WINDOW_SCALARS]
+    if shown:
+        blocks.append(_windows_table(shown))
+    if folded:
+        scalars = ", ".join(dict.fromkeys(w.scalar for w in folded))
+        blocks.append(
+            Folded(f"and {len(folded)} windows inside the band ({scalars})", (_windows_table(folded),))
+        )
+    return blocks
+
+
+def _finals_table(comparison: Comparison) -> Table | None:
+    candidate = comparison.candidate.get("final") or {}
+    reference = comparison.reference.get("final") or {}
+    seeds: dict[str, MetricCheck] = {m.metric: m for m in comparison.seed.metrics}
+    bands: dict[str, MetricCheck] = {m.metric: m for m in comparison.numerics.finals}
+    metrics = [m for m in ("eval_loss", "eval_accuracy") if m in candidate or m in reference]
+    if not metrics:
+        return None
+
+    def cell(check: MetricCheck | None) -> str:
+        if check is None:
+            return "n/a"
+        return f"{fmt_interval(check.low, check.high)} {'ok' if check.ok else 'OUT'}"
+
+    def value(final: dict[str, Any], metric: str) -> str:
+        return fmt_value(float(final[metric])) if metric in final else "n/a"
+
+    rows: list[tuple[str, ...]] = []
+    tones: list[Tone] = []
+    for metric in metrics:
+        s, b = seeds.get(metric), bands.get(metric)
+        rows.append(
+            (metric, value(candidate, metric), value(reference, metric), cell(s), cell(b))
+        )
+        bad = (s is not None and not s.ok) or (b is not None and not b.ok)
+        tones.append("bad" if bad else None)
+    return Table(
+        columns=("metric", "candidate", "reference", "seed interval", "numerics band"),
+        rows=tuple(rows),
+        tones=tuple(tones),
+        numeric=(False, True, True, True, True),
+    )
+
+
+def _largest_loss_deviation(deviation: list[float]) -> Text | None:
+    finite = [(v, i) for i, v in enumerate(deviation) if math.isfinite(v)]
+    if not finite or max(finite)[0] == 0:
+        return None
+    value, step = max(finite)
+    return Text(f"Largest loss deviation: {fmt_small(value)} at step {step}.")
+
+
+def _distance_section(comparison: Comparison) -> Section:
+    curves = comparison.curves
+    blocks: list[Block] = []
+    if curves.get("candidate_loss") or curves.get("reference_loss"):
+        blocks.append(Plot("loss", "Training loss per step, candidate against reference."))
+    deviation = curves.get("deviation") or []
+    if any(v > 0 or not math.isfinite(v) for v in deviation):
+        caption = "Loss deviation |candidate - reference| per step (log scale)"
+        if "band_threshold" in curves:
+            caption += ", against the numerics band's largest member and its bound"
+        blocks.append(Plot("deviation", caption + "."))
+        largest = _largest_loss_deviation(deviation)
+        if largest:
+            blocks.append(largest)
+    elif deviation:
+        blocks.append(Text("The loss curves are identical at every step."))
+    else:
+        blocks.append(Text("No steps were recorded to compare."))
+    blocks += _numerics_blocks(comparison.numerics)
+    table = _finals_table(comparison)
+    if table:
+        blocks.append(Text("Final evaluation, beside the prediction intervals:"))
+        blocks.append(table)
+    else:
+        blocks.append(Text("No final evaluation to compare."))
+    return Section(SECTION_TITLES[3], tuple(blocks))
+
+
+def _causes_section(comparison: Comparison) -> Section:
+    if not comparison.causes:
+        text = (
+            "None: the runs are identical."
+            if comparison.identical
+            else "No rule matched; read the environment differences above."
+        )
+        return Section(SECTION_TITLES[4], (Text(text),))
+    items = [
+        Item(
+            cause.cause,
+            tag=f"score {cause.score:g}",
+            tone="bad" if rank == 0 else None,
+            details=(*cause.evidence, f"try next: {cause.try_next}"),
+        )
+        for rank, cause in enumerate(comparison.causes)
+    ]
+    blocks: list[Block] = [Items(tuple(items[:SHOWN_CAUSES]), numbered=True)]
+    rest = items[SHOWN_CAUSES:]
+    if rest:
+        noun = "cause" if len(rest) == 1 else "causes"
+        blocks.append(Folded(f"and {len(rest)} less likely {noun}", (Items(tuple(rest)),)))
+    return Section(SECTION_TITLES[4], tuple(blocks))
+
+
+def _reproduce_section(comparison: Comparison) -> Section:
+    c, r = comparison.candidate, comparison.reference
+    commands = [
+        ("candidate", str(c.get("command") or "# not recorded")),
+        ("reference", str(r.get("command") or "# not recorded")),
+    ]
+    if c.get("path") and r.get("path"):
+        again = f"repro compare {shlex.quote(str(r['path']))} {shlex.quote(str(c['path']))}"
+        commands.append(("this comparison", again))
+    return Section(SECTION_TITLES[5], (Commands(tuple(commands)),))
+
+
+def build_report(comparison: Comparison) -> Report:
+    """Everything a reader is told about one comparison, in reading order."""
+    d = comparison.first_difference
+    return Report(
+        verdict=comparison.verdict,
+        tone=VERDICT_TONES.get(comparison.verdict, "warn"),
+        meaning=VERDICT_MEANINGS.get(comparison.verdict, ""),
+        title=f"{comparison.candidate.get('name')} vs {comparison.reference.get('name')}",
+        summary=comparison.summary,
+        sections=(
+            _verdict_section(comparison),
+            _env_section(comparison),
+            _parted_section(comparison),
+            _distance_section(comparison),
+            _causes_section(comparison),
+            _reproduce_section(comparison),
+        ),
+        curves=comparison.curves,
+        first_step=d.step if d is not None else None,
+        first_outside=comparison.numerics.first_step_outside,
+    )
+
+
+# -- several comparisons --------------------------------------------------------------------
+
+
+def worst_verdict(comparisons: list[Comparison]) -> str:
+    verdicts = {c.verdict for c in comparisons}
+    return next((v for v in SEVERITY if v in verdicts), comparisons[0].verdict)
+
+
+def overview(comparisons: list[Comparison]) -> tuple[str, Table]:
+    """The headline and one row per candidate, for ``repro compare A B C``."""
+    if not comparisons:
+        raise ValueError("there is no comparison to render; pass at least one")
+    reference = comparisons[0].reference.get("name")
+    counts = {v: sum(c.verdict == v for c in comparisons) for v in SEVERITY}
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    headline = f"{len(comparisons)} runs compared with {reference}: {tally}"
+    table = Table(
+        columns=("candidate", "verdict", "summary"),
+        rows=tuple((str(c.candidate.get("name")), c.verdict, c.summary) for c in comparisons),
+        tones=tuple(VERDICT_TONES.get(c.verdict, "warn") for c in comparisons),
+        numeric=(False, False, False),
+    )
+    return headline, table

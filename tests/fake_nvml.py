@@ -1,0 +1,124 @@
+"""FakeNVML: stands in for the ``pynvml`` module in tests of the GPU probes only.
+
+Torch and git are never faked; NVML is, because the CPU test machines have no driver.
+Readings are per-GPU dicts; an exception as a value is raised by its getter, the way
+NVML refuses a query (e.g. ECC on a consumer GPU).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+
+class FakeNVMLError(Exception):
+    """Plays pynvml.NVMLError."""
+
+
+class FakeNVMLErrorNotSupported(FakeNVMLError):
+    def __str__(self) -> str:
+        return "Not Supported"
+
+
+H100 = {
+    "name": "NVIDIA H100 80GB HBM3",
+    "uuid": "GPU-3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
+    "capability": (9, 0),
+    "memory_total": 80 * 2**30,
+    "ecc": [1, 1],
+    "mig": [0, 0],
+    "persistence": 1,
+    "power_limit_mw": 700_000,
+    "clocks": {1: 1980, 2: 2619},
+    "max_clocks": {1: 1980, 2: 2619},
+    "pcie_generation": 5,
+    "pcie_width": 16,
+}
+RTX_4090 = {
+    **H100,
+    "name": "NVIDIA GeForce RTX 4090",
+    "uuid": "GPU-00000000-1111-2222-3333-444444444444",
+    "capability": (8, 9),
+    "ecc": FakeNVMLErrorNotSupported(),
+}
+
+
+class FakeNVML:
+    """The subset of pynvml the probes call, over fixed per-GPU readings."""
+
+    NVML_CLOCK_SM = 1
+    NVML_CLOCK_MEM = 2
+    NVMLError = FakeNVMLError
+
+    def __init__(
+        self, gpus: list[dict[str, Any]] | None = None, init_error: Exception | None = None
+    ) -> None:
+        self.gpus = [H100, RTX_4090] if gpus is None else gpus
+        self.init_error = init_error
+        self.initialised = False
+        self.shut_down = False
+
+    @staticmethod
+    def _read(handle: dict[str, Any], name: str) -> Any:
+        value = handle[name]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def nvmlInit(self) -> None:
+        if self.init_error is not None:
+            raise self.init_error
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self.shut_down = True
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "550.54.15"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 12040
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> dict[str, Any]:
+        return self.gpus[index]
+
+    def nvmlDeviceGetName(self, handle: dict[str, Any]) -> str:
+        return str(self._read(handle, "name"))
+
+    def nvmlDeviceGetUUID(self, handle: dict[str, Any]) -> str:
+        return str(self._read(handle, "uuid"))
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: dict[str, Any]) -> tuple[int, int]:
+        major, minor = self._read(handle, "capability")
+        return int(major), int(minor)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: dict[str, Any]) -> SimpleNamespace:
+        total = self._read(handle, "memory_total")
+        return SimpleNamespace(total=total, free=total, used=0)
+
+    def nvmlDeviceGetEccMode(self, handle: dict[str, Any]) -> list[int]:
+        return list(self._read(handle, "ecc"))
+
+    def nvmlDeviceGetMigMode(self, handle: dict[str, Any]) -> list[int]:
+        return list(self._read(handle, "mig"))
+
+    def nvmlDeviceGetPersistenceMode(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "persistence"))
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "power_limit_mw"))
+
+    def nvmlDeviceGetClockInfo(self, handle: dict[str, Any], clock: int) -> int:
+        return int(self._read(handle, "clocks")[clock])
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: dict[str, Any], clock: int) -> int:
+        return int(self._read(handle, "max_clocks")[clock])
+
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "pcie_generation"))
+
+    def nvmlDeviceGetCurrPcieLinkWidth(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "pcie_width"))
