@@ -17,7 +17,9 @@ CPU_TORCH = os.environ.get("REPRO_TORCH_SPEC", "torch==2.13.0")
 def _install_cpu_stack(session: nox.Session, *extras: str) -> None:
     """A CPU build of torch first (an unpinned torch would pull a multi-GB CUDA build), then repro."""
     installed = session.run(
-        "python", "-c", "import importlib.util as u; print(u.find_spec('torch') is not None)",
+        "python",
+        "-c",
+        "import importlib.util as u; print(u.find_spec('torch') is not None)",
         silent=True,
     )
     if not installed or "True" not in installed:

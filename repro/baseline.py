@@ -52,10 +52,18 @@ class Baseline:
         from repro.manifest.schema import load_manifest
         from repro.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
 
-        record = load_document(self.path / "record.json", kind="baseline record",
-                               schema_version=RECORD_SCHEMA_VERSION, required=("steps", "final"))
-        config = load_document(self.path / "config.yaml", kind="baseline config",
-                               schema_version=CONFIG_SCHEMA_VERSION, required=("settings",))
+        record = load_document(
+            self.path / "record.json",
+            kind="baseline record",
+            schema_version=RECORD_SCHEMA_VERSION,
+            required=("steps", "final"),
+        )
+        config = load_document(
+            self.path / "config.yaml",
+            kind="baseline config",
+            schema_version=CONFIG_SCHEMA_VERSION,
+            required=("settings",),
+        )
         return RunView(
             name=f"baseline {self.name}",
             path=str(self.path),
@@ -66,8 +74,12 @@ class Baseline:
         )
 
     def bands(self) -> Bands:
-        data = load_document(self.path / "band.json", kind="baseline band",
-                             schema_version=BAND_SCHEMA_VERSION, required=("members", "seeds"))
+        data = load_document(
+            self.path / "band.json",
+            kind="baseline band",
+            schema_version=BAND_SCHEMA_VERSION,
+            required=("members", "seeds"),
+        )
         return Bands(
             name=self.name,
             alpha=float(self.meta.get("alpha", DEFAULT_ALPHA)),
@@ -99,7 +111,9 @@ def search_dirs(option: str | None) -> list[Path]:
     if option:
         path = Path(option)
         if not path.is_dir():
-            raise UserError(f"baseline folder {path} does not exist; create it or fix --baseline-dir.")
+            raise UserError(
+                f"baseline folder {path} does not exist; create it or fix --baseline-dir."
+            )
         return [path]
     dirs = [write_dir(None), shipped_dir()]
     seen: list[Path] = []
@@ -110,8 +124,12 @@ def search_dirs(option: str | None) -> list[Path]:
 
 
 def load_baseline(path: Path) -> Baseline:
-    meta = load_document(path / "baseline.yaml", kind="baseline", schema_version=BASELINE_SCHEMA_VERSION,
-                         required=("name", "profile", "workload_hash", "primary_seed", "environment_key"))
+    meta = load_document(
+        path / "baseline.yaml",
+        kind="baseline",
+        schema_version=BASELINE_SCHEMA_VERSION,
+        required=("name", "profile", "workload_hash", "primary_seed", "environment_key"),
+    )
     return Baseline(path, meta)
 
 
@@ -154,7 +172,9 @@ def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[s
     return sum(weights[key_info(k).impact] for k in differing), differing
 
 
-def select_baseline(profile: str, workload: str, manifest: dict[str, Any], dirs: list[Path], name: str | None = None) -> Selection:
+def select_baseline(
+    profile: str, workload: str, manifest: dict[str, Any], dirs: list[Path], name: str | None = None
+) -> Selection:
     """The matching baseline with the closest environment key (weighted by impact)."""
     env = environment_key(manifest)
     if name is not None:
@@ -176,14 +196,27 @@ def select_baseline(profile: str, workload: str, manifest: dict[str, Any], dirs:
     if not current:
         if same_profile:
             stale = ", ".join(b.name for b in same_profile)
-            return Selection(None, [], (
-                f"the {profile} baseline(s) {stale} were recorded for another reference workload "
-                f"(now {workload}) and no longer apply; re-record with `{record_command(profile, same_profile[0].name, force=True)}`."
-            ))
-        return Selection(None, [], f"no {profile} baseline exists; record one with `{record_command(profile)}`.")
-    scored = sorted(((_mismatch_score(env, b.meta["environment_key"]), b.name, b) for b in current), key=lambda t: (t[0][0], t[1]))
+            return Selection(
+                None,
+                [],
+                (
+                    f"the {profile} baseline(s) {stale} were recorded for another reference workload "
+                    f"(now {workload}) and no longer apply; re-record with `{record_command(profile, same_profile[0].name, force=True)}`."
+                ),
+            )
+        return Selection(
+            None, [], f"no {profile} baseline exists; record one with `{record_command(profile)}`."
+        )
+    scored = sorted(
+        ((_mismatch_score(env, b.meta["environment_key"]), b.name, b) for b in current),
+        key=lambda t: (t[0][0], t[1]),
+    )
     (score, differing), _, best = scored[0]
-    how = "an exact environment-key match" if not differing else f"closest environment key; {len(differing)} key(s) differ"
+    how = (
+        "an exact environment-key match"
+        if not differing
+        else f"closest environment key; {len(differing)} key(s) differ"
+    )
     return Selection(best, differing, f"baseline {best.name} ({how})")
 
 
@@ -194,13 +227,17 @@ def hardware_name(profile: str, manifest: dict[str, Any]) -> str:
     """A baseline name from the hardware key, e.g. ``quick-cpu-x86_64-avx512-bf16``."""
     run = manifest.get("run", {})
     if run.get("device") == "cuda":
-        gpus = manifest.get("hardware", {}).get("gpus", {})
-        first = gpus.get("devices", [{}])[0] if isinstance(gpus, dict) else {}
+        gpus = manifest.get("hardware", {}).get("gpus")
+        first = gpus[0] if isinstance(gpus, list) and gpus and isinstance(gpus[0], dict) else {}
         gpu = re.sub(r"[^a-z0-9]+", "-", str(first.get("name", "gpu")).lower()).strip("-")
         cc = str(first.get("compute_capability", "")).replace(".", "")
         return f"{profile}-cuda-{gpu}" + (f"-sm{cc}" if cc else "")
     cpu = manifest.get("hardware", {}).get("cpu", {})
-    arch = str(manifest.get("libraries", {}).get("platform", {}).get("machine", "") or cpu.get("arch", "") or "cpu")
+    arch = str(
+        manifest.get("libraries", {}).get("platform", {}).get("machine", "")
+        or cpu.get("arch", "")
+        or "cpu"
+    )
     capability = str(cpu.get("torch_capability", "unknown")).lower()
     flags = cpu.get("isa_flags", []) or []
     extra = "-bf16" if "avx512_bf16" in flags or "amx_bf16" in flags else ""
@@ -212,18 +249,34 @@ def _final(view: RunView) -> dict[str, Any]:
     return {"eval_loss": final["eval_loss"], "eval_accuracy": final["eval_accuracy"]}
 
 
-def leave_one_out(primary: RunView, members: list[RunView], *, alpha: float, windows: int, resolution: dict[str, float]) -> tuple[int, int, list[str]]:
+def leave_one_out(
+    primary: RunView,
+    members: list[RunView],
+    *,
+    alpha: float,
+    windows: int,
+    resolution: dict[str, float],
+) -> tuple[int, int, list[str]]:
     """Judge each member against the others; returns (failures, allowed, messages)."""
     from scipy import stats
 
     data = [{"series": series(m.steps), "final": _final(m)} for m in members]
     failures = []
     for i, m in enumerate(members):
-        others = data[:i] + data[i + 1:]
-        check = numerics_check(series(m.steps), m.final, series(primary.steps), others,
-                               alpha=alpha, windows=windows, resolution=resolution)
+        others = data[:i] + data[i + 1 :]
+        check = numerics_check(
+            series(m.steps),
+            m.final,
+            series(primary.steps),
+            others,
+            alpha=alpha,
+            windows=windows,
+            resolution=resolution,
+        )
         if not check.ok:
-            failures.append(f"member {i} ({m.name}) leaves the band of the others from step {check.first_step_outside}")
+            failures.append(
+                f"member {i} ({m.name}) leaves the band of the others from step {check.first_step_outside}"
+            )
     allowed = int(stats.binom.ppf(0.99, len(members), alpha))
     return len(failures), allowed, failures
 
@@ -233,7 +286,9 @@ def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -
     tokens = settings["data"]["eval_samples"] * settings["model"]["seq_len"]
     return {
         "schema_version": BAND_SCHEMA_VERSION,
-        "members": [{"run": m.name, "series": series(m.steps), "final": _final(m)} for m in members],
+        "members": [
+            {"run": m.name, "series": series(m.steps), "final": _final(m)} for m in members
+        ],
         "seeds": [{"seed": s.seed, **_final(s)} for s in seeds],
         # One token of accuracy; prediction intervals never get narrower than this.
         "resolution": {"eval_accuracy": 1.0 / tokens, "eval_loss": 0.0},
@@ -241,12 +296,22 @@ def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -
 
 
 def write_baseline(
-    root: Path, name: str, primary: RunView, band: dict[str, Any], *, numerics: int, seeds: list[int],
-    force: bool, alpha: float = DEFAULT_ALPHA, windows: int = DEFAULT_WINDOWS,
+    root: Path,
+    name: str,
+    primary: RunView,
+    band: dict[str, Any],
+    *,
+    numerics: int,
+    seeds: list[int],
+    force: bool,
+    alpha: float = DEFAULT_ALPHA,
+    windows: int = DEFAULT_WINDOWS,
 ) -> Path:
     """Write the baseline folder atomically: build it beside the target, then rename into place."""
     if not _NAME.match(name):
-        raise UserError(f"baseline name {name!r} is not valid; use letters, digits, '.', '_' and '-'.")
+        raise UserError(
+            f"baseline name {name!r} is not valid; use letters, digits, '.', '_' and '-'."
+        )
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
     if target.exists() and not force:
@@ -275,11 +340,14 @@ def write_baseline(
         shutil.copyfile(Path(primary.path) / "config.yaml", staging / "config.yaml")
         atomic.write_json(staging / "record.json", primary.record)
         atomic.write_json(staging / "band.json", band, indent=None)
-        atomic.write_text(staging / "README.md", (
-            f"# Baseline `{name}`\n\nRecorded {created} with `{record_command(profile, name)}` "
-            f"(profile {profile}, workload {meta['workload_hash']}, primary seed {primary.seed}, "
-            f"{numerics} numerics-band members, {len(seeds)} seeds, alpha {alpha}).\n"
-        ))
+        atomic.write_text(
+            staging / "README.md",
+            (
+                f"# Baseline `{name}`\n\nRecorded {created} with `{record_command(profile, name)}` "
+                f"(profile {profile}, workload {meta['workload_hash']}, primary seed {primary.seed}, "
+                f"{numerics} numerics-band members, {len(seeds)} seeds, alpha {alpha}).\n"
+            ),
+        )
         old = None
         if target.exists():
             old = root / f".{name}.old-{os.getpid()}"
@@ -301,22 +369,39 @@ def baseline_plan(profile: str, numerics: int, seeds: int) -> tuple[list[list[st
         raise UserError(f"--numerics {numerics} and --seeds {seeds} must both be at least 3.")
     primary_seed = load_profile(profile).seed
     seed_list = [primary_seed + i for i in range(seeds)]
-    plan = [[]] + [[f"band_member={i}"] for i in range(numerics)] + [[f"seed={s}"] for s in seed_list[1:]]
+    plan = (
+        [[]]
+        + [[f"band_member={i}"] for i in range(numerics)]
+        + [[f"seed={s}"] for s in seed_list[1:]]
+    )
     return plan, seed_list
 
 
 def assemble_baseline(
-    views: list[RunView], *, numerics: int, seed_list: list[int], root: Path, name: str | None, force: bool,
+    views: list[RunView],
+    *,
+    numerics: int,
+    seed_list: list[int],
+    root: Path,
+    name: str | None,
+    force: bool,
 ) -> tuple[Path, dict[str, Any]]:
     """Check the band of finished baseline runs (in ``baseline_plan`` order) and write the baseline."""
     bad = [v for v in views if v.status.get("status") != "COMPLETE"]
     if bad:
-        raise RunFailed(f"{len(bad)} of {len(views)} baseline runs failed; first: {bad[0].name}: "
-                        f"{bad[0].status.get('reason')}")
-    primary, members = views[0], views[1:1 + numerics]
-    band = build_band(primary, members, [views[0], *views[1 + numerics:]])
-    failed, allowed, messages = leave_one_out(primary, members, alpha=DEFAULT_ALPHA, windows=DEFAULT_WINDOWS,
-                                              resolution=band["resolution"])
+        raise RunFailed(
+            f"{len(bad)} of {len(views)} baseline runs failed; first: {bad[0].name}: "
+            f"{bad[0].status.get('reason')}"
+        )
+    primary, members = views[0], views[1 : 1 + numerics]
+    band = build_band(primary, members, [views[0], *views[1 + numerics :]])
+    failed, allowed, messages = leave_one_out(
+        primary,
+        members,
+        alpha=DEFAULT_ALPHA,
+        windows=DEFAULT_WINDOWS,
+        resolution=band["resolution"],
+    )
     if failed > allowed:
         raise BandRejected(
             f"the numerics band is refused: {failed} of {len(members)} members fail the leave-one-out check "
@@ -324,13 +409,24 @@ def assemble_baseline(
             "nothing was written"
         )
     chosen = name or hardware_name(primary.config["profile"], primary.manifest)
-    path = write_baseline(root, chosen, primary, band, numerics=numerics, seeds=seed_list, force=force)
+    path = write_baseline(
+        root, chosen, primary, band, numerics=numerics, seeds=seed_list, force=force
+    )
     return path, {"leave_one_out_failures": failed, "allowed": allowed, "messages": messages}
 
 
 def record_baseline(
-    profile: str, *, name: str | None, numerics: int, seeds: int, root: Path, runs_dir: Path,
-    force: bool, repo: str | None = None, quiet: bool = True, env: dict[str, str] | None = None,
+    profile: str,
+    *,
+    name: str | None,
+    numerics: int,
+    seeds: int,
+    root: Path,
+    runs_dir: Path,
+    force: bool,
+    repo: str | None = None,
+    quiet: bool = True,
+    env: dict[str, str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Run primary, band members and seeds in one launch; check the band; write the baseline."""
     from repro.runner import launch, prepare_run
@@ -338,7 +434,12 @@ def record_baseline(
     plan, seed_list = baseline_plan(profile, numerics, seeds)
     if name is not None and (root / name).exists() and not force:
         raise UserError(f"baseline {root / name} already exists; pass --force to replace it.")
-    entries = [prepare_run(profile, sets, runs_dir=runs_dir, repo=repo, quiet=quiet, env=env) for sets in plan]
+    entries = [
+        prepare_run(profile, sets, runs_dir=runs_dir, repo=repo, quiet=quiet, env=env)
+        for sets in plan
+    ]
     outcomes = launch(entries, env=env)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
-    return assemble_baseline(views, numerics=numerics, seed_list=seed_list, root=root, name=name, force=force)
+    return assemble_baseline(
+        views, numerics=numerics, seed_list=seed_list, root=root, name=name, force=force
+    )

@@ -34,11 +34,20 @@ def _profile(args: argparse.Namespace) -> str:
 
 
 def _common_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", help="smoke, quick (CPU default), full (GPU default) or a profile .yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile field (repeatable); the run becomes non-reference")
+    p.add_argument(
+        "--profile", help="smoke, quick (CPU default), full (GPU default) or a profile .yaml"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile field (repeatable); the run becomes non-reference",
+    )
     p.add_argument("--runs-dir", help="where run folders go (default: $REPRO_HOME/runs or ./runs)")
-    p.add_argument("--repo", help="git repository whose state is recorded (default: the current folder)")
+    p.add_argument(
+        "--repo", help="git repository whose state is recorded (default: the current folder)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -48,7 +57,9 @@ def _common_run_options(p: argparse.ArgumentParser) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from repro.runner import launch, prepare_run
 
-    entry = prepare_run(_profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet)
+    entry = prepare_run(
+        _profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet
+    )
     print(f"repro: run {entry['run_dir']}", file=sys.stderr)
     (outcome,) = launch([entry])
     if not outcome.ok:
@@ -56,8 +67,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from repro.judge import RunView
 
     final = RunView.from_run_dir(outcome.run_dir).final or {}
-    print(f"{outcome.run_dir}  COMPLETE  eval_loss {final.get('eval_loss', float('nan')):.6f}  "
-          f"eval_accuracy {final.get('eval_accuracy', float('nan')):.4f}")
+    print(
+        f"{outcome.run_dir}  COMPLETE  eval_loss {final.get('eval_loss', float('nan')):.6f}  "
+        f"eval_accuracy {final.get('eval_accuracy', float('nan')):.4f}"
+    )
     return EXIT_OK
 
 
@@ -96,8 +109,15 @@ def _worst(codes: list[int]) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from repro.verify import verify, verify_per_device
 
-    common = dict(runs_dir=_runs_dir(args), baseline_name=args.baseline, baseline_dir=args.baseline_dir,
-                  repeat=args.repeat, repo=args.repo, quiet=args.quiet, record_missing=args.record_missing)
+    common = dict(
+        runs_dir=_runs_dir(args),
+        baseline_name=args.baseline,
+        baseline_dir=args.baseline_dir,
+        repeat=args.repeat,
+        repo=args.repo,
+        quiet=args.quiet,
+        record_missing=args.record_missing,
+    )
     if args.per_device:
         results = verify_per_device(args.profile or "full", args.set, **common)
     else:
@@ -110,7 +130,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from repro.compare import compare_runs
     from repro.judge import EXIT_CODES
 
-    comparisons = compare_runs(args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir)
+    comparisons = compare_runs(
+        args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir
+    )
     _emit(comparisons, args)
     return _worst([EXIT_CODES[c.verdict] for c in comparisons])
 
@@ -120,11 +142,20 @@ def _cmd_baseline_record(args: argparse.Namespace) -> int:
 
     profile = _profile(args)
     path, summary = record_baseline(
-        profile, name=args.name, numerics=args.numerics, seeds=args.seeds, root=write_dir(args.baseline_dir),
-        runs_dir=_runs_dir(args), force=args.force, repo=args.repo, quiet=not args.progress,
+        profile,
+        name=args.name,
+        numerics=args.numerics,
+        seeds=args.seeds,
+        root=write_dir(args.baseline_dir),
+        runs_dir=_runs_dir(args),
+        force=args.force,
+        repo=args.repo,
+        quiet=not args.progress,
     )
-    print(f"recorded baseline {path} ({summary['leave_one_out_failures']} of {args.numerics} members "
-          f"failed leave-one-out; {summary['allowed']} allowed)")
+    print(
+        f"recorded baseline {path} ({summary['leave_one_out_failures']} of {args.numerics} members "
+        f"failed leave-one-out; {summary['allowed']} allowed)"
+    )
     return EXIT_OK
 
 
@@ -135,7 +166,9 @@ def _cmd_baseline_list(args: argparse.Namespace) -> int:
 
     for b in list_baselines(search_dirs(args.baseline_dir)):
         try:
-            current = workload_hash(load_profile(b.meta["profile"]).to_dict()) == b.meta["workload_hash"]
+            current = (
+                workload_hash(load_profile(b.meta["profile"]).to_dict()) == b.meta["workload_hash"]
+            )
         except UserError:
             current = False
         state = "current" if current else "stale (re-record)"
@@ -160,28 +193,58 @@ def _build_parser() -> argparse.ArgumentParser:
 
     manifest_cli.add_parser(sub)
 
-    p = sub.add_parser("run", help="run the reference training once", epilog=EXIT_CODES_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="run the reference training once",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common_run_options(p)
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("verify", help="run the reference and judge it against a baseline",
-                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "verify",
+        help="run the reference and judge it against a baseline",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common_run_options(p)
-    p.add_argument("--baseline", help="baseline name (default: best match on profile, workload, environment)")
-    p.add_argument("--baseline-dir", help="baseline folder (default: $REPRO_HOME/baselines or ./manifests/baselines, then the shipped ones)")
-    p.add_argument("--repeat", type=int, default=1, help="run N times; differing repeats are NONDETERMINISTIC")
-    p.add_argument("--per-device", action="store_true", help="run the full profile on each GPU and report each")
-    p.add_argument("--record-missing", action="store_true", help="record a baseline when none matches (still exits 3)")
+    p.add_argument(
+        "--baseline", help="baseline name (default: best match on profile, workload, environment)"
+    )
+    p.add_argument(
+        "--baseline-dir",
+        help="baseline folder (default: $REPRO_HOME/baselines or ./manifests/baselines, then the shipped ones)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="run N times; differing repeats are NONDETERMINISTIC"
+    )
+    p.add_argument(
+        "--per-device", action="store_true", help="run the full profile on each GPU and report each"
+    )
+    p.add_argument(
+        "--record-missing",
+        action="store_true",
+        help="record a baseline when none matches (still exits 3)",
+    )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per check)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--md", metavar="FILE", help="also write a Markdown report")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.set_defaults(handler=_cmd_verify)
 
-    p = sub.add_parser("compare", help="explain why runs disagree (reads files only)",
-                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or baseline names; each is compared with the first")
+    p = sub.add_parser(
+        "compare",
+        help="explain why runs disagree (reads files only)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run directories or baseline names; each is compared with the first",
+    )
     p.add_argument("--baseline", help="judge against this baseline's bands")
     p.add_argument("--baseline-dir")
     p.add_argument("--json", action="store_true")
@@ -194,8 +257,16 @@ def _build_parser() -> argparse.ArgumentParser:
     r = bsub.add_parser("record", help="record a baseline: primary run, numerics band, seed band")
     r.add_argument("--name", help="default: named by profile and hardware key")
     r.add_argument("--profile")
-    r.add_argument("--numerics", type=int, default=8, metavar="K1", help="numerics-band members (default 8)")
-    r.add_argument("--seeds", type=int, default=8, metavar="K2", help="master seeds in the seed band (default 8)")
+    r.add_argument(
+        "--numerics", type=int, default=8, metavar="K1", help="numerics-band members (default 8)"
+    )
+    r.add_argument(
+        "--seeds",
+        type=int,
+        default=8,
+        metavar="K2",
+        help="master seeds in the seed band (default 8)",
+    )
     r.add_argument("--force", action="store_true", help="replace an existing baseline")
     r.add_argument("--baseline-dir")
     r.add_argument("--runs-dir")

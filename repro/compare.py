@@ -31,9 +31,13 @@ def _matching_bands(view: RunView, dirs: list[Path]) -> Bands | None:
     return None
 
 
-def compare_runs(arguments: list[str], *, baseline_name: str | None = None, baseline_dir: str | None = None) -> list[Comparison]:
+def compare_runs(
+    arguments: list[str], *, baseline_name: str | None = None, baseline_dir: str | None = None
+) -> list[Comparison]:
     if len(arguments) < 2:
-        raise UserError("compare needs at least two runs or baselines, e.g. `repro compare runs/A runs/B`.")
+        raise UserError(
+            "compare needs at least two runs or baselines, e.g. `repro compare runs/A runs/B`."
+        )
     try:
         dirs = search_dirs(baseline_dir)
     except UserError:

@@ -28,13 +28,17 @@ def read_data(path: Path) -> Any:
     except FileNotFoundError:
         raise UserError(f"{path} does not exist; check the path.") from None
     except (IsADirectoryError, UnicodeDecodeError, OSError) as exc:
-        raise UserError(f"{path} cannot be read ({exc.__class__.__name__}); check the path.") from None
+        raise UserError(
+            f"{path} cannot be read ({exc.__class__.__name__}); check the path."
+        ) from None
     try:
         if path.suffix == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = getattr(exc, "lineno", None) or getattr(
+            getattr(exc, "problem_mark", None), "line", None
+        )
         at = f" near line {where}" if where else ""
         raise UserError(
             f"{path} is malformed or truncated{at}; restore it or re-create it."

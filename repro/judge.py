@@ -27,7 +27,14 @@ from repro.manifest.keys import environment_key
 from repro.names import readable
 
 VERDICTS = ("FAILED", "NONDETERMINISTIC", "NO_BASELINE", "DRIFT", "EQUIVALENT", "IDENTICAL")
-EXIT_CODES = {"IDENTICAL": 0, "EQUIVALENT": 0, "DRIFT": 1, "NO_BASELINE": 3, "FAILED": 4, "NONDETERMINISTIC": 4}
+EXIT_CODES = {
+    "IDENTICAL": 0,
+    "EQUIVALENT": 0,
+    "DRIFT": 1,
+    "NO_BASELINE": 3,
+    "FAILED": 4,
+    "NONDETERMINISTIC": 4,
+}
 SCALARS = ("loss", "grad_norm", "lr", "loss_scale")
 FINAL_METRICS = ("eval_loss", "eval_accuracy")
 
@@ -206,9 +213,17 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
     for k, (sa, sb) in enumerate(zip(steps_a, steps_b)):
         found: list[tuple[str, str, str | None]] = []
         if sa.get("global_batch") != sb.get("global_batch"):
-            found.append(("global_batch", "the global batch's sample indices differ (data or sampler)", None))
+            found.append(
+                ("global_batch", "the global batch's sample indices differ (data or sampler)", None)
+            )
         if sa.get("rank_batches") != sb.get("rank_batches"):
-            found.append(("batch_split", f"the batch is split across ranks differently ({len(sa.get('rank_batches', []))} vs {len(sb.get('rank_batches', []))} ranks)", None))
+            found.append(
+                (
+                    "batch_split",
+                    f"the batch is split across ranks differently ({len(sa.get('rank_batches', []))} vs {len(sb.get('rank_batches', []))} ranks)",
+                    None,
+                )
+            )
         if k == 0 and initial_differs:
             i = _first_list_difference(ra.get("initial_params", []), rb.get("initial_params", []))
             what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
@@ -224,14 +239,22 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
         if sa["loss"] != sb["loss"]:
             found.append(("loss", f"loss {sa['loss']!r} vs {sb['loss']!r}", None))
         if traced:
-            if _first_list_difference(ta["grad_local"], tb["grad_local"]) is not None:
-                found.append(("grad_local", "local gradients before the all-reduce differ", None))
-            if _first_list_difference(ta["grad_reduced"], tb["grad_reduced"]) is not None:
-                found.append(("grad_reduced", "gradients after the all-reduce differ", None))
+            for kind, label in (
+                ("grad_local", "local gradient (before the all-reduce)"),
+                ("grad_reduced", "gradient after the all-reduce"),
+            ):
+                i = _first_list_difference(ta[kind], tb[kind])
+                if i is not None:
+                    module = readable(str(ta[kind][i][0])) if i < len(ta[kind]) else "a parameter"
+                    found.append((kind, f"{module}, {label} differs first", module))
         if sa["grad_norm"] != sb["grad_norm"]:
-            found.append(("grad_norm", f"gradient norm {sa['grad_norm']!r} vs {sb['grad_norm']!r}", None))
+            found.append(
+                ("grad_norm", f"gradient norm {sa['grad_norm']!r} vs {sb['grad_norm']!r}", None)
+            )
         if sa["lr"] != sb["lr"] or sa["loss_scale"] != sb["loss_scale"]:
-            found.append(("update", f"the update differs (learning rate {sa['lr']!r} vs {sb['lr']!r})", None))
+            found.append(
+                ("update", f"the update differs (learning rate {sa['lr']!r} vs {sb['lr']!r})", None)
+            )
         if sa["params"] != sb["params"]:
             i = _first_list_difference(sa["params"], sb["params"])
             what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
@@ -244,9 +267,17 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
             return Divergence(k, where, detail, module, traced, [f[1] for f in found[1:]])
     if len(steps_a) != len(steps_b):
         k = min(len(steps_a), len(steps_b))
-        return Divergence(k, "record", f"one run has {len(steps_a)} steps, the other {len(steps_b)}", None, False)
+        return Divergence(
+            k, "record", f"one run has {len(steps_a)} steps, the other {len(steps_b)}", None, False
+        )
     if ra.get("final") != rb.get("final"):
-        return Divergence(len(steps_a), "final", "the final evaluation or checkpoint identity differs", None, False)
+        return Divergence(
+            len(steps_a),
+            "final",
+            "the final evaluation or checkpoint identity differs",
+            None,
+            False,
+        )
     return None
 
 
@@ -273,7 +304,9 @@ def _rms(values: list[float]) -> float:
     return math.sqrt(math.fsum(v * v for v in values) / len(values)) if values else 0.0
 
 
-def prediction_interval(values: list[float], alpha: float, resolution: float = 0.0) -> tuple[float, float, float]:
+def prediction_interval(
+    values: list[float], alpha: float, resolution: float = 0.0
+) -> tuple[float, float, float]:
     """Two-sided (1 - alpha) prediction interval for one new draw: (mean, low, high)."""
     k = len(values)
     mean, sd = _mean_sd(values)
@@ -293,14 +326,18 @@ def numerics_check(
     resolution: dict[str, float],
 ) -> BandCheck:
     k = len(members)
-    if k < 3:
-        return BandCheck(False, f"the numerics band has {k} members; at least 3 are needed")
+    if k < 2:
+        return BandCheck(False, f"the numerics band has {k} members; at least 2 are needed")
     n = min(len(primary["loss"]), len(run["loss"]), *(len(m["series"]["loss"]) for m in members))
     spans = _windows(n, windows)
     tests = len(spans) * len(SCALARS) + len(FINAL_METRICS)
     a = alpha / tests
     t = _t(1 - a, k - 1) * math.sqrt(1 + 1 / k)
-    check = BandCheck(True, f"same seed as the baseline's primary run; {k} rounding-perturbed members", alpha=alpha)
+    check = BandCheck(
+        True,
+        f"same seed as the baseline's primary run; {k} rounding-perturbed members",
+        alpha=alpha,
+    )
     failing_steps: list[int] = []
     largest: dict[str, Any] | None = None
     for scalar in SCALARS:
@@ -324,7 +361,13 @@ def numerics_check(
             band_max = max(d[i] for d in dev_members)
             ratio = dev_run[i] / band_max if band_max > 0 else (math.inf if dev_run[i] > 0 else 0.0)
             if dev_run[i] > 0 and (largest is None or ratio > largest["ratio"]):
-                largest = {"scalar": scalar, "step": i, "deviation": dev_run[i], "band_max": band_max, "ratio": ratio}
+                largest = {
+                    "scalar": scalar,
+                    "step": i,
+                    "deviation": dev_run[i],
+                    "band_max": band_max,
+                    "ratio": ratio,
+                }
     if run_final:
         for metric in FINAL_METRICS:
             values = [float(m["final"][metric]) for m in members]
@@ -337,15 +380,23 @@ def numerics_check(
     return check
 
 
-def seed_check(run_final: dict[str, Any] | None, seeds: list[dict[str, Any]], *, alpha: float, resolution: dict[str, float]) -> SeedCheck:
-    if len(seeds) < 3:
-        return SeedCheck(False, f"the seed band has {len(seeds)} seeds; at least 3 are needed")
+def seed_check(
+    run_final: dict[str, Any] | None,
+    seeds: list[dict[str, Any]],
+    *,
+    alpha: float,
+    resolution: dict[str, float],
+) -> SeedCheck:
+    if len(seeds) < 2:
+        return SeedCheck(False, f"the seed band has {len(seeds)} seeds; at least 2 are needed")
     if not run_final:
         return SeedCheck(False, "the run has no final evaluation")
     check = SeedCheck(True, f"final metrics of {len(seeds)} master seeds", alpha=alpha)
     a = alpha / len(FINAL_METRICS)
     for metric in FINAL_METRICS:
-        mean, low, high = prediction_interval([float(s[metric]) for s in seeds], a, resolution.get(metric, 0.0))
+        mean, low, high = prediction_interval(
+            [float(s[metric]) for s in seeds], a, resolution.get(metric, 0.0)
+        )
         value = float(run_final[metric])
         check.metrics.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
     check.ok = all(m.ok for m in check.metrics)
@@ -380,7 +431,9 @@ def _failure(view: RunView) -> dict[str, Any] | None:
     }
 
 
-def _curves(candidate: RunView, reference: RunView, numerics: BandCheck, bands: Bands | None) -> dict[str, Any]:
+def _curves(
+    candidate: RunView, reference: RunView, numerics: BandCheck, bands: Bands | None
+) -> dict[str, Any]:
     a, b = series(candidate.steps)["loss"], series(reference.steps)["loss"]
     n = min(len(a), len(b))
     curves: dict[str, Any] = {
@@ -410,7 +463,9 @@ def _mismatches(candidate: RunView, reference: RunView) -> list[str]:
             out.append(f"the {label} differs ({va} vs {vb}): the runs are not the same workload")
     na, nb = len(candidate.steps), len(reference.steps)
     if na != nb and candidate.status.get("status") == reference.status.get("status") == "COMPLETE":
-        out.append(f"the step counts differ ({na} vs {nb}): only the first {min(na, nb)} steps are compared")
+        out.append(
+            f"the step counts differ ({na} vs {nb}): only the first {min(na, nb)} steps are compared"
+        )
     return out
 
 
@@ -456,8 +511,13 @@ def compare(
             )
         else:
             numerics = numerics_check(
-                series(candidate.steps), candidate.final, series(reference.steps), bands.members,
-                alpha=bands.alpha, windows=bands.windows, resolution=resolution,
+                series(candidate.steps),
+                candidate.final,
+                series(reference.steps),
+                bands.members,
+                alpha=bands.alpha,
+                windows=bands.windows,
+                resolution=resolution,
             )
 
     differences = diff_manifests(candidate.manifest, reference.manifest)
@@ -515,12 +575,27 @@ def _without_reference(candidate: RunView, repeats: list[RunView]) -> Comparison
     if verdict == "NO_BASELINE":
         summary = "no baseline to compare against"
     return Comparison(
-        verdict=verdict, summary=summary, candidate=_describe(candidate), reference={}, baseline=None,
-        identical=False, first_difference=None, numerics=numerics, seed=seeds, failure=failure,
-        nondeterminism=nondeterminism, env_differences=[], env_key_match=False,
+        verdict=verdict,
+        summary=summary,
+        candidate=_describe(candidate),
+        reference={},
+        baseline=None,
+        identical=False,
+        first_difference=None,
+        numerics=numerics,
+        seed=seeds,
+        failure=failure,
+        nondeterminism=nondeterminism,
+        env_differences=[],
+        env_key_match=False,
         causes=rank_causes(verdict, None, [], candidate, candidate),
-        curves={"candidate_loss": series(candidate.steps)["loss"], "reference_loss": [], "deviation": []},
-        mismatches=[], notes=[],
+        curves={
+            "candidate_loss": series(candidate.steps)["loss"],
+            "reference_loss": [],
+            "deviation": [],
+        },
+        mismatches=[],
+        notes=[],
     )
 
 
@@ -537,8 +612,12 @@ def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> dict[str, Any
 
 
 def _summary(
-    verdict: str, divergence: Divergence | None, numerics: BandCheck, seeds: SeedCheck,
-    failure: dict[str, Any] | None, nondeterminism: dict[str, Any] | None,
+    verdict: str,
+    divergence: Divergence | None,
+    numerics: BandCheck,
+    seeds: SeedCheck,
+    failure: dict[str, Any] | None,
+    nondeterminism: dict[str, Any] | None,
 ) -> str:
     if verdict == "FAILED" and failure:
         return f"{failure['run']} {failure['status'].lower()}: {failure['message']}"
@@ -547,7 +626,11 @@ def _summary(
         return f"repeated runs on this machine differ (first at step {fd.get('step')}: {fd.get('detail')})"
     if verdict == "IDENTICAL":
         return "bit-identical: every step's record and the checkpoint identity match"
-    first = f"first differs at step {divergence.step}: {divergence.detail}" if divergence else "records differ"
+    first = (
+        f"first differs at step {divergence.step}: {divergence.detail}"
+        if divergence
+        else "records differ"
+    )
     if verdict == "NO_BASELINE":
         return f"no band to judge against; {first}"
     if verdict == "DRIFT":
@@ -556,7 +639,9 @@ def _summary(
             parts.append(f"outside the numerics band from step {numerics.first_step_outside}")
         for m in seeds.metrics:
             if not m.ok:
-                parts.append(f"{m.metric} {m.value:.4f} outside the seed interval [{m.low:.4f}, {m.high:.4f}]")
+                parts.append(
+                    f"{m.metric} {m.value:.4f} outside the seed interval [{m.low:.4f}, {m.high:.4f}]"
+                )
         return "; ".join(parts) + f"; {first}"
     applied = [n for n, c in (("numerics band", numerics), ("seed interval", seeds)) if c.applied]
     return f"not bit-identical but inside the {' and the '.join(applied)}; {first}"

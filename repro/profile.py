@@ -43,7 +43,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _positive(self, "vocab", "d_model", "n_layers", "n_heads", "seq_len")
         if self.d_model % self.n_heads:
-            raise ValueError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
         if self.vocab < 4:

@@ -29,7 +29,15 @@ from repro.workload import workload_hash
 
 # Variables a user sets to steer kernels or communication; they pass through
 # untouched, and the reproduce command repeats them.
-STEERING_ENV_PREFIXES = ("ATEN_", "DNNL_", "ONEDNN_", "NCCL_", "TORCH_", "CUBLAS_", "CUDA_VISIBLE_DEVICES")
+STEERING_ENV_PREFIXES = (
+    "ATEN_",
+    "DNNL_",
+    "ONEDNN_",
+    "NCCL_",
+    "TORCH_",
+    "CUBLAS_",
+    "CUDA_VISIBLE_DEVICES",
+)
 INTERNAL_KEYS = ("band_member",)
 
 
@@ -88,7 +96,9 @@ def prepare_run(
         "reference": not overrides,
         "workload_hash": workload_hash(base_profile.to_dict()),
         "argv": list(argv if argv is not None else sys.argv),
-        "command": reproduce_command(profile_name, set_pairs, steering_env({**os.environ, **(env or {})})),
+        "command": reproduce_command(
+            profile_name, set_pairs, steering_env({**os.environ, **(env or {})})
+        ),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic.write_yaml(run_dir / "config.yaml", config)
@@ -140,7 +150,12 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
             continue
 
 
-def launch(entries: list[dict[str, Any]], *, env: dict[str, str] | None = None, timeout: float | None = None) -> list[Outcome]:
+def launch(
+    entries: list[dict[str, Any]],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> list[Outcome]:
     """Run prepared entries one after another in a single launch of torch's elastic launcher."""
     from repro.profile import build_profile
 
@@ -148,8 +163,15 @@ def launch(entries: list[dict[str, Any]], *, env: dict[str, str] | None = None, 
     first = profiles[0]
     for p in profiles[1:]:
         shared = (p.world_size, p.threads_per_rank, p.device, p.collective_timeout_s)
-        if shared != (first.world_size, first.threads_per_rank, first.device, first.collective_timeout_s):
-            raise ValueError("runs in one launch must share world size, threads, device and timeout")
+        if shared != (
+            first.world_size,
+            first.threads_per_rank,
+            first.device,
+            first.collective_timeout_s,
+        ):
+            raise ValueError(
+                "runs in one launch must share world size, threads, device and timeout"
+            )
     needed = first.world_size * first.threads_per_rank
     if first.device == "cpu" and usable_cpus() < needed:
         print(
@@ -161,11 +183,24 @@ def launch(entries: list[dict[str, Any]], *, env: dict[str, str] | None = None, 
     with os.fdopen(fd, "w") as f:
         json.dump(entries, f)
     command = [
-        sys.executable, "-m", "torch.distributed.run",
-        "--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size),
-        "--max-restarts", "0", "--monitor-interval", "0.2",
-        "-m", "repro.reference.train", "--plan", plan_path,
-        "--timeout", str(first.collective_timeout_s),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(first.world_size),
+        "--max-restarts",
+        "0",
+        "--monitor-interval",
+        "0.2",
+        "-m",
+        "repro.reference.train",
+        "--plan",
+        plan_path,
+        "--timeout",
+        str(first.collective_timeout_s),
     ]
     deadline = timeout if timeout is not None else _launch_timeout(profiles)
     # A session of its own, so a timeout or Ctrl-C can end every rank and data worker at once.
@@ -179,7 +214,9 @@ def launch(entries: list[dict[str, Any]], *, env: dict[str, str] | None = None, 
         _kill_group(proc, grace=5.0)
         for entry in entries:
             if _status(Path(entry["run_dir"])) == "RUNNING":
-                write_status(Path(entry["run_dir"]), "INTERRUPTED", reason="interrupted by the user (Ctrl-C)")
+                write_status(
+                    Path(entry["run_dir"]), "INTERRUPTED", reason="interrupted by the user (Ctrl-C)"
+                )
         raise RunInterrupted() from None
     finally:
         Path(plan_path).unlink(missing_ok=True)
@@ -217,7 +254,10 @@ def _settle(run_dir: Path, returncode: int | None, deadline: float) -> Outcome:
     elif returncode is None:
         reason, kind = f"the launch did not finish within {deadline:.0f} s and was stopped", "hang"
     elif returncode != 0:
-        reason, kind = f"the launcher exited with code {returncode} before this run completed", "crash"
+        reason, kind = (
+            f"the launcher exited with code {returncode} before this run completed",
+            "crash",
+        )
     else:
         reason, kind = "not run: an earlier run in the same launch failed", "crash"
     write_status(run_dir, "FAILED", reason=reason, kind=kind)
@@ -236,7 +276,9 @@ def run_many(
 ) -> list[Outcome]:
     """Prepare one run per ``--set`` list and execute them all in one launch."""
     entries = [
-        prepare_run(profile_name, sets, runs_dir=runs_dir, repo=repo, quiet=quiet, argv=argv, env=env)
+        prepare_run(
+            profile_name, sets, runs_dir=runs_dir, repo=repo, quiet=quiet, argv=argv, env=env
+        )
         for sets in set_lists
     ]
     return launch(entries, env=env)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
-from repro.baseline import record_baseline, search_dirs, select_baseline, write_dir, find_baseline
+from repro.baseline import find_baseline, record_baseline, search_dirs, select_baseline, write_dir
 from repro.errors import UserError
 from repro.judge import EXIT_CODES, Comparison, RunView, compare
 from repro.profile import load_profile, parse_overrides
@@ -52,7 +52,9 @@ def verify(
     if baseline_name is not None:
         find_baseline(baseline_name, dirs)  # an unknown name is bad input: fail before training
     entries = [
-        prepare_run(profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env)
+        prepare_run(
+            profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env
+        )
         for i in range(repeat)
     ]
     outcomes = launch(entries, env=env)
@@ -62,9 +64,20 @@ def verify(
     message = selection.message
     if selection.baseline is None:
         if record_missing and candidate.status.get("status") == "COMPLETE":
-            path, _ = record_baseline(profile_name, name=None, numerics=8, seeds=8, root=write_dir(baseline_dir),
-                                      runs_dir=runs_dir, force=False, repo=repo, env=env)
-            message += f" Recorded a new baseline at {path}; keep it (cache or artifact) for the next run."
+            path, _ = record_baseline(
+                profile_name,
+                name=None,
+                numerics=8,
+                seeds=8,
+                root=write_dir(baseline_dir),
+                runs_dir=runs_dir,
+                force=False,
+                repo=repo,
+                env=env,
+            )
+            message += (
+                f" Recorded a new baseline at {path}; keep it (cache or artifact) for the next run."
+            )
         comparison = compare(candidate, None, repeats=repeats)
     else:
         base = selection.baseline
@@ -106,5 +119,7 @@ def verify_per_device(profile_name: str, set_pairs: list[str], **kwargs: Any) ->
     results = []
     for index in range(count):
         print(f"repro: GPU {index} of {count}", file=sys.stderr)
-        results.append(verify(profile_name, set_pairs, env={"CUDA_VISIBLE_DEVICES": str(index)}, **kwargs))
+        results.append(
+            verify(profile_name, set_pairs, env={"CUDA_VISIBLE_DEVICES": str(index)}, **kwargs)
+        )
     return results

@@ -14,11 +14,27 @@ import json
 from importlib import resources
 from typing import Any
 
-REFERENCE_MODULES = ("model.py", "data.py", "train.py", "tracing.py", "fingerprint.py", "determinism.py")
-NOT_WORKLOAD = frozenset({
-    "name", "description", "seed", "trace_steps", "check_every", "collective_timeout_s",
-    "band_member", "band_scale", "fault",
-})
+REFERENCE_MODULES = (
+    "model.py",
+    "data.py",
+    "train.py",
+    "tracing.py",
+    "fingerprint.py",
+    "determinism.py",
+)
+NOT_WORKLOAD = frozenset(
+    {
+        "name",
+        "description",
+        "seed",
+        "trace_steps",
+        "check_every",
+        "collective_timeout_s",
+        "band_member",
+        "band_scale",
+        "fault",
+    }
+)
 
 
 def normalised_source(text: str) -> str:
@@ -27,8 +43,11 @@ def normalised_source(text: str) -> str:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
-            isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
         ):
             node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
     return ast.unparse(tree)

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import LOWER_CAPABILITY
 
 # Runs that share the default launch (2 ranks x 1 thread), by name -> --set list.
@@ -55,7 +54,9 @@ def smoke_session(smoke_home: Path, cpu_capability: str) -> dict[str, object]:
 
     runs_dir = smoke_home / "runs"
     plan, seed_list = baseline_plan("smoke", NUMERICS, SEEDS)
-    names = ["primary"] + [f"band{i}" for i in range(NUMERICS)] + [f"seed{s}" for s in seed_list[1:]]
+    names = (
+        ["primary"] + [f"band{i}" for i in range(NUMERICS)] + [f"seed{s}" for s in seed_list[1:]]
+    )
     names += list(SHARED_LAUNCH)
     sets = plan + list(SHARED_LAUNCH.values())
     entries = [prepare_run("smoke", s, runs_dir=runs_dir, quiet=True) for s in sets]
@@ -63,17 +64,37 @@ def smoke_session(smoke_home: Path, cpu_capability: str) -> dict[str, object]:
     runs["seed"] = runs["seed1"]  # seed=1 is both a seed-band member and the 'seed' row
 
     # Launch-level variations, each in a launch of its own.
-    (runs["rerun"],) = [o.run_dir for o in launch([prepare_run("smoke", [], runs_dir=runs_dir, quiet=True)])]
-    (runs["threads"],) = [o.run_dir for o in launch([prepare_run("smoke", ["threads_per_rank=2"], runs_dir=runs_dir, quiet=True)])]
-    (runs["world1"],) = [o.run_dir for o in launch([prepare_run("smoke", ["world_size=1"], runs_dir=runs_dir, quiet=True)])]
+    (runs["rerun"],) = [
+        o.run_dir for o in launch([prepare_run("smoke", [], runs_dir=runs_dir, quiet=True)])
+    ]
+    (runs["threads"],) = [
+        o.run_dir
+        for o in launch(
+            [prepare_run("smoke", ["threads_per_rank=2"], runs_dir=runs_dir, quiet=True)]
+        )
+    ]
+    (runs["world1"],) = [
+        o.run_dir
+        for o in launch([prepare_run("smoke", ["world_size=1"], runs_dir=runs_dir, quiet=True)])
+    ]
     lower = LOWER_CAPABILITY.get(cpu_capability)
     if lower is not None:
         env = {"ATEN_CPU_CAPABILITY": lower}
-        (runs["avx2"],) = [o.run_dir for o in launch([prepare_run("smoke", [], runs_dir=runs_dir, quiet=True, env=env)], env=env)]
+        (runs["avx2"],) = [
+            o.run_dir
+            for o in launch(
+                [prepare_run("smoke", [], runs_dir=runs_dir, quiet=True, env=env)], env=env
+            )
+        ]
 
     views = [RunView.from_run_dir(runs[n]) for n in names[: len(plan)]]
     baseline, summary = assemble_baseline(
-        views, numerics=NUMERICS, seed_list=seed_list, root=smoke_home / "baselines", name="smoke-test", force=False
+        views,
+        numerics=NUMERICS,
+        seed_list=seed_list,
+        root=smoke_home / "baselines",
+        name="smoke-test",
+        force=False,
     )
     return {"runs": runs, "baseline": baseline, "summary": summary}
 

@@ -15,8 +15,12 @@ def view(path: Path) -> RunView:
     return RunView.from_run_dir(path)
 
 
-def compare_runs(candidate: Path, reference: Path | None, baseline_path: Path | None = None,
-                 repeats: list[Path] | None = None) -> Comparison:
+def compare_runs(
+    candidate: Path,
+    reference: Path | None,
+    baseline_path: Path | None = None,
+    repeats: list[Path] | None = None,
+) -> Comparison:
     """Judge ``candidate`` against ``reference`` (or the baseline's primary when reference is None)."""
     bands = None
     ref = view(reference) if reference is not None else None

@@ -26,7 +26,9 @@ from repro.profile import Profile
 TRAIN, EVAL, DROPOUT = 0, 1, 2  # stream ids, part of every derived seed
 
 
-def make_sample(seed: int, split: int, index: int, vocab: int, seq_len: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+def make_sample(
+    seed: int, split: int, index: int, vocab: int, seq_len: int, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Tokens and targets, both (seq_len,) int64, for one global sample index."""
     rng = np.random.default_rng([seed, split, index])
     x = rng.integers(0, vocab, seq_len, dtype=np.int64)
@@ -75,10 +77,19 @@ class TrainSet(Dataset[dict[str, Any]]):
 def eval_set(profile: Profile) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out set as two (eval_samples, seq_len) int64 tensors."""
     pairs = [
-        make_sample(profile.seed, EVAL, i, profile.model.vocab, profile.model.seq_len, profile.data.label_noise)
+        make_sample(
+            profile.seed,
+            EVAL,
+            i,
+            profile.model.vocab,
+            profile.model.seq_len,
+            profile.data.label_noise,
+        )
         for i in range(profile.data.eval_samples)
     ]
-    return torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
+    return torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(
+        np.stack([p[1] for p in pairs])
+    )
 
 
 class EpochSampler(DistributedSampler[int]):

@@ -38,7 +38,9 @@ class HashDropout(nn.Module):
         self.p = p
         positions = torch.arange(n_sites * seq_len * width, dtype=torch.int64)
         # One fixed key per (site, position, channel); not a parameter, not saved.
-        self.register_buffer("keys", hash32(positions).view(n_sites, seq_len, width), persistent=False)
+        self.register_buffer(
+            "keys", hash32(positions).view(n_sites, seq_len, width), persistent=False
+        )
         self.threshold = int(p * 2**32)
 
     def forward(self, x: torch.Tensor, seeds: torch.Tensor, site: int) -> torch.Tensor:

@@ -19,16 +19,20 @@ from repro.reference.fingerprint import Fingerprinter, to_hex
 
 
 class Tracer:
-    def __init__(self, fingerprint: Fingerprinter, process_group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self, fingerprint: Fingerprinter, process_group: dist.ProcessGroup | None = None
+    ) -> None:
         self.fingerprint = fingerprint
         self.process_group = process_group
         self.active = False
+        self.names: dict[int, str] = {}
         self.forward: list[tuple[str, torch.Tensor]] = []
-        self.grad_local: list[tuple[int, torch.Tensor]] = []
-        self.grad_reduced: list[tuple[int, torch.Tensor]] = []
+        self.grad_local: list[tuple[str, torch.Tensor]] = []
+        self.grad_reduced: list[tuple[str, torch.Tensor]] = []
 
     def watch(self, model: nn.Module, skip: tuple[str, ...] = ("dropout",)) -> None:
         """Register a forward hook on every named submodule (not the root)."""
+        self.names = {id(p): name for name, p in model.named_parameters()}
         for name, module in model.named_modules():
             if name and name.split(".")[0] not in skip:
                 module.register_forward_hook(self._forward_hook(name))
@@ -46,13 +50,20 @@ class Tracer:
         """DDP's default averaging all-reduce, fingerprinting the bucket on both sides."""
         if not self.active:
             return allreduce_hook(self.process_group, bucket)  # type: ignore[arg-type]
-        index = bucket.index()
-        self.grad_local.append((index, self.fingerprint(bucket.buffer())))
+        # Per-parameter views into the bucket, in the order DDP reduces them (about
+        # the backward order); fingerprinted before the hook averages them in place.
+        names = [self.names.get(id(p), "?") for p in bucket.parameters()]
+        sizes = [g.numel() for g in bucket.gradients()]
+        for name, grad in zip(names, bucket.gradients()):
+            self.grad_local.append((name, self.fingerprint(grad)))
         future = allreduce_hook(self.process_group, bucket)  # type: ignore[arg-type]
 
         def after(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
             reduced = fut.value()
-            self.grad_reduced.append((index, self.fingerprint(reduced)))
+            offset = 0
+            for name, size in zip(names, sizes):
+                self.grad_reduced.append((name, self.fingerprint(reduced[offset : offset + size])))
+                offset += size
             return reduced
 
         return future.then(after)
@@ -61,8 +72,8 @@ class Tracer:
         """The step's trace as hex fingerprints; clears it for the next step."""
         trace = {
             "forward": [[name, to_hex(int(fp))] for name, fp in self.forward],
-            "grad_local": [[i, to_hex(int(fp))] for i, fp in sorted(self.grad_local, key=lambda p: p[0])],
-            "grad_reduced": [[i, to_hex(int(fp))] for i, fp in sorted(self.grad_reduced, key=lambda p: p[0])],
+            "grad_local": [[name, to_hex(int(fp))] for name, fp in self.grad_local],
+            "grad_reduced": [[name, to_hex(int(fp))] for name, fp in self.grad_reduced],
         }
         self.forward, self.grad_local, self.grad_reduced = [], [], []
         return trace

@@ -87,7 +87,9 @@ def _selected_sdpa_backend(profile: Profile, device: torch.device) -> str:
     """Which SDPA kernel torch picks for this model's attention shapes and dtype."""
     cfg = profile.model
     dtype = _AMP.get(profile.amp_dtype, torch.float32)
-    q = torch.zeros(1, cfg.n_heads, cfg.seq_len, cfg.d_model // cfg.n_heads, device=device, dtype=dtype)
+    q = torch.zeros(
+        1, cfg.n_heads, cfg.seq_len, cfg.d_model // cfg.n_heads, device=device, dtype=dtype
+    )
     try:
         choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, True))
     except Exception as exc:  # a private API: record why it could not be read
@@ -189,7 +191,7 @@ class RankTrainer:
 
         steps: list[dict[str, Any]] = []
         step_times: list[float] = []
-        weights = (torch.arange(len(params), dtype=torch.int64, device=self.device) * 2 + 1)
+        weights = torch.arange(len(params), dtype=torch.int64, device=self.device) * 2 + 1
         t_start = time.perf_counter()
         batches = iter(())
         failure: TrainingFailure | None = None
@@ -223,18 +225,24 @@ class RankTrainer:
                 self._inject_step_faults(step, params)
                 fps = param_fps()  # p_{k+1}
                 occurrences = batch["occurrence"].to(self.device, torch.int64)
-                local = torch.cat([
-                    (fps * weights).sum().view(1),
-                    (~torch.isfinite(loss.detach()) | ~torch.isfinite(grad_norm)).to(torch.int64).view(1),
-                    loss.detach().float().view(1).view(torch.int32).to(torch.int64),
-                    occurrences,
-                ])
+                local = torch.cat(
+                    [
+                        (fps * weights).sum().view(1),
+                        (~torch.isfinite(loss.detach()) | ~torch.isfinite(grad_norm))
+                        .to(torch.int64)
+                        .view(1),
+                        loss.detach().float().view(1).view(torch.int32).to(torch.int64),
+                        occurrences,
+                    ]
+                )
                 gathered = [torch.empty_like(local) for _ in range(self.world)]
                 dist.all_gather(gathered, local)
                 rows = [g.tolist() for g in gathered]
                 trace = tracer.take() if step < p.trace_steps else None
                 if self.rank == 0:
-                    steps.append(self._step_record(step, rows, grad_norm, lr, loss_scale, fps, trace))
+                    steps.append(
+                        self._step_record(step, rows, grad_norm, lr, loss_scale, fps, trace)
+                    )
                 step_times.append(time.perf_counter() - t0)
                 failure = self._check_ranks(step, rows)
                 if failure:
@@ -275,20 +283,33 @@ class RankTrainer:
         """Every rank sees the same gathered rows, so every rank reaches the same decision."""
         for rank, row in enumerate(rows):
             if row[1]:
-                return TrainingFailure(step, rank, "nonfinite", f"NaN/Inf loss or gradient at step {step} on rank {rank}")
+                return TrainingFailure(
+                    step,
+                    rank,
+                    "nonfinite",
+                    f"NaN/Inf loss or gradient at step {step} on rank {rank}",
+                )
         last = step == self.profile.steps - 1
         if step % self.profile.check_every == 0 or last:
             for rank, row in enumerate(rows[1:], start=1):
                 if row[0] != rows[0][0]:
                     return TrainingFailure(
-                        step, rank, "desync",
+                        step,
+                        rank,
+                        "desync",
                         f"ranks desynchronised at step {step}: rank {rank}'s parameters differ from rank 0's",
                     )
         return None
 
     def _step_record(
-        self, step: int, rows: list[list[int]], grad_norm: torch.Tensor, lr: float,
-        loss_scale: float, fps: torch.Tensor, trace: dict[str, Any] | None,
+        self,
+        step: int,
+        rows: list[list[int]],
+        grad_norm: torch.Tensor,
+        lr: float,
+        loss_scale: float,
+        fps: torch.Tensor,
+        trace: dict[str, Any] | None,
     ) -> dict[str, Any]:
         rank_losses = [_float32_from_bits(row[2]) for row in rows]
         rank_batches = [row[3:] for row in rows]
@@ -313,7 +334,12 @@ class RankTrainer:
         recent = step_times[-every:]
         rate = self.profile.global_batch * len(recent) / max(sum(recent), 1e-9)
         end = "\r" if sys.stderr.isatty() else "\n"
-        print(f"  step {step + 1:>5}/{self.profile.steps}  loss {loss:.4f}  {rate:8.1f} samples/s", end=end, file=sys.stderr, flush=True)
+        print(
+            f"  step {step + 1:>5}/{self.profile.steps}  loss {loss:.4f}  {rate:8.1f} samples/s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     # -- outputs (rank 0) ---------------------------------------------------------------------
 
@@ -356,8 +382,14 @@ class RankTrainer:
         return loss_sum / n, correct / n
 
     def _finish(
-        self, model: torch.nn.Module, names: list[str], initial: list[int],
-        steps: list[dict[str, Any]], step_times: list[float], train_s: float, foreach: bool,
+        self,
+        model: torch.nn.Module,
+        names: list[str],
+        initial: list[int],
+        steps: list[dict[str, Any]],
+        step_times: list[float],
+        train_s: float,
+        foreach: bool,
     ) -> None:
         eval_loss, eval_accuracy = self._evaluate(model)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -376,21 +408,36 @@ class RankTrainer:
             "checkpoint_identity": identity,
         }
         atomic.write_json(self.run_dir / "record.json", self._record(names, initial, steps, final))
-        atomic.write_json(self.run_dir / "timings.json", {
-            "train_seconds": train_s,
-            "step_seconds": step_times,
-            "samples_per_second": self.profile.global_batch * len(step_times) / max(train_s, 1e-9),
-            "checkpoint_file_sha256": file_sha,
-        })
+        atomic.write_json(
+            self.run_dir / "timings.json",
+            {
+                "train_seconds": train_s,
+                "step_seconds": step_times,
+                "samples_per_second": self.profile.global_batch
+                * len(step_times)
+                / max(train_s, 1e-9),
+                "checkpoint_file_sha256": file_sha,
+            },
+        )
         status = "COMPLETE" if final["converged"] else "FAILED"
-        detail = {} if final["converged"] else {
-            "reason": f"not converged: evaluation accuracy {eval_accuracy:.4f} is below "
-                      f"the profile's {self.profile.converged_accuracy}",
-            "kind": "not_converged",
-        }
+        detail = (
+            {}
+            if final["converged"]
+            else {
+                "reason": f"not converged: evaluation accuracy {eval_accuracy:.4f} is below "
+                f"the profile's {self.profile.converged_accuracy}",
+                "kind": "not_converged",
+            }
+        )
         write_status(self.run_dir, status, **detail)  # the last act of a run
 
-    def _record(self, names: list[str], initial: list[int], steps: list[dict[str, Any]], final: dict[str, Any] | None) -> dict[str, Any]:
+    def _record(
+        self,
+        names: list[str],
+        initial: list[int],
+        steps: list[dict[str, Any]],
+        final: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         return {
             "schema_version": RECORD_SCHEMA_VERSION,
             "profile": self.profile.name,
@@ -402,11 +449,29 @@ class RankTrainer:
             "final": final,
         }
 
-    def _write_failure(self, failure: TrainingFailure, names: list[str], initial: list[int], steps: list[dict[str, Any]]) -> None:
+    def _write_failure(
+        self,
+        failure: TrainingFailure,
+        names: list[str],
+        initial: list[int],
+        steps: list[dict[str, Any]],
+    ) -> None:
         record = self._record(names, initial, steps, None)
-        record["failure"] = {"step": failure.step, "rank": failure.rank, "kind": failure.kind, "message": str(failure)}
+        record["failure"] = {
+            "step": failure.step,
+            "rank": failure.rank,
+            "kind": failure.kind,
+            "message": str(failure),
+        }
         atomic.write_json(self.run_dir / "record.json", record)
-        write_status(self.run_dir, "FAILED", reason=str(failure), kind=failure.kind, step=failure.step, rank=failure.rank)
+        write_status(
+            self.run_dir,
+            "FAILED",
+            reason=str(failure),
+            kind=failure.kind,
+            step=failure.step,
+            rank=failure.rank,
+        )
 
 
 def _float32_from_bits(bits: int) -> float:
@@ -415,11 +480,14 @@ def _float32_from_bits(bits: int) -> float:
 
 def _write_rank_error(run_dir: Path, rank: int, exc: BaseException) -> None:
     try:
-        atomic.write_json(run_dir / f"error-rank{rank}.json", {
-            "rank": rank,
-            "error": f"{exc.__class__.__name__}: {exc}",
-            "traceback": traceback.format_exc(),
-        })
+        atomic.write_json(
+            run_dir / f"error-rank{rank}.json",
+            {
+                "rank": rank,
+                "error": f"{exc.__class__.__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            },
+        )
     except OSError:
         pass
 
@@ -433,15 +501,24 @@ def _load_plan(args: argparse.Namespace, rank: int) -> list[dict[str, Any]]:
 
     box: list[Any] = [None]
     if rank == 0:
-        box[0] = prepare_run(args.profile, args.set, runs_dir=Path(args.runs_dir), repo=args.repo,
-                             argv=sys.argv, quiet=args.quiet)
+        box[0] = prepare_run(
+            args.profile,
+            args.set,
+            runs_dir=Path(args.runs_dir),
+            repo=args.repo,
+            argv=sys.argv,
+            quiet=args.quiet,
+        )
     dist.broadcast_object_list(box, src=0)
     return [box[0]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m repro.reference.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m repro.reference.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--plan", help="JSON list of prepared runs (written by `repro run`)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -27,7 +27,9 @@ from repro.report.render import (
 if TYPE_CHECKING:
     from repro.judge import Comparison
 
-_SPECIAL = re.compile(r"([\\*_<>\[\]|])")
+# Characters that would start markup; an underscore inside a word never does (GFM), and a
+# ">" only at the start of a line, which no rendered text has.
+_SPECIAL = re.compile(r"([\\*<\[\]|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def _inline(text: str, in_table: bool = False) -> str:
@@ -48,7 +50,7 @@ def _text(block: Text) -> list[str]:
 
 def _item(item: Item, number: int | None) -> list[str]:
     lead = f"{number}." if number is not None else "-"
-    tag = f"**\\[{_inline(item.tag)}\\]** " if item.tag else ""
+    tag = f"**{_inline(item.tag)}** " if item.tag else ""
     lines = [f"{lead} {tag}{_inline(item.text)}"]
     pad = " " * (len(lead) + 1)  # nested lists align under the parent's text
     lines += [f"{pad}- {_inline(detail)}" for detail in item.details]

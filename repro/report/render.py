@@ -166,10 +166,6 @@ def fmt_interval(low: float, high: float) -> str:
     return f"{low:.4f}–{high:.4f}"
 
 
-def fmt_ratio(ratio: float) -> str:
-    return "infinitely" if math.isinf(ratio) else f"{ratio:.3g}x"
-
-
 def code_spans(text: str) -> list[tuple[str, bool]]:
     """Split ``text`` at backticks into (part, is_code); an unpaired backtick stays text."""
     parts = text.split("`")
@@ -303,7 +299,9 @@ def _parted_section(comparison: Comparison) -> Section:
                 Text("Nowhere: every step's record and the checkpoint identity are bit-identical.")
             )
         else:
-            blocks.append(Text("The runs could not be compared step by step (a record is missing)."))
+            blocks.append(
+                Text("The runs could not be compared step by step (a record is missing).")
+            )
     else:
         label = WHERE_LABELS.get(d.where, d.where)
         blocks.append(Text(f"Step {d.step}, first in {label}.", strong=True))
@@ -362,13 +360,13 @@ def _numerics_blocks(check: BandCheck) -> list[Block]:
         blocks.append(Text("Every window is inside the numerics band.", tone="good"))
     big = check.largest
     if big:
-        blocks.append(
-            Text(
-                f"Largest deviation relative to the band: {big['scalar']} at step {big['step']}, "
-                f"{fmt_small(big['deviation'])}, {fmt_ratio(big['ratio'])} the largest "
-                f"deviation of any band member ({fmt_small(big['band_max'])})."
-            )
-        )
+        where = f"{big['scalar']} at step {big['step']}, {fmt_small(big['deviation'])}"
+        if big["band_max"] > 0:
+            against = f"{big['ratio']:.3g}x the largest deviation of any band member there"
+            against += f" ({fmt_small(big['band_max'])})"
+        else:
+            against = "where no band member deviates at all"
+        blocks.append(Text(f"Largest deviation relative to the band: {where}, {against}."))
     shown = [w for w in check.windows if not w.ok or w.scalar not in _FOLDED_WINDOW_SCALARS]
     folded = [w for w in check.windows if w.ok and w.scalar in _FOLDED_WINDOW_SCALARS]
     if shown:
@@ -376,7 +374,9 @@ def _numerics_blocks(check: BandCheck) -> list[Block]:
     if folded:
         scalars = ", ".join(dict.fromkeys(w.scalar for w in folded))
         blocks.append(
-            Folded(f"and {len(folded)} windows inside the band ({scalars})", (_windows_table(folded),))
+            Folded(
+                f"and {len(folded)} windows inside the band ({scalars})", (_windows_table(folded),)
+            )
         )
     return blocks
 
@@ -402,9 +402,7 @@ def _finals_table(comparison: Comparison) -> Table | None:
     tones: list[Tone] = []
     for metric in metrics:
         s, b = seeds.get(metric), bands.get(metric)
-        rows.append(
-            (metric, value(candidate, metric), value(reference, metric), cell(s), cell(b))
-        )
+        rows.append((metric, value(candidate, metric), value(reference, metric), cell(s), cell(b)))
         bad = (s is not None and not s.ok) or (b is not None and not b.ok)
         tones.append("bad" if bad else None)
     return Table(

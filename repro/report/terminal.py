@@ -109,7 +109,9 @@ def _cell(text: str, width: int, right: bool) -> str:
 
 def _table(block: Table, style: _Style) -> list[str]:
     rows = [block.columns, *block.rows]
-    widths = _fit([max(len(row[i]) for row in rows) for i in range(len(block.columns))], style.width)
+    widths = _fit(
+        [max(len(row[i]) for row in rows) for i in range(len(block.columns))], style.width
+    )
 
     def line(row: tuple[str, ...]) -> str:
         cells = (_cell(t, w, r) for t, w, r in zip(row, widths, block.numeric))
