@@ -95,7 +95,11 @@ class Baseline:
 
 
 def shipped_dir() -> Path:
-    return Path(str(resources.files("repro._manifests").joinpath("baselines")))
+    """The committed baselines: package data in a wheel, ``manifests/`` in a source checkout."""
+    try:
+        return Path(str(resources.files("repro._manifests").joinpath("baselines")))
+    except ModuleNotFoundError:  # running from a checkout (editable install or PYTHONPATH)
+        return Path(__file__).resolve().parent.parent / "manifests" / "baselines"
 
 
 def write_dir(option: str | None) -> Path:

@@ -176,6 +176,24 @@ def _cmd_baseline_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from repro import atomic
+    from repro.selftest import render_table, selftest, to_dict
+
+    results = selftest(quick=args.quick)
+    if args.json:
+        print(json.dumps(to_dict(results), indent=1))
+    else:
+        print(render_table(results))
+    if args.md:
+        table = render_table(results)
+        atomic.write_text(Path(args.md), f"# repro selftest\n\n```\n{table}\n```\n")
+    failed = [r for r in results if not r.passed]
+    if not args.json:
+        print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -251,6 +269,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", metavar="FILE")
     p.add_argument("--html", metavar="FILE")
     p.set_defaults(handler=_cmd_compare)
+
+    p = sub.add_parser("selftest", help="prove the verdicts on this machine under controlled perturbations")
+    p.add_argument("--quick", action="store_true", help="smoke profile, shared launches (a few minutes on 2 cores)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--md", metavar="FILE", help="also write the table as Markdown")
+    p.set_defaults(handler=_cmd_selftest)
 
     p = sub.add_parser("baseline", help="record or list baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")

@@ -198,6 +198,20 @@ def _first_list_difference(a: list[Any], b: list[Any]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def _first_trace_difference(ta: list[dict[str, Any]], tb: list[dict[str, Any]], kind: str) -> tuple[str, str] | None:
+    """(readable module name, " on rank r") of the earliest differing entry over all ranks."""
+    best: tuple[int, int, str] | None = None
+    for rank, (ra, rb) in enumerate(zip(ta, tb)):
+        i = _first_list_difference(ra[kind], rb[kind])
+        if i is not None and (best is None or i < best[0]):
+            entries = ra[kind] if i < len(ra[kind]) else rb[kind]
+            name = readable(str(entries[i][0])) if i < len(entries) else "a module"
+            best = (i, rank, name)
+    if best is None:
+        return None
+    return best[2], f" on rank {best[1]}" if len(ta) > 1 else ""
+
+
 def first_difference(a: RunView, b: RunView) -> Divergence | None:
     """The first step whose record differs, and what differed first within it.
 
@@ -231,22 +245,17 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
         ta, tb = sa.get("trace"), sb.get("trace")
         traced = ta is not None and tb is not None
         if traced:
-            i = _first_list_difference(ta["forward"], tb["forward"])
-            if i is not None:
-                fa = ta["forward"]
-                module = readable(fa[i][0]) if i < len(fa) else "a module"
-                found.append(("forward", f"{module}, forward output differs first", module))
+            hit = _first_trace_difference(ta, tb, "forward")
+            if hit is not None:
+                found.append(("forward", f"{hit[0]}, forward output{hit[1]} differs first", hit[0]))
         if sa["loss"] != sb["loss"]:
             found.append(("loss", f"loss {sa['loss']!r} vs {sb['loss']!r}", None))
         if traced:
-            for kind, label in (
-                ("grad_local", "local gradient (before the all-reduce)"),
-                ("grad_reduced", "gradient after the all-reduce"),
-            ):
-                i = _first_list_difference(ta[kind], tb[kind])
-                if i is not None:
-                    module = readable(str(ta[kind][i][0])) if i < len(ta[kind]) else "a parameter"
-                    found.append((kind, f"{module}, {label} differs first", module))
+            for kind, label in (("grad_local", "local gradient (before the all-reduce)"),
+                                ("grad_reduced", "gradient after the all-reduce")):
+                hit = _first_trace_difference(ta, tb, kind)
+                if hit is not None:
+                    found.append((kind, f"{hit[0]}, {label}{hit[1]} differs first", hit[0]))
         if sa["grad_norm"] != sb["grad_norm"]:
             found.append(
                 ("grad_norm", f"gradient norm {sa['grad_norm']!r} vs {sb['grad_norm']!r}", None)

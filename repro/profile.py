@@ -248,6 +248,11 @@ def _coerce(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
             raise ValueError(f"{name}={value!r} must be an integer")
         return value
     if kind.startswith("float"):
+        if isinstance(value, str):  # YAML reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name}={value!r} must be a number")
         return float(value)

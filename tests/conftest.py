@@ -1,8 +1,9 @@
 """One session-scoped cache of real smoke-profile runs and one small test baseline.
 
-Tests of every capability draw from it instead of launching their own, so CI
-stays inside its budget. Launches are grouped by what must differ at launch
-level (threads, world size, environment); everything else shares one launch.
+The cache is the self-test's own session (``repro.selftest.run_session``): the
+rows of ``repro/selftest.yaml`` plus the baseline recorded in their shared
+launch. Tests of every capability draw from it instead of launching their own,
+so CI stays inside its budget.
 """
 
 from __future__ import annotations
@@ -11,26 +12,31 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import LOWER_CAPABILITY
 
-# Runs that share the default launch (2 ranks x 1 thread), by name -> --set list.
-SHARED_LAUNCH = {
-    "seed": ["seed=1"],
-    "lr": ["fault.lr_factor=1.5"],
-    "amp": ["amp_dtype=float32"],
-    "sampler": ["fault.sampler_seed_offset=1"],
-    "skip_set_epoch": ["fault.skip_set_epoch=true"],
-    "nan": ["fault.nan_step=5"],
-    "desync": ["fault.desync_step=3"],
-    "nondet_a": ["fault.nondeterministic=true"],
-    "nondet_b": ["fault.nondeterministic=true"],
+from repro.selftest import Session, load_cases, run_session
+
+# Test-facing names for the self-test rows' first runs.
+ALIASES = {
+    "rerun": "rerun", "threads": "threads", "avx2": "cpu-isa", "seed": "seed", "lr": "lr",
+    "world1": "world", "amp": "amp", "sampler": "sampler", "skip_set_epoch": "set-epoch",
+    "nan": "nan", "desync": "desync", "ulp": "ulp",
 }
-NUMERICS, SEEDS = 8, 8
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Tests see the real launcher; keep the ranks from inheriting a developer's thread settings.
+    # The ranks' thread counts come from the profile; keep a developer's setting out of the tests.
     os.environ.pop("OMP_NUM_THREADS", None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run with `nox -s gpu` on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -41,69 +47,21 @@ def cpu_capability() -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("smoke")
+def smoke_session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """Every self-test row and the test baseline, launched once per test session."""
+    return run_session("smoke", load_cases(), workdir=tmp_path_factory.mktemp("smoke"))
 
 
 @pytest.fixture(scope="session")
-def smoke_session(smoke_home: Path, cpu_capability: str) -> dict[str, object]:
-    """Launch every cached run once; returns {"runs": {name: dir}, "baseline": dir, "summary": {...}}."""
-    from repro.baseline import assemble_baseline, baseline_plan
-    from repro.judge import RunView
-    from repro.runner import launch, prepare_run
-
-    runs_dir = smoke_home / "runs"
-    plan, seed_list = baseline_plan("smoke", NUMERICS, SEEDS)
-    names = (
-        ["primary"] + [f"band{i}" for i in range(NUMERICS)] + [f"seed{s}" for s in seed_list[1:]]
-    )
-    names += list(SHARED_LAUNCH)
-    sets = plan + list(SHARED_LAUNCH.values())
-    entries = [prepare_run("smoke", s, runs_dir=runs_dir, quiet=True) for s in sets]
-    runs = {name: o.run_dir for name, o in zip(names, launch(entries))}
-    runs["seed"] = runs["seed1"]  # seed=1 is both a seed-band member and the 'seed' row
-
-    # Launch-level variations, each in a launch of its own.
-    (runs["rerun"],) = [
-        o.run_dir for o in launch([prepare_run("smoke", [], runs_dir=runs_dir, quiet=True)])
-    ]
-    (runs["threads"],) = [
-        o.run_dir
-        for o in launch(
-            [prepare_run("smoke", ["threads_per_rank=2"], runs_dir=runs_dir, quiet=True)]
-        )
-    ]
-    (runs["world1"],) = [
-        o.run_dir
-        for o in launch([prepare_run("smoke", ["world_size=1"], runs_dir=runs_dir, quiet=True)])
-    ]
-    lower = LOWER_CAPABILITY.get(cpu_capability)
-    if lower is not None:
-        env = {"ATEN_CPU_CAPABILITY": lower}
-        (runs["avx2"],) = [
-            o.run_dir
-            for o in launch(
-                [prepare_run("smoke", [], runs_dir=runs_dir, quiet=True, env=env)], env=env
-            )
-        ]
-
-    views = [RunView.from_run_dir(runs[n]) for n in names[: len(plan)]]
-    baseline, summary = assemble_baseline(
-        views,
-        numerics=NUMERICS,
-        seed_list=seed_list,
-        root=smoke_home / "baselines",
-        name="smoke-test",
-        force=False,
-    )
-    return {"runs": runs, "baseline": baseline, "summary": summary}
+def smoke_runs(smoke_session: Session) -> dict[str, Path]:
+    runs = {"primary": smoke_session.baseline_runs[0], "band0": smoke_session.baseline_runs[1]}
+    for alias, case in ALIASES.items():
+        if case in smoke_session.runs:
+            runs[alias] = smoke_session.runs[case][0]
+    runs["nondet_a"], runs["nondet_b"] = smoke_session.runs["nondet"]
+    return runs
 
 
 @pytest.fixture(scope="session")
-def smoke_runs(smoke_session: dict[str, object]) -> dict[str, Path]:
-    return smoke_session["runs"]  # type: ignore[return-value]
-
-
-@pytest.fixture(scope="session")
-def smoke_baseline(smoke_session: dict[str, object]) -> Path:
-    return smoke_session["baseline"]  # type: ignore[return-value]
+def smoke_baseline(smoke_session: Session) -> Path:
+    return smoke_session.baseline.path

@@ -7,9 +7,6 @@ from pathlib import Path
 from repro.baseline import load_baseline
 from repro.judge import Comparison, RunView, compare
 
-# One level below each CPU capability torch dispatches to (x86); None: nothing lower.
-LOWER_CAPABILITY = {"AVX512": "avx2", "AVX2": "default"}
-
 
 def view(path: Path) -> RunView:
     return RunView.from_run_dir(path)

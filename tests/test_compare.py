@@ -45,7 +45,9 @@ def test_cpu_capability(smoke_runs):
     c = _pair(smoke_runs, "avx2")
     high = _differences(c, "high")
     assert any("capability" in key.lower() for key in high), sorted(high)
-    assert c.first_difference.where == "forward" and c.first_difference.module
+    # Measured: on this model the kernels of one level down part in a rank's backward
+    # (a named parameter's local gradient) at least as often as in a forward output.
+    assert c.first_difference.where in ("forward", "grad_local") and c.first_difference.module
     assert c.causes[0].cause == "CPU kernel capability"
     assert "ATEN_CPU_CAPABILITY" in c.causes[0].try_next
 

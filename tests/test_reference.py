@@ -74,8 +74,11 @@ def test_run_directory_contents(smoke_runs):
         "params",
         "trace",
     } <= set(step)
-    assert [name for name, _ in step["trace"]["forward"]][:2] == ["tok_emb", "pos_emb"]
-    assert step["trace"]["grad_local"] and step["trace"]["grad_reduced"]
+    assert len(step["trace"]) == 2  # one trace per rank
+    assert [name for name, _ in step["trace"][1]["forward"]][:2] == ["tok_emb", "pos_emb"]
+    assert step["trace"][1]["grad_local"] and step["trace"][1]["grad_reduced"]
+    # After the all-reduce every rank holds the same gradients.
+    assert step["trace"][0]["grad_reduced"] == step["trace"][1]["grad_reduced"]
     assert len(record["initial_params"]) == len(record["param_names"])
     manifest_run = run.manifest["run"]
     assert manifest_run["world_size"] == 2 and manifest_run["sdpa_backend"]

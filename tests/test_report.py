@@ -140,7 +140,8 @@ def test_markdown_has_the_sections_in_order(comparisons: dict[str, Comparison], 
     comparison = _case(comparisons, name)
     text = render_markdown(comparison)
     positions = [text.find(f"\n## {title}\n") for title in SECTION_TITLES]
-    assert -1 not in positions, f"missing a section: {dict(zip(SECTION_TITLES, positions))}"
+    found = dict(zip(SECTION_TITLES, positions, strict=True))
+    assert -1 not in positions, f"missing a section: {found}"
     assert positions == sorted(positions)
     assert f"**{comparison.verdict}**" in text
 
@@ -203,7 +204,8 @@ def test_many_lists_each_candidate_and_the_worst_verdict(
 _MEASURE = """<script>
 document.body.setAttribute("data-measured", JSON.stringify(
   Array.from(document.querySelectorAll("figure.plot")).map(function (f) {
-    var svg = f.querySelector("svg"), box = svg.getBoundingClientRect(), style = getComputedStyle(f);
+    var svg = f.querySelector("svg"), box = svg.getBoundingClientRect();
+    var style = getComputedStyle(f);
     return {width: box.width, height: box.height, shapes: svg.querySelectorAll("path").length,
             visible: style.display !== "none" && style.visibility !== "hidden"};
   })));

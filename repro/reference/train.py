@@ -238,7 +238,7 @@ class RankTrainer:
                 gathered = [torch.empty_like(local) for _ in range(self.world)]
                 dist.all_gather(gathered, local)
                 rows = [g.tolist() for g in gathered]
-                trace = tracer.take() if step < p.trace_steps else None
+                trace = self._gather_trace(tracer.take()) if step < p.trace_steps else None
                 if self.rank == 0:
                     steps.append(
                         self._step_record(step, rows, grad_norm, lr, loss_scale, fps, trace)
@@ -259,6 +259,12 @@ class RankTrainer:
         if self.rank == 0:
             self._finish(model, names, initial, steps, step_times, train_s, foreach)
         dist.barrier()
+
+    def _gather_trace(self, local: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every rank's trace on every rank (traced steps only): a rank's own backward can part first."""
+        traces: list[Any] = [None] * self.world
+        dist.all_gather_object(traces, local)
+        return traces
 
     def _inject_step_faults(self, step: int, params: list[torch.Tensor]) -> None:
         p = self.profile

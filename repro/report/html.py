@@ -121,12 +121,11 @@ def _table(block: Table) -> str:
     def cells(row: tuple[str, ...], tag: str) -> str:
         return "".join(
             f"<{tag}{_classes('num' if right else None)}>{_inline(c)}</{tag}>"
-            for c, right in zip(row, block.numeric)
+            for c, right in zip(row, block.numeric, strict=True)
         )
 
-    body = "".join(
-        f"<tr{_classes(tone)}>{cells(row, 'td')}</tr>" for row, tone in zip(block.rows, block.tones)
-    )
+    rows = zip(block.rows, block.tones, strict=True)
+    body = "".join(f"<tr{_classes(tone)}>{cells(row, 'td')}</tr>" for row, tone in rows)
     return (
         f"<table><thead><tr>{cells(block.columns, 'th')}</tr></thead><tbody>{body}</tbody></table>"
     )
@@ -144,7 +143,8 @@ def _plot(block: Plot, report: Report) -> str:
     caption = html.escape(block.caption)
     # role/aria-label: a screen reader announces the caption instead of the SVG's text soup.
     svg = svg.replace("<svg", f'<svg role="img" aria-label="{caption}"', 1)
-    return f'<figure class="plot" data-kind="{block.kind}">{svg}<figcaption>{caption}</figcaption></figure>'
+    figure = f'<figure class="plot" data-kind="{block.kind}">'
+    return f"{figure}{svg}<figcaption>{caption}</figcaption></figure>"
 
 
 def _commands(block: Commands) -> str:
@@ -209,7 +209,11 @@ def render_html(comparison: Comparison) -> str:
 
 def render_html_many(comparisons: list[Comparison]) -> str:
     """``repro compare A B C``: the worst verdict (id ``verdict``) and an overview table,
-    then one article per candidate (verdict ids ``verdict-1``, ``verdict-2``, ...)."""
+    then one article per candidate (verdict ids ``verdict-1``, ``verdict-2``, ...).
+
+    One comparison renders exactly as ``render_html``."""
+    if len(comparisons) == 1:
+        return render_html(comparisons[0])
     headline, table = overview(comparisons)
     worst = worst_verdict(comparisons)
     head = (

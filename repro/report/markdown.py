@@ -116,7 +116,11 @@ def render_markdown(comparison: Comparison) -> str:
 
 
 def render_markdown_many(comparisons: list[Comparison]) -> str:
-    """``repro compare A B C``: an overview table, then each report one heading level down."""
+    """``repro compare A B C``: an overview table, then each report one heading level down.
+
+    One comparison renders exactly as ``render_markdown``."""
+    if len(comparisons) == 1:
+        return render_markdown(comparisons[0])
     headline, table = overview(comparisons)
     lines = [f"# repro compare: {_inline(headline)}", "", *_table(table)]
     for comparison in comparisons:

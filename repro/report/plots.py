@@ -24,15 +24,6 @@ _BOUND = "#c62828"
 _PARTED = "#7b1fa2"
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 _SIZE_ATTRIBUTES = re.compile(r'\s(?:width|height)="[^"]*"')
-_STYLE = {
-    "svg.fonttype": "none",  # text stays text: smaller, and selectable in the browser
-    "svg.hashsalt": "repro",  # stable element ids, so the same comparison renders the same
-    "font.size": 9.0,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-}
 
 
 def _figure(top: float = 0.96) -> Figure:
@@ -91,7 +82,17 @@ def _mark_steps(axes: Axes, first_step: int | None, first_outside: int | None) -
 def _style_context() -> Any:
     import matplotlib
 
-    return matplotlib.rc_context(_STYLE)
+    return matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",  # text stays text: smaller, and selectable in the browser
+            "svg.hashsalt": "repro",  # stable element ids: the same comparison, the same SVG
+            "font.size": 9.0,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+        }
+    )
 
 
 def loss_svg(curves: dict[str, Any], first_step: int | None = None) -> str:

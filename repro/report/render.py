@@ -306,7 +306,7 @@ def _parted_section(comparison: Comparison) -> Section:
         label = WHERE_LABELS.get(d.where, d.where)
         blocks.append(Text(f"Step {d.step}, first in {label}.", strong=True))
         blocks.append(Text(d.detail))
-        if d.module:
+        if d.module and d.module not in d.detail:
             blocks.append(Text(f"Module or parameter: {d.module}"))
         if not d.traced and d.where not in ("record", "final"):
             blocks.append(

@@ -108,17 +108,17 @@ def _cell(text: str, width: int, right: bool) -> str:
 
 
 def _table(block: Table, style: _Style) -> list[str]:
-    rows = [block.columns, *block.rows]
-    widths = _fit(
-        [max(len(row[i]) for row in rows) for i in range(len(block.columns))], style.width
-    )
+    every = [block.columns, *block.rows]
+    natural = [max(len(row[i]) for row in every) for i in range(len(block.columns))]
+    widths = _fit(natural, style.width)
 
     def line(row: tuple[str, ...]) -> str:
-        cells = (_cell(t, w, r) for t, w, r in zip(row, widths, block.numeric))
+        cells = (_cell(t, w, r) for t, w, r in zip(row, widths, block.numeric, strict=True))
         return (_INDENT + "  ".join(cells)).rstrip()
 
     lines = [style.paint(line(block.columns), bold=True)]
-    lines += [style.paint(line(row), tone) for row, tone in zip(block.rows, block.tones)]
+    toned = zip(block.rows, block.tones, strict=True)
+    lines += [style.paint(line(row), tone) for row, tone in toned]
     return lines
 
 
@@ -194,7 +194,11 @@ def render_terminal(comparison: Comparison, *, color: bool | None = None, width:
 def render_terminal_many(
     comparisons: list[Comparison], *, color: bool | None = None, width: int = 80
 ) -> str:
-    """``repro compare A B C``: an overview line per candidate, then each full report."""
+    """``repro compare A B C``: an overview line per candidate, then each full report.
+
+    One comparison renders exactly as ``render_terminal``, so a caller may always use this."""
+    if len(comparisons) == 1:
+        return render_terminal(comparisons[0], color=color, width=width)
     style = _Style(color_wanted() if color is None else color, width)
     headline, table = overview(comparisons)
     lines = [style.paint(line, bold=True) for line in style.wrap(headline)]
