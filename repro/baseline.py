@@ -215,7 +215,7 @@ def select_baseline(
         ((_mismatch_score(env, b.meta["environment_key"]), b.name, b) for b in current),
         key=lambda t: (t[0][0], t[1]),
     )
-    (score, differing), _, best = scored[0]
+    (_score, differing), _, best = scored[0]
     how = (
         "an exact environment-key match"
         if not differing
@@ -373,7 +373,7 @@ def baseline_plan(profile: str, numerics: int, seeds: int) -> tuple[list[list[st
         raise UserError(f"--numerics {numerics} and --seeds {seeds} must both be at least 3.")
     primary_seed = load_profile(profile).seed
     seed_list = [primary_seed + i for i in range(seeds)]
-    plan = (
+    plan: list[list[str]] = (
         [[]]
         + [[f"band_member={i}"] for i in range(numerics)]
         + [[f"seed={s}"] for s in seed_list[1:]]

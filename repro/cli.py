@@ -270,8 +270,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE")
     p.set_defaults(handler=_cmd_compare)
 
-    p = sub.add_parser("selftest", help="prove the verdicts on this machine under controlled perturbations")
-    p.add_argument("--quick", action="store_true", help="smoke profile, shared launches (a few minutes on 2 cores)")
+    p = sub.add_parser(
+        "selftest", help="prove the verdicts on this machine under controlled perturbations"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke profile, shared launches (a few minutes on 2 cores)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--md", metavar="FILE", help="also write the table as Markdown")
     p.set_defaults(handler=_cmd_selftest)

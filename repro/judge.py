@@ -198,7 +198,9 @@ def _first_list_difference(a: list[Any], b: list[Any]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def _first_trace_difference(ta: list[dict[str, Any]], tb: list[dict[str, Any]], kind: str) -> tuple[str, str] | None:
+def _first_trace_difference(
+    ta: list[dict[str, Any]], tb: list[dict[str, Any]], kind: str
+) -> tuple[str, str] | None:
     """(readable module name, " on rank r") of the earliest differing entry over all ranks."""
     best: tuple[int, int, str] | None = None
     for rank, (ra, rb) in enumerate(zip(ta, tb)):
@@ -242,8 +244,9 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
             i = _first_list_difference(ra.get("initial_params", []), rb.get("initial_params", []))
             what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
             found.append(("initial", f"the initial parameters differ (first: {what})", what))
-        ta, tb = sa.get("trace"), sb.get("trace")
-        traced = ta is not None and tb is not None
+        ta: list[dict[str, Any]] = sa.get("trace") or []
+        tb: list[dict[str, Any]] = sb.get("trace") or []
+        traced = bool(ta) and bool(tb)
         if traced:
             hit = _first_trace_difference(ta, tb, "forward")
             if hit is not None:
@@ -251,8 +254,10 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
         if sa["loss"] != sb["loss"]:
             found.append(("loss", f"loss {sa['loss']!r} vs {sb['loss']!r}", None))
         if traced:
-            for kind, label in (("grad_local", "local gradient (before the all-reduce)"),
-                                ("grad_reduced", "gradient after the all-reduce")):
+            for kind, label in (
+                ("grad_local", "local gradient (before the all-reduce)"),
+                ("grad_reduced", "gradient after the all-reduce"),
+            ):
                 hit = _first_trace_difference(ta, tb, kind)
                 if hit is not None:
                     found.append((kind, f"{hit[0]}, {label}{hit[1]} differs first", hit[0]))

@@ -9,6 +9,7 @@ overridden run is marked non-reference and can never become a baseline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -249,10 +250,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
         return value
     if kind.startswith("float"):
         if isinstance(value, str):  # YAML reads "1e-3" (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name}={value!r} must be a number")
         return float(value)
@@ -310,7 +309,8 @@ def _deepcopy(data: dict[str, Any]) -> dict[str, Any]:
 
 def build_profile(data: dict[str, Any], where: str) -> Profile:
     try:
-        return _build(Profile, data, "")  # type: ignore[no-any-return]
+        profile: Profile = _build(Profile, data, "")
+        return profile
     except (ValueError, TypeError) as exc:
         raise UserError(f"{where}: {exc}; fix the profile or the --set value.") from None
 

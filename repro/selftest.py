@@ -41,16 +41,27 @@ class Case:
 
 
 def load_cases() -> list[Case]:
-    data = yaml.safe_load(resources.files("repro").joinpath("selftest.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(
+        resources.files("repro").joinpath("selftest.yaml").read_text(encoding="utf-8")
+    )
     cases = []
     for row in data["cases"]:
         cause = row.get("cause")
-        cases.append(Case(
-            name=row["name"], perturbation=row["perturbation"], expected=row["expected"],
-            cause=None if cause in (None, "none") else str(cause), sets=tuple(row.get("sets", [])),
-            env=tuple(sorted((row.get("env") or {}).items())), launch=row.get("launch", "shared"),
-            repeat=int(row.get("repeat", 1)), where=row.get("where"), step=row.get("step"), gpu=bool(row.get("gpu")),
-        ))
+        cases.append(
+            Case(
+                name=row["name"],
+                perturbation=row["perturbation"],
+                expected=row["expected"],
+                cause=None if cause in (None, "none") else str(cause),
+                sets=tuple(row.get("sets", [])),
+                env=tuple(sorted((row.get("env") or {}).items())),
+                launch=row.get("launch", "shared"),
+                repeat=int(row.get("repeat", 1)),
+                where=row.get("where"),
+                step=row.get("step"),
+                gpu=bool(row.get("gpu")),
+            )
+        )
     return cases
 
 
@@ -79,8 +90,15 @@ def _skip_reason(case: Case, cuda: bool, lower: str | None) -> str | None:
     return None
 
 
-def run_session(profile: str, cases: list[Case], *, workdir: Path, numerics: int = 8, seeds: int = 8,
-                cuda: bool = False) -> Session:
+def run_session(
+    profile: str,
+    cases: list[Case],
+    *,
+    workdir: Path,
+    numerics: int = 8,
+    seeds: int = 8,
+    cuda: bool = False,
+) -> Session:
     """Launch the baseline and every case: one shared launch, plus one per launch-level change."""
     runs_dir = workdir / "runs"
     lower = lower_capability()
@@ -97,17 +115,26 @@ def run_session(profile: str, cases: list[Case], *, workdir: Path, numerics: int
     outcomes = launch(entries)
     baseline_runs = [o.run_dir for o in outcomes[: len(plan)]]
     runs: dict[str, list[Path]] = {}
-    for name, outcome in zip(owners, outcomes[len(plan):]):
+    for name, outcome in zip(owners, outcomes[len(plan) :]):
         runs.setdefault(name, []).append(outcome.run_dir)
     for case in active:
         if case.launch == "shared":
             continue
         env = {k: v.replace("{lower_capability}", lower or "") for k, v in case.env}
-        own = [prepare_run(profile, list(case.sets), runs_dir=runs_dir, quiet=True, env=env) for _ in range(case.repeat)]
+        own = [
+            prepare_run(profile, list(case.sets), runs_dir=runs_dir, quiet=True, env=env)
+            for _ in range(case.repeat)
+        ]
         runs[case.name] = [o.run_dir for o in launch(own, env=env)]
     views = [RunView.from_run_dir(p) for p in baseline_runs]
-    path, _ = assemble_baseline(views, numerics=numerics, seed_list=seed_list, root=workdir / "baselines",
-                                name=f"selftest-{profile}", force=True)
+    path, _ = assemble_baseline(
+        views,
+        numerics=numerics,
+        seed_list=seed_list,
+        root=workdir / "baselines",
+        name=f"selftest-{profile}",
+        force=True,
+    )
     from repro.baseline import load_baseline
 
     return Session(profile, load_baseline(path), runs, skipped, baseline_runs)
@@ -135,7 +162,9 @@ class CaseResult:
 def judge_case(case: Case, session: Session) -> Comparison:
     paths = session.runs[case.name]
     views = [RunView.from_run_dir(p) for p in paths]
-    return compare(views[0], session.baseline.primary(), bands=session.baseline.bands(), repeats=views[1:])
+    return compare(
+        views[0], session.baseline.primary(), bands=session.baseline.bands(), repeats=views[1:]
+    )
 
 
 def check(case: Case, comparison: Comparison) -> list[str]:
@@ -157,7 +186,11 @@ def check(case: Case, comparison: Comparison) -> list[str]:
 
 
 def run_cases(session: Session, cases: list[Case]) -> list[CaseResult]:
-    control = judge_case(next(c for c in cases if c.name == "rerun"), session) if "rerun" in session.runs else None
+    control = (
+        judge_case(next(c for c in cases if c.name == "rerun"), session)
+        if "rerun" in session.runs
+        else None
+    )
     results = []
     for case in cases:
         if case.name in session.skipped:
@@ -188,7 +221,9 @@ def render_table(results: list[CaseResult]) -> str:
         if r.comparison and r.comparison.failure:
             where = f"step {r.comparison.failure.get('step')}: {r.comparison.failure.get('kind')}"
         result = "skip" if r.comparison is None else ("PASS" if r.passed else "FAIL")
-        lines.append(f"{r.case.name:10} {r.case.expected:16} {r.observed:16} {where[:34]:34} {(r.top_cause or '-')[:28]:28} {result}")
+        lines.append(
+            f"{r.case.name:10} {r.case.expected:16} {r.observed:16} {where[:34]:34} {(r.top_cause or '-')[:28]:28} {result}"
+        )
         lines.extend(f"{'':10} ! {p}" for p in r.problems if result == "FAIL")
     return "\n".join(lines)
 
@@ -197,12 +232,22 @@ def to_dict(results: list[CaseResult]) -> list[dict[str, Any]]:
     out = []
     for r in results:
         fd = r.comparison.first_difference if r.comparison else None
-        out.append({
-            "case": r.case.name, "perturbation": r.case.perturbation, "expected": r.case.expected,
-            "observed": r.observed, "expected_cause": r.case.cause, "top_cause": r.top_cause,
-            "first_difference": {"step": fd.step, "where": fd.where, "module": fd.module} if fd else None,
-            "passed": r.passed, "problems": r.problems, "negative_control_caught": r.control_failed_row,
-        })
+        out.append(
+            {
+                "case": r.case.name,
+                "perturbation": r.case.perturbation,
+                "expected": r.case.expected,
+                "observed": r.observed,
+                "expected_cause": r.case.cause,
+                "top_cause": r.top_cause,
+                "first_difference": {"step": fd.step, "where": fd.where, "module": fd.module}
+                if fd
+                else None,
+                "passed": r.passed,
+                "problems": r.problems,
+                "negative_control_caught": r.control_failed_row,
+            }
+        )
     return out
 
 
@@ -219,8 +264,14 @@ def selftest(*, quick: bool, workdir: Path | None = None) -> list[CaseResult]:
         session = run_session("smoke" if quick else "quick", cpu_cases, workdir=root / "cpu")
         results = run_cases(session, cpu_cases)
         if cuda:
-            gpu_session = run_session("full", gpu_cases, workdir=root / "gpu", numerics=3 if quick else 8,
-                                      seeds=3 if quick else 8, cuda=True)
+            gpu_session = run_session(
+                "full",
+                gpu_cases,
+                workdir=root / "gpu",
+                numerics=3 if quick else 8,
+                seeds=3 if quick else 8,
+                cuda=True,
+            )
             results += run_cases(gpu_session, gpu_cases)
         else:
             results += [CaseResult(c, None, True, ["skipped: needs a CUDA GPU"]) for c in gpu_cases]

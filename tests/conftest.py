@@ -17,9 +17,18 @@ from repro.selftest import Session, load_cases, run_session
 
 # Test-facing names for the self-test rows' first runs.
 ALIASES = {
-    "rerun": "rerun", "threads": "threads", "avx2": "cpu-isa", "seed": "seed", "lr": "lr",
-    "world1": "world", "amp": "amp", "sampler": "sampler", "skip_set_epoch": "set-epoch",
-    "nan": "nan", "desync": "desync", "ulp": "ulp",
+    "rerun": "rerun",
+    "threads": "threads",
+    "avx2": "cpu-isa",
+    "seed": "seed",
+    "lr": "lr",
+    "world1": "world",
+    "amp": "amp",
+    "sampler": "sampler",
+    "skip_set_epoch": "set-epoch",
+    "nan": "nan",
+    "desync": "desync",
+    "ulp": "ulp",
 }
 
 

@@ -215,7 +215,10 @@ document.body.setAttribute("data-measured", JSON.stringify(
 def _browser() -> str | None:
     configured = os.environ.get("REPRO_CHROMIUM")
     if configured:
-        return configured
+        found = shutil.which(configured)
+        if found is None:
+            pytest.fail(f"REPRO_CHROMIUM={configured} is not an executable; fix or unset it")
+        return found
     return next((found for name in BROWSERS if (found := shutil.which(name))), None)
 
 

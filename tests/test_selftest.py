@@ -30,4 +30,6 @@ def test_negative_control_fails_every_row(smoke_session):
     results = run_cases(smoke_session, [c for c in CASES if not c.gpu])
     for result in results:
         if result.comparison is not None:
-            assert result.control_failed_row, f"the unperturbed record passes row {result.case.name}"
+            assert result.control_failed_row, (
+                f"the unperturbed record passes row {result.case.name}"
+            )

@@ -11,7 +11,14 @@ import pytest
 from repro import atomic
 from repro.documents import load_document
 from repro.errors import UserError
-from repro.store import create_run_dir, create_unique_run_dir, new_run_id, open_run, validate_run_id, write_status
+from repro.store import (
+    create_run_dir,
+    create_unique_run_dir,
+    new_run_id,
+    open_run,
+    validate_run_id,
+    write_status,
+)
 
 
 def test_run_id_shape():
@@ -65,19 +72,37 @@ def test_load_document_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"doc.yaml is malformed or truncated"):
         load_document(_doc(tmp_path, "a: [1, 2\n"), kind="thing", schema_version=1)
     with pytest.raises(UserError, match=r"doc.json is malformed or truncated"):
-        load_document(_doc(tmp_path, '{"schema_version": 1, "a": [', "doc.json"), kind="thing", schema_version=1)
+        load_document(
+            _doc(tmp_path, '{"schema_version": 1, "a": [', "doc.json"),
+            kind="thing",
+            schema_version=1,
+        )
     with pytest.raises(UserError, match="newer than this repro understands"):
         load_document(_doc(tmp_path, "schema_version: 9\n"), kind="thing", schema_version=1)
     with pytest.raises(UserError, match="missing required key"):
-        load_document(_doc(tmp_path, "schema_version: 1\n"), kind="thing", schema_version=1, required=("steps",))
+        load_document(
+            _doc(tmp_path, "schema_version: 1\n"),
+            kind="thing",
+            schema_version=1,
+            required=("steps",),
+        )
     with pytest.raises(UserError, match="no integer schema_version"):
         load_document(_doc(tmp_path, "a: 1\n"), kind="thing", schema_version=1)
 
 
 def test_older_schema_is_migrated_on_read(tmp_path):
     path = _doc(tmp_path, "schema_version: 1\nold_name: 3\n")
-    data = load_document(path, kind="thing", schema_version=2,
-                         migrations={1: lambda d: {**{k: v for k, v in d.items() if k != "old_name"}, "new_name": d["old_name"]}})
+    data = load_document(
+        path,
+        kind="thing",
+        schema_version=2,
+        migrations={
+            1: lambda d: {
+                **{k: v for k, v in d.items() if k != "old_name"},
+                "new_name": d["old_name"],
+            }
+        },
+    )
     assert data == {"schema_version": 2, "new_name": 3}
     assert "old_name" in path.read_text()  # migration happens in memory, the file is untouched
 

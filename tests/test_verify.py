@@ -13,13 +13,30 @@ from repro.cli import main
 @pytest.mark.slow
 def test_verify_identical_on_the_recording_machine(smoke_baseline, tmp_path, capsys):
     junit = tmp_path / "verify.xml"
-    code = main(["verify", "--profile", "smoke", "--baseline-dir", str(smoke_baseline.parent),
-                 "--runs-dir", str(tmp_path / "runs"), "--junit", str(junit), "--quiet"])
+    code = main(
+        [
+            "verify",
+            "--profile",
+            "smoke",
+            "--baseline-dir",
+            str(smoke_baseline.parent),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--junit",
+            str(junit),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "IDENTICAL" in out and "smoke-test" in out
     suite = ET.parse(junit).getroot()
-    assert [c.get("name") for c in suite.iter("testcase")] == ["bitwise", "numerics band", "seed interval", "consistency"]
+    assert [c.get("name") for c in suite.iter("testcase")] == [
+        "bitwise",
+        "numerics band",
+        "seed interval",
+        "consistency",
+    ]
     assert suite.get("failures") == "0"
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "verdict.json").read_text())["verdict"] == "IDENTICAL"
@@ -27,8 +44,23 @@ def test_verify_identical_on_the_recording_machine(smoke_baseline, tmp_path, cap
 
 @pytest.mark.slow
 def test_verify_repeat_finds_nondeterminism(smoke_baseline, tmp_path, capsys):
-    code = main(["verify", "--profile", "smoke", "--baseline-dir", str(smoke_baseline.parent), "--repeat", "2",
-                 "--set", "fault.nondeterministic=true", "--runs-dir", str(tmp_path), "--json", "--quiet"])
+    code = main(
+        [
+            "verify",
+            "--profile",
+            "smoke",
+            "--baseline-dir",
+            str(smoke_baseline.parent),
+            "--repeat",
+            "2",
+            "--set",
+            "fault.nondeterministic=true",
+            "--runs-dir",
+            str(tmp_path),
+            "--json",
+            "--quiet",
+        ]
+    )
     assert code == 4
     assert json.loads(capsys.readouterr().out)["verdict"] == "NONDETERMINISTIC"
 
@@ -37,8 +69,18 @@ def test_verify_repeat_finds_nondeterminism(smoke_baseline, tmp_path, capsys):
 def test_verify_without_a_baseline_says_how_to_record_one(tmp_path, capsys):
     empty = tmp_path / "baselines"
     empty.mkdir()
-    code = main(["verify", "--profile", "smoke", "--baseline-dir", str(empty), "--runs-dir", str(tmp_path / "runs"),
-                 "--quiet"])
+    code = main(
+        [
+            "verify",
+            "--profile",
+            "smoke",
+            "--baseline-dir",
+            str(empty),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 3
     assert "NO_BASELINE" in out and "repro baseline record --profile smoke" in out

@@ -33,6 +33,8 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
 class HashDropout(nn.Module):
     """Inverted dropout whose keep-mask is ``hash32(sample_seed ^ key[site, t, c]) >= p * 2**32``."""
 
+    keys: torch.Tensor
+
     def __init__(self, p: float, n_sites: int, seq_len: int, width: int) -> None:
         super().__init__()
         self.p = p
@@ -80,12 +82,17 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, index: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
         self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
+        self.sites = (1 + 2 * index, 2 + 2 * index)  # dropout sites of the two residual branches
+
+    def forward(self, x: torch.Tensor, seeds: torch.Tensor, dropout: HashDropout) -> torch.Tensor:
+        x = x + dropout(self.attn(self.ln1(x)), seeds, self.sites[0])
+        return x + dropout(self.mlp(self.ln2(x)), seeds, self.sites[1])
 
 
 class Transformer(nn.Module):
@@ -94,7 +101,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.seq_len, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab)
         # Sites: the embedding, then attention and MLP residual branch of each block.
@@ -113,7 +120,6 @@ class Transformer(nn.Module):
         T = tokens.size(1)
         pos = torch.arange(T, device=tokens.device)
         x = self.dropout(self.tok_emb(tokens) + self.pos_emb(pos), dropout_seeds, 0)
-        for i, block in enumerate(self.blocks):
-            x = x + self.dropout(block.attn(block.ln1(x)), dropout_seeds, 1 + 2 * i)
-            x = x + self.dropout(block.mlp(block.ln2(x)), dropout_seeds, 2 + 2 * i)
+        for block in self.blocks:
+            x = block(x, dropout_seeds, self.dropout)
         return self.head(self.ln_f(x))

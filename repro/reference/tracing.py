@@ -46,7 +46,7 @@ class Tracer:
 
     # No annotations on purpose: DDP compares them to the real classes, and this
     # module's postponed (string) annotations would fail that check.
-    def comm_hook(self, state, bucket):  # type: ignore[no-untyped-def]
+    def comm_hook(self, state, bucket):
         """DDP's default averaging all-reduce, fingerprinting the bucket on both sides."""
         if not self.active:
             return allreduce_hook(self.process_group, bucket)  # type: ignore[arg-type]

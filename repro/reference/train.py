@@ -23,9 +23,10 @@ import os
 import sys
 import time
 import traceback
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from datetime import timedelta
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -193,7 +194,7 @@ class RankTrainer:
         step_times: list[float] = []
         weights = torch.arange(len(params), dtype=torch.int64, device=self.device) * 2 + 1
         t_start = time.perf_counter()
-        batches = iter(())
+        batches: Iterator[dict[str, Any]] = iter(())
         failure: TrainingFailure | None = None
         with _sdpa_context(p):
             for step in range(p.steps):
@@ -218,7 +219,7 @@ class RankTrainer:
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, p.grad_clip)
                 loss_scale = float(scaler.get_scale()) if scaler.is_enabled() else 1.0
-                lr = schedule.get_last_lr()[0]
+                lr = float(schedule.get_last_lr()[0])
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()
@@ -266,7 +267,7 @@ class RankTrainer:
         dist.all_gather_object(traces, local)
         return traces
 
-    def _inject_step_faults(self, step: int, params: list[torch.Tensor]) -> None:
+    def _inject_step_faults(self, step: int, params: Sequence[torch.Tensor]) -> None:
         p = self.profile
         if p.band_member is not None:
             # Every step a perturbation far below the initial one keeps members from re-merging.
@@ -315,7 +316,7 @@ class RankTrainer:
         lr: float,
         loss_scale: float,
         fps: torch.Tensor,
-        trace: dict[str, Any] | None,
+        trace: list[dict[str, Any]] | None,
     ) -> dict[str, Any]:
         rank_losses = [_float32_from_bits(row[2]) for row in rows]
         rank_batches = [row[3:] for row in rows]
@@ -485,7 +486,7 @@ def _float32_from_bits(bits: int) -> float:
 
 
 def _write_rank_error(run_dir: Path, rank: int, exc: BaseException) -> None:
-    try:
+    with suppress(OSError):
         atomic.write_json(
             run_dir / f"error-rank{rank}.json",
             {
@@ -494,8 +495,6 @@ def _write_rank_error(run_dir: Path, rank: int, exc: BaseException) -> None:
                 "traceback": traceback.format_exc(),
             },
         )
-    except OSError:
-        pass
 
 
 def _load_plan(args: argparse.Namespace, rank: int) -> list[dict[str, Any]]:
