@@ -60,6 +60,7 @@ def judge_kind(profile: str, sets: list[list[str]], baseline: Baseline, folder: 
     seconds = time_callable(lambda: compare(views[0], primary, bands=bands), repeat=5)
     return {
         "verdicts": [c.verdict for c in comparisons],
+        "unexpected": [c.summary for c in comparisons if c.verdict not in ("DRIFT", "EQUIVALENT")],
         "numerics_alarms": sum(c.numerics.applied and not c.numerics.ok for c in comparisons),
         "seed_alarms": sum(c.seed.applied and not c.seed.ok for c in comparisons),
         "judge": seconds,
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
         )
     print_rows(f"false alarms against one baseline (profile {args.profile}, K1 = 8, K2 = 8)", rows)
     print("\nmet: the 95 % interval includes rates at or below the nominal alpha.")
+    for name, r in results.items():
+        if r["unexpected"]:
+            print(
+                f"{name}: {len(r['unexpected'])} neither DRIFT nor EQUIVALENT; first: {r['unexpected'][0]}"
+            )
     write_rows(args.json, rows)
     return rows
 

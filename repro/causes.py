@@ -37,6 +37,7 @@ def rank_causes(
     reference: RunView,
 ) -> list[Cause]:
     from repro.judge import Cause
+    from repro.manifest.diff import render_change, render_value
 
     if verdict == "IDENTICAL":
         return []
@@ -54,7 +55,7 @@ def rank_causes(
         if not diffs and not verdict_hit and not (where_hit and rule.get("pattern_only")):
             continue
         score = min(6, sum(_IMPACT.get(d.impact, 1) for d in diffs))
-        evidence = [f"{d.key}: {d.a} vs {d.b}" for d in diffs[:4]]
+        evidence = [f"{d.key}: {render_change(d)}" for d in diffs[:4]]
         if where_hit and divergence is not None:
             score += 3
             evidence.append(f"first difference at step {divergence.step}: {divergence.detail}")
@@ -65,8 +66,8 @@ def rank_causes(
             evidence.append(f"verdict {verdict}")
         first = diffs[0] if diffs else None
         try_next = str(rule["try"]).format(
-            a=first.a if first else "?",
-            b=first.b if first else "?",
+            a=render_value(first.a) if first else "?",
+            b=render_value(first.b) if first else "?",
             profile=candidate.config.get("profile", "quick"),
         )
         causes.append(Cause(rule["cause"], float(score), evidence, try_next))

@@ -82,13 +82,13 @@ def _emit(comparisons: list[Any], args: argparse.Namespace) -> None:
         data = [c.to_dict() for c in comparisons]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1, default=str))
     else:
-        from repro.report.terminal import render_terminal
+        from repro.report.terminal import render_terminal_many
 
-        print("\n\n".join(render_terminal(c) for c in comparisons))
+        print(render_terminal_many(comparisons))
     if getattr(args, "md", None):
-        from repro.report.markdown import render_markdown
+        from repro.report.markdown import render_markdown_many
 
-        atomic.write_text(Path(args.md), "\n\n".join(render_markdown(c) for c in comparisons))
+        atomic.write_text(Path(args.md), render_markdown_many(comparisons))
     if getattr(args, "html", None):
         from repro.report.html import render_html_many
 

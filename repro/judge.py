@@ -233,13 +233,9 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
                 ("global_batch", "the global batch's sample indices differ (data or sampler)", None)
             )
         if sa.get("rank_batches") != sb.get("rank_batches"):
-            found.append(
-                (
-                    "batch_split",
-                    f"the batch is split across ranks differently ({len(sa.get('rank_batches', []))} vs {len(sb.get('rank_batches', []))} ranks)",
-                    None,
-                )
-            )
+            na, nb = len(sa.get("rank_batches", [])), len(sb.get("rank_batches", []))
+            split = f"({na} vs {nb} ranks)" if na != nb else f"(each of the {na} ranks got other samples)"
+            found.append(("batch_split", f"the batch is split across ranks differently {split}", None))
         if k == 0 and initial_differs:
             i = _first_list_difference(ra.get("initial_params", []), rb.get("initial_params", []))
             what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
@@ -373,14 +369,16 @@ def numerics_check(
                 failing_steps.append(outside[0])
         for i in range(n):
             band_max = max(d[i] for d in dev_members)
-            ratio = dev_run[i] / band_max if band_max > 0 else (math.inf if dev_run[i] > 0 else 0.0)
-            if dev_run[i] > 0 and (largest is None or ratio > largest["ratio"]):
+            # A deviation where no member deviates at all outranks any finite ratio.
+            rank = dev_run[i] / band_max if band_max > 0 else (1e300 if dev_run[i] > 0 else 0.0)
+            if dev_run[i] > 0 and (largest is None or rank > largest["rank"]):
                 largest = {
                     "scalar": scalar,
                     "step": i,
                     "deviation": dev_run[i],
                     "band_max": band_max,
-                    "ratio": ratio,
+                    "ratio": rank if band_max > 0 else None,
+                    "rank": rank,
                 }
     if run_final:
         for metric in FINAL_METRICS:
@@ -550,7 +548,8 @@ def compare(
     else:
         verdict = "EQUIVALENT"
 
-    if verdict in ("EQUIVALENT", "DRIFT") and env_key_match and not identical:
+    config_differs = any(d.section == "config" for d in differences)
+    if verdict in ("EQUIVALENT", "DRIFT") and env_key_match and not identical and not config_differs:
         notes.append(
             "The environment key matches the reference exactly, yet the runs are not bit-identical: "
             "on a deterministic setup that is itself a finding (a nondeterministic kernel, "
