@@ -12,6 +12,7 @@ A baseline is a folder ``<baseline-dir>/<name>/``::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ BASELINE_SCHEMA_VERSION = 1
 BAND_SCHEMA_VERSION = 1
 DEFAULT_ALPHA = 0.01
 DEFAULT_WINDOWS = 5
+DEFAULT_MIN_LOG_SD = 0.35
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -88,6 +90,7 @@ class Baseline:
             members=list(data["members"]),
             seeds=list(data["seeds"]),
             resolution=dict(data.get("resolution", {})),
+            min_log_sd=float(self.meta.get("min_log_sd", DEFAULT_MIN_LOG_SD)),
         )
 
 
@@ -253,6 +256,17 @@ def _final(view: RunView) -> dict[str, Any]:
     return {"eval_loss": final["eval_loss"], "eval_accuracy": final["eval_accuracy"]}
 
 
+def _exceedance(check: Any) -> float:
+    """How far a member lies beyond its band, in log units (positive: outside)."""
+
+    def log(x: float) -> float:
+        return math.log(max(x, 1e-300))
+
+    scores = [log(w.value) - log(w.threshold) for w in check.windows]
+    scores += [log(abs(f.value - f.reference)) - log(f.high - f.reference) for f in check.finals]
+    return max(scores, default=-math.inf)
+
+
 def leave_one_out(
     primary: RunView,
     members: list[RunView],
@@ -261,28 +275,44 @@ def leave_one_out(
     windows: int,
     resolution: dict[str, float],
 ) -> tuple[int, int, list[str]]:
-    """Judge each member against the others; returns (failures, allowed, messages)."""
+    """Judge each member against the others; returns (failures, allowed, messages).
+
+    Outliers mask each other in a plain leave-one-out pass (two broken members
+    widen each other's band), so it proceeds like Rosner's generalised ESD test:
+    repeatedly set aside the member that lies furthest outside the band of the
+    remaining others, and count as failures the largest number r of set-aside
+    members whose r-th one failed its check.
+    """
     from scipy import stats
 
     data = [{"series": series(m.steps), "final": _final(m)} for m in members]
-    failures = []
-    for i, m in enumerate(members):
-        others = data[:i] + data[i + 1 :]
-        check = numerics_check(
-            series(m.steps),
-            m.final,
-            series(primary.steps),
-            others,
-            alpha=alpha,
-            windows=windows,
-            resolution=resolution,
-        )
-        if not check.ok:
-            failures.append(
-                f"member {i} ({m.name}) leaves the band of the others from step {check.first_step_outside}"
-            )
+    reference = series(primary.steps)
     allowed = int(stats.binom.ppf(0.99, len(members), alpha))
-    return len(failures), allowed, failures
+    remaining = list(range(len(members)))
+    verdicts: list[tuple[int, bool, Any]] = []
+    # Only whether the failures exceed `allowed` matters: set aside at most allowed + 1.
+    while len(remaining) > 3 and len(verdicts) <= allowed:
+        checks = {}
+        for i in remaining:
+            others = [data[j] for j in remaining if j != i]
+            checks[i] = numerics_check(
+                series(members[i].steps),
+                members[i].final,
+                reference,
+                others,
+                alpha=alpha,
+                windows=windows,
+                resolution=resolution,
+            )
+        worst = max(remaining, key=lambda i: _exceedance(checks[i]))
+        verdicts.append((worst, not checks[worst].ok, checks[worst]))
+        remaining.remove(worst)
+    failing = max((r + 1 for r, (_, failed, _) in enumerate(verdicts) if failed), default=0)
+    messages = [
+        f"member {i} ({members[i].name}) leaves the band of the others from step {check.first_step_outside}"
+        for i, _, check in verdicts[:failing]
+    ]
+    return failing, allowed, messages
 
 
 def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -> dict[str, Any]:
@@ -332,6 +362,7 @@ def write_baseline(
         "seeds": seeds,
         "alpha": alpha,
         "windows": windows,
+        "min_log_sd": DEFAULT_MIN_LOG_SD,
         "environment_key": environment_key(primary.manifest),
         "created_utc": created,
         "command": record_command(profile, name),

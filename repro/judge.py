@@ -90,6 +90,7 @@ class Bands:
     members: list[dict[str, Any]]  # {"series": {scalar: [...]}, "final": {...}}
     seeds: list[dict[str, Any]]  # {"seed": s, "eval_loss": x, "eval_accuracy": y}
     resolution: dict[str, float]  # smallest meaningful step of a final metric
+    min_log_sd: float = 0.35  # the narrowest spread a window's log deviation is credited with
 
 
 # -- outputs --------------------------------------------------------------------------------
@@ -234,8 +235,14 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
             )
         if sa.get("rank_batches") != sb.get("rank_batches"):
             na, nb = len(sa.get("rank_batches", [])), len(sb.get("rank_batches", []))
-            split = f"({na} vs {nb} ranks)" if na != nb else f"(each of the {na} ranks got other samples)"
-            found.append(("batch_split", f"the batch is split across ranks differently {split}", None))
+            split = (
+                f"({na} vs {nb} ranks)"
+                if na != nb
+                else f"(each of the {na} ranks got other samples)"
+            )
+            found.append(
+                ("batch_split", f"the batch is split across ranks differently {split}", None)
+            )
         if k == 0 and initial_differs:
             i = _first_list_difference(ra.get("initial_params", []), rb.get("initial_params", []))
             what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
@@ -334,6 +341,7 @@ def numerics_check(
     alpha: float,
     windows: int,
     resolution: dict[str, float],
+    min_log_sd: float = 0.35,
 ) -> BandCheck:
     k = len(members)
     if k < 2:
@@ -359,7 +367,9 @@ def numerics_check(
             floor = 1e-9 * scale + 1e-30  # below this, a deviation is float noise of the printout
             logs = [math.log(_rms(d[start:end]) + floor) for d in dev_members]
             mean, sd = _mean_sd(logs)
-            bound = mean + t * sd
+            # Eight tightly clustered members understate the tails (measured: a genuine
+            # member can sit 8 sd out), so the spread is never taken below min_log_sd.
+            bound = mean + t * max(sd, min_log_sd)
             value = _rms(dev_run[start:end])
             ok = math.log(value + floor) <= bound
             threshold = math.exp(bound) - floor
@@ -530,6 +540,7 @@ def compare(
                 alpha=bands.alpha,
                 windows=bands.windows,
                 resolution=resolution,
+                min_log_sd=bands.min_log_sd,
             )
 
     differences = diff_manifests(candidate.manifest, reference.manifest)
@@ -549,7 +560,12 @@ def compare(
         verdict = "EQUIVALENT"
 
     config_differs = any(d.section == "config" for d in differences)
-    if verdict in ("EQUIVALENT", "DRIFT") and env_key_match and not identical and not config_differs:
+    if (
+        verdict in ("EQUIVALENT", "DRIFT")
+        and env_key_match
+        and not identical
+        and not config_differs
+    ):
         notes.append(
             "The environment key matches the reference exactly, yet the runs are not bit-identical: "
             "on a deterministic setup that is itself a finding (a nondeterministic kernel, "

@@ -57,8 +57,6 @@ def test_one_outlier_is_what_alpha_explains(smoke_session, tmp_path):
 def test_never_overwrites_without_force(smoke_baseline, tmp_path):
     copy = tmp_path / "smoke-test"
     shutil.copytree(smoke_baseline, copy)
-    views = [view(Path(p)) for p in []]
-    del views
     meta = (copy / "baseline.yaml").read_bytes()
     with pytest.raises(UserError, match="already exists; pass --force"):
         from repro.baseline import write_baseline
@@ -79,12 +77,12 @@ def test_selection_prefers_the_closest_environment(smoke_baseline, smoke_runs):
     manifest = view(smoke_runs["threads"]).manifest
     workload = workload_hash(load_profile("smoke").to_dict())
     chosen = select_baseline("smoke", workload, manifest, [smoke_baseline.parent])
-    assert chosen.baseline is not None and chosen.baseline.name == "smoke-test"
+    assert chosen.baseline is not None and chosen.baseline.path == smoke_baseline
     assert any("threads" in key for key in chosen.differing_keys)
 
 
 def _stale_copy(smoke_baseline: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "smoke-test"
+    copy = tmp_path / smoke_baseline.name
     shutil.copytree(smoke_baseline, copy)
     meta = yaml.safe_load((copy / "baseline.yaml").read_text())
     meta["workload_hash"] = "0000000000000000"
@@ -100,10 +98,10 @@ def test_a_changed_workload_invalidates_old_baselines(smoke_baseline, smoke_runs
     assert selection.baseline is None
     assert (
         "no longer apply" in selection.message
-        and record_command("smoke", "smoke-test", force=True) in selection.message
+        and record_command("smoke", smoke_baseline.name, force=True) in selection.message
     )
     with pytest.raises(UserError, match="re-record it with"):
-        select_baseline("smoke", workload, manifest, [tmp_path], name="smoke-test")
+        select_baseline("smoke", workload, manifest, [tmp_path], name=smoke_baseline.name)
 
 
 @pytest.mark.parametrize(
@@ -127,16 +125,9 @@ def test_damaged_baselines_are_bad_input(
     shutil.copytree(smoke_baseline, copy)
     damage(copy)
     before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    # The damaged baseline is both the reference (its record) and the bands.
     code = main(
-        [
-            "compare",
-            str(smoke_runs["primary"]),
-            str(smoke_runs["threads"]),
-            "--baseline",
-            "smoke-test",
-            "--baseline-dir",
-            str(tmp_path),
-        ]
+        ["compare", "smoke-test", str(smoke_runs["threads"]), "--baseline-dir", str(tmp_path)]
     )
     assert code == 2
     err = capsys.readouterr().err
