@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -125,26 +126,29 @@ def test_fingerprint_sees_every_single_bit():
 # -- launch paths and faults (each launches its own ranks) ------------------------------------------
 
 
-def _repro(*args: str, **kwargs) -> subprocess.Popen:
+def _repro(*args: str, marker: str = "") -> subprocess.Popen:
+    """``python -m repro ...``; ``marker`` tags every process it starts through the environment."""
+    env = {**os.environ, "REPRO_TEST_MARKER": marker or uuid.uuid4().hex}
     return subprocess.Popen(
         [sys.executable, "-m", "repro", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **kwargs,
+        env=env,
     )
 
 
 def _orphans(marker: str) -> list[str]:
-    """Processes whose command line mentions ``marker`` (there must be none after a run ends)."""
+    """Live processes started by the tagged command (there must be none after it ends)."""
     found = []
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
+        if pid.isdigit() and int(pid) != os.getpid():
             try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if marker in cmdline and int(pid) != os.getpid():
+            if f"REPRO_TEST_MARKER={marker}".encode() in environ:
                 found.append(cmdline)
     return found
 
@@ -172,6 +176,7 @@ def test_a_rank_that_raises_fails_the_run_quickly(tmp_path):
 
 @pytest.mark.slow
 def test_a_hung_rank_is_ended_by_the_collective_timeout(tmp_path):
+    marker = uuid.uuid4().hex
     proc = _repro(
         "run",
         "--profile",
@@ -183,17 +188,19 @@ def test_a_hung_rank_is_ended_by_the_collective_timeout(tmp_path):
         "fault.hang_step=2",
         "--set",
         "collective_timeout_s=5",
+        marker=marker,
     )
     _out, err = proc.communicate(timeout=180)
     assert proc.returncode == 4, err
     (run_dir,) = tmp_path.iterdir()
     assert Run(run_dir).status["status"] == "FAILED"
     time.sleep(1)
-    assert _orphans("repro.reference.train") == []
+    assert _orphans(marker) == []
 
 
 @pytest.mark.slow
 def test_ctrl_c_interrupts_every_rank(tmp_path):
+    marker = uuid.uuid4().hex
     proc = _repro(
         "run",
         "--profile",
@@ -204,6 +211,7 @@ def test_ctrl_c_interrupts_every_rank(tmp_path):
         "steps=4000",
         "--set",
         "data.train_samples=256",
+        marker=marker,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not list(tmp_path.glob("*/manifest.yaml")):
@@ -215,7 +223,7 @@ def test_ctrl_c_interrupts_every_rank(tmp_path):
     (run_dir,) = tmp_path.iterdir()
     assert Run(run_dir).status["status"] == "INTERRUPTED"
     time.sleep(1)
-    assert _orphans("repro.reference.train") == []
+    assert _orphans(marker) == []
 
 
 def _free_port() -> int:

@@ -23,10 +23,10 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
 from datetime import timedelta
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
