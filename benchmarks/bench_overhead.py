@@ -155,19 +155,27 @@ def run_plain(profile_name: str, folder: Path) -> tuple[dict, float]:
     return json.loads(out.read_text()), wall
 
 
-def run_harness(profile_name: str, sets: list[str], folder: Path) -> tuple[dict, float]:
-    """One ``repro run`` (in-process launch); (its timings.json plus identity, wall seconds)."""
+def run_harness(
+    profile_name: str, sets: list[str], folder: Path, failures: list[str]
+) -> tuple[dict, float]:
+    """One ``repro run`` (in-process launch); (its timings.json plus identity, wall seconds).
+
+    A run that fails is noted in ``failures`` and launched once more.
+    """
     from repro.runner import run_many
 
-    start = time.perf_counter()
-    (outcome,) = run_many(profile_name, [sets], runs_dir=folder)
-    wall = time.perf_counter() - start
-    if not outcome.ok:
-        raise RuntimeError(f"{outcome.run_dir}: {outcome.status}: {outcome.reason}")
-    timings = json.loads((outcome.run_dir / "timings.json").read_text())
-    record = json.loads((outcome.run_dir / "record.json").read_text())
-    timings["identity"] = record["final"]["checkpoint_identity"]
-    return timings, wall
+    for _ in range(2):
+        start = time.perf_counter()
+        (outcome,) = run_many(profile_name, [sets], runs_dir=folder)
+        wall = time.perf_counter() - start
+        if outcome.ok:
+            timings = json.loads((outcome.run_dir / "timings.json").read_text())
+            record = json.loads((outcome.run_dir / "record.json").read_text())
+            timings["identity"] = record["final"]["checkpoint_identity"]
+            return timings, wall
+        failures.append(f"{outcome.status} after {wall:.0f} s: {outcome.reason}")
+        print(f"warning: a harness run failed ({failures[-1]}); running it again", flush=True)
+    raise RuntimeError(f"the harness run failed twice: {failures[-1]}")
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -181,11 +189,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
         plain_rank(args.profile, args.plain_rank)
         return []
 
+    failures: list[str] = []
     cases = {
         "plain loop": lambda folder: run_plain(args.profile, folder),
-        "repro run": lambda folder: run_harness(args.profile, [], folder),
+        "repro run": lambda folder: run_harness(args.profile, [], folder, failures),
         "repro run, trace_steps=0": lambda folder: run_harness(
-            args.profile, ["trace_steps=0"], folder
+            args.profile, ["trace_steps=0"], folder, failures
         ),
     }
     results: dict[str, list[tuple[dict, float]]] = {name: [] for name in cases}
@@ -232,6 +241,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print_rows(f"(b) {args.pairs} interleaved plain/harness pairs; per-step medians", rows)
     same = "yes" if len(identities) == 1 else f"NO ({len(identities)} distinct)"
     print(f"\nfinal weights bit-identical across all loops and rounds: {same}")
+    print(f"harness runs that failed and were run again: {len(failures)}")
+    for failure in failures:
+        print(f"  {failure}")
     write_rows(args.json, rows)
     return rows
 

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
@@ -79,11 +80,12 @@ def one_verify(profile: str, baseline_dir: Path, runs_dir: Path) -> tuple[dict[s
 
 def in_process(run_dir: Path, baseline_dir: Path) -> list[Timing]:
     """Judging (load run and baseline, compare) and rendering the report, alone."""
-    from repro.baseline import list_baselines
+    from repro.baseline import find_baseline
     from repro.judge import RunView, compare
     from repro.report.terminal import render_terminal
 
-    (baseline,) = list_baselines([baseline_dir])
+    chosen = json.loads((run_dir / "verdict.json").read_text())["baseline"]
+    baseline = find_baseline(chosen, [baseline_dir])
 
     def judge() -> object:
         return compare(RunView.from_run_dir(run_dir), baseline.primary(), bands=baseline.bands())
@@ -97,13 +99,20 @@ def in_process(run_dir: Path, baseline_dir: Path) -> list[Timing]:
     ]
 
 
-def time_record(profile: str) -> float:
+def time_record(profile: str) -> tuple[float, str]:
+    """Seconds of a default ``repro baseline record``, and its error if it failed."""
     with tempfile.TemporaryDirectory(prefix="bench-record-") as tmp:
         command = repro("baseline", "record", "--profile", profile)
         command += ["--baseline-dir", f"{tmp}/baselines", "--runs-dir", f"{tmp}/runs"]
         start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - start
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - start
+    error = (
+        ""
+        if done.returncode == 0
+        else f"exit {done.returncode}: " + done.stderr.strip().splitlines()[-1]
+    )
+    return seconds, error
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -146,12 +155,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ]
     rows += [sample_row(BENCH, t.name, t.seconds, "ms", scale=1e3) for t in alone]
     if args.record:
-        seconds = time_record(args.profile)
-        rows.append(
-            sample_row(
-                BENCH, "baseline record, 8 + 8 (defaults)", [seconds / 60], "min", at_most=10
-            )
-        )
+        seconds, error = time_record(args.profile)
+        case = "baseline record, 8 + 8 (defaults)" + (f", FAILED ({error})" if error else "")
+        row = sample_row(BENCH, case, [seconds / 60], "min", at_most=10)
+        rows.append(replace(row, met=row.met and not error))
     print_rows(f"`repro verify --profile {args.profile}` against its targets", rows)
     write_rows(args.json, rows)
     return rows

@@ -56,7 +56,15 @@ def machine() -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "torch": importlib.metadata.version("torch"),
+        "repro commit": commit(),
     }
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+    )
+    return done.stdout.strip() or "unknown (not a git checkout)"
 
 
 def parse_runner_tables(bench: str, text: str) -> list[Row]:
@@ -69,9 +77,9 @@ def parse_runner_tables(bench: str, text: str) -> list[Row]:
         unit = header[2].split()[-1]  # "median ms"
         peer = header[5][2:] if len(header) > 5 else ""  # "x NAME"
         for body in lines[i + 2 :]:
-            if not body.strip():
-                break
             cells = re.split(r"\s{2,}", body.strip())
+            if len(cells) < 5 or not cells[1].isdigit():  # the table ended
+                break
             ratio = f"{cells[5]} x {peer}" if len(cells) > 5 and cells[5] != "1.00" else ""
             rows.append(
                 Row(

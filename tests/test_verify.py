@@ -90,3 +90,12 @@ def test_verify_without_a_baseline_says_how_to_record_one(tmp_path, capsys):
 def test_repeat_must_be_positive(tmp_path, capsys):
     assert main(["verify", "--profile", "smoke", "--repeat", "0", "--runs-dir", str(tmp_path)]) == 2
     assert "--repeat 0" in capsys.readouterr().err
+
+
+def test_per_device_needs_gpus(tmp_path, capsys):
+    from repro.verify import gpu_count
+
+    if gpu_count() > 0:
+        pytest.skip("this machine has GPUs")
+    assert main(["verify", "--per-device", "--runs-dir", str(tmp_path)]) == 2
+    assert "--per-device needs NVIDIA GPUs" in capsys.readouterr().err
