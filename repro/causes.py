@@ -65,9 +65,13 @@ def rank_causes(
             score += 6
             evidence.append(f"verdict {verdict}")
         first = diffs[0] if diffs else None
+        a = render_value(first.a) if first else "?"
+        b = render_value(first.b) if first else "?"
         try_next = str(rule["try"]).format(
-            a=render_value(first.a) if first else "?",
-            b=render_value(first.b) if first else "?",
+            a=a,
+            b=b,
+            a_lower=a.lower(),
+            b_lower=b.lower(),
             profile=candidate.config.get("profile", "quick"),
         )
         causes.append(Cause(rule["cause"], float(score), evidence, try_next))
