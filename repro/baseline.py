@@ -370,6 +370,7 @@ def write_baseline(
     }
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
+        os.chmod(staging, 0o777 & ~atomic.umask())
         atomic.write_yaml(staging / "baseline.yaml", meta)
         shutil.copyfile(Path(primary.path) / "manifest.yaml", staging / "manifest.yaml")
         shutil.copyfile(Path(primary.path) / "config.yaml", staging / "config.yaml")
