@@ -83,6 +83,10 @@ def prepare_run(
     profile = load_profile(profile_name, overrides)
     internal = {k: overrides[k] for k in INTERNAL_KEYS if k in overrides}
     user_overrides = {k: v for k, v in overrides.items() if k not in INTERNAL_KEYS}
+    if git_sha is None:
+        from repro.manifest.git_info import head_sha
+
+        git_sha = head_sha(repo)
     run_dir = create_unique_run_dir(runs_dir, git_sha)
     config = {
         "schema_version": CONFIG_SCHEMA_VERSION,

@@ -108,3 +108,13 @@ def repro_checkout_sha() -> Any:
         return unavailable("repro is not installed from a git checkout")
     with repository:
         return _head_sha(repository)
+
+
+def head_sha(path: str | Path | None = None) -> str | None:
+    """The commit checked out at ``path`` (default: the working directory), or None; no git process."""
+    repository = _open(Path(path) if path is not None else Path.cwd(), search_parents=True)
+    if repository is None:
+        return None
+    with repository:
+        sha = _head_sha(repository)
+    return sha if isinstance(sha, str) else None
