@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -310,6 +312,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A shell that starts a job in the background may leave SIGINT ignored; repro
+    # promises that Ctrl-C (or a CI runner's SIGINT) stops every rank, so take it back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:

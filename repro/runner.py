@@ -9,6 +9,7 @@ imports torch, so it never initialises CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -141,17 +142,38 @@ def _launch_timeout(profiles: list[Profile]) -> float:
     return sum(60.0 + 2.0 * p.steps for p in profiles) + 3 * profiles[0].collective_timeout_s
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc): the ranks run in sessions of their own."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces; the parent pid follows its closing ')'.
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Ask the launcher to stop its ranks (SIGTERM), then kill whatever is left of the tree."""
+    tree = _descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    for pid in [proc.pid, *tree, *_descendants(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
 
 
 def launch(
@@ -212,10 +234,10 @@ def launch(
     try:
         returncode: int | None = proc.wait(timeout=deadline)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        _stop(proc)
         returncode = None
     except KeyboardInterrupt:
-        _kill_group(proc, grace=5.0)
+        _stop(proc, grace=5.0)
         for entry in entries:
             if _status(Path(entry["run_dir"])) == "RUNNING":
                 write_status(
