@@ -41,9 +41,27 @@ def clopper_pearson(alarms: int, runs: int, level: float = 0.95) -> tuple[float,
     return low, high
 
 
-def record(profile: str, folder: Path) -> Baseline:
+def launch_all(profile: str, sets: list[list[str]], runs_dir: Path, failures: list[str]) -> list:
+    """One launch for all ``sets``; a run that hangs or crashes ends its launch, so the runs
+    after it, never started, go into a new launch (at most 3). Failures are noted."""
+    final = {}
+    pending = list(range(len(sets)))
+    for _ in range(3):
+        outcomes = run_many(profile, [sets[i] for i in pending], runs_dir=runs_dir)
+        final.update(zip(pending, outcomes))
+        started = [(o.run_dir / "manifest.yaml").exists() for o in outcomes]
+        failures += [
+            f"{o.run_dir.name}: {o.reason}" for o, s in zip(outcomes, started) if s and not o.ok
+        ]
+        pending = [i for i, o, s in zip(pending, outcomes, started) if not s and not o.ok]
+        if not pending:
+            break
+    return [final[i] for i in range(len(sets))]
+
+
+def record(profile: str, folder: Path, failures: list[str]) -> Baseline:
     plan, seed_list = baseline_plan(profile, numerics=8, seeds=8)
-    outcomes = run_many(profile, plan, runs_dir=folder / "runs")
+    outcomes = launch_all(profile, plan, folder / "runs", failures)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
     path, _ = assemble_baseline(
         views, numerics=8, seed_list=seed_list, root=folder / "baselines", name="bench", force=True
@@ -52,10 +70,11 @@ def record(profile: str, folder: Path) -> Baseline:
 
 
 def judge_kind(profile: str, sets: list[list[str]], baseline: Baseline, folder: Path) -> dict:
-    """Launch one kind's runs at once and judge each against the baseline."""
-    outcomes = run_many(profile, sets, runs_dir=folder / "runs")
+    """Launch one kind's runs and judge each that completed against the baseline."""
+    failures: list[str] = []
+    outcomes = launch_all(profile, sets, folder / "runs", failures)
     primary, bands = baseline.primary(), baseline.bands()
-    views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
+    views = [RunView.from_run_dir(o.run_dir) for o in outcomes if o.ok]
     comparisons = [compare(v, primary, bands=bands) for v in views]
     seconds = time_callable(lambda: compare(views[0], primary, bands=bands), repeat=5)
     return {
@@ -63,6 +82,7 @@ def judge_kind(profile: str, sets: list[list[str]], baseline: Baseline, folder: 
         "unexpected": [c.summary for c in comparisons if c.verdict not in ("DRIFT", "EQUIVALENT")],
         "numerics_alarms": sum(c.numerics.applied and not c.numerics.ok for c in comparisons),
         "seed_alarms": sum(c.seed.applied and not c.seed.ok for c in comparisons),
+        "failures": failures,
         "judge": seconds,
     }
 
@@ -81,8 +101,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
         "B: seeds 1000.. (seed interval)": [[f"seed={1000 + i}"] for i in range(args.runs)],
     }
     print(f"load average before: {load_average()}", flush=True)
+    record_failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-false-alarms-") as tmp:
-        baseline = record(args.profile, Path(tmp))
+        baseline = record(args.profile, Path(tmp), record_failures)
         alpha = baseline.bands().alpha
         results = {
             name: judge_kind(args.profile, sets, baseline, Path(tmp))
@@ -97,16 +118,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     rows = []
     for name, r in results.items():
-        alarms = r["verdicts"].count("DRIFT")
-        low, high = clopper_pearson(alarms, args.runs)
-        others = sorted({v for v in r["verdicts"] if v not in ("DRIFT", "EQUIVALENT")})
+        judged, alarms = len(r["verdicts"]), r["verdicts"].count("DRIFT")
+        low, high = clopper_pearson(alarms, judged)
+        failed = f", {len(r['failures'])} runs FAILED" if r["failures"] else ""
         rows.append(
             Row(
                 BENCH,
-                f"{name}: {alarms}/{args.runs} DRIFT"
-                + (f" (also {', '.join(others)})" if others else ""),
-                args.runs,
-                100 * alarms / args.runs,
+                f"{name}: {alarms}/{judged} DRIFT{failed}",
+                judged,
+                100 * alarms / judged,
                 "%",
                 f"95 % CI {100 * low:.1f}-{100 * high:.1f}",
                 f"numerics alarms {r['numerics_alarms']}, seed alarms {r['seed_alarms']}",
@@ -119,8 +139,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for name, r in results.items():
         if r["unexpected"]:
             print(
-                f"{name}: {len(r['unexpected'])} neither DRIFT nor EQUIVALENT; first: {r['unexpected'][0]}"
+                f"{name}: {len(r['unexpected'])} judged neither DRIFT nor EQUIVALENT; first: {r['unexpected'][0]}"
             )
+    for failure in record_failures + [f for r in results.values() for f in r["failures"]]:
+        print(f"a run failed (its launch was resumed): {failure}")
     write_rows(args.json, rows)
     return rows
 

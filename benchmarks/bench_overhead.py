@@ -8,10 +8,20 @@ autocast, AdamW with the same schedule and clipping, for the same steps, but wit
 fingerprints, tracing, cross-rank gathers or record. Its final weights are checked to be
 bit-identical to the harness's, so both loops do the same work.
 
-Measured per round, interleaved: the plain loop, ``repro run``, and ``repro run`` with
-``trace_steps=0`` (separates the cost of tracing from the per-step fingerprints and
-gather). Compared: the training-loop seconds each loop measures in-process (the harness's
-``timings.json`` ``train_seconds``) and their ratio per round. The claim is <= 5 %.
+Measured per round, interleaved (the order rotates each round):
+
+    plain loop
+    plain + comm hook        DDP's averaging all-reduce as a Python comm hook, as the
+                             harness registers it (for its tracer)
+    plain + hook + gather    also fingerprints every parameter and all-gathers a row per
+                             rank every step, as the harness does
+    repro run
+    repro run, trace_steps=0 no traced steps: the cost of tracing drops out
+
+Compared: the training-loop seconds each loop measures in-process (the harness's
+``timings.json`` ``train_seconds``) and their ratio to the plain loop per round, and median
+step times over the same step indices. Also timed in this process: fingerprinting every
+parameter tensor once. The claim is <= 5 % (ratio <= 1.05).
 """
 
 from __future__ import annotations
@@ -35,17 +45,19 @@ from results import (
     sample_row,
     write_rows,
 )
-from runner import Timing, print_table
+from runner import Timing, print_table, time_callable
 
 BENCH = "overhead"
 TARGET = 1.05
+PLAIN = "plain loop"
 
 
-def plain_rank(profile_name: str, out: Path) -> None:
+def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     """One rank of the plain loop (started by torch's elastic launcher)."""
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
     from torch.nn.parallel import DistributedDataParallel as DDP
     from torch.utils.data import DataLoader
 
@@ -58,7 +70,7 @@ def plain_rank(profile_name: str, out: Path) -> None:
         derive_seed,
         loader_seed,
     )
-    from repro.reference.fingerprint import state_dict_identity
+    from repro.reference.fingerprint import Fingerprinter, state_dict_identity
     from repro.reference.model import Transformer
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -66,9 +78,13 @@ def plain_rank(profile_name: str, out: Path) -> None:
     p = load_profile(profile_name)
     configure_determinism(p, rank)  # same seeds and kernels as the harness
     model = Transformer(p.model)
+    params = list(model.parameters())
     ddp = DDP(model)
+    if "hook" in extras:
+        ddp.register_comm_hook(None, allreduce_hook)
+    fingerprint = Fingerprinter(torch.device("cpu"))
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=p.lr, betas=p.betas, weight_decay=p.weight_decay, foreach=False
+        params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay, foreach=False
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, train._lr_lambda(p))
     dataset = TrainSet(p)
@@ -103,51 +119,35 @@ def plain_rank(profile_name: str, out: Path) -> None:
         loss = F.cross_entropy(logits.float().view(-1, p.model.vocab), batch["targets"].view(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, p.grad_clip)
         optimizer.step()
         schedule.step()
+        if "gather" in extras:
+            fps = torch.stack([fingerprint(q) for q in params])
+            local = torch.cat([fps.sum().view(1), batch["occurrence"].to(torch.int64)])
+            gathered = [torch.empty_like(local) for _ in range(world)]
+            dist.all_gather(gathered, local)
+            [g.tolist() for g in gathered]
         step_seconds.append(time.perf_counter() - t0)
     train_seconds = time.perf_counter() - start
     if rank == 0:
         state = {k: v.detach() for k, v in model.state_dict().items()}
-        out.write_text(
-            json.dumps(
-                {
-                    "train_seconds": train_seconds,
-                    "step_seconds": step_seconds,
-                    "identity": state_dict_identity(state),
-                }
-            )
-        )
+        result = {"train_seconds": train_seconds, "step_seconds": step_seconds}
+        out.write_text(json.dumps({**result, "identity": state_dict_identity(state)}))
     dist.destroy_process_group()
 
 
-def run_plain(profile_name: str, folder: Path) -> tuple[dict, float]:
+def run_plain(profile_name: str, extras: str, folder: Path) -> tuple[dict, float]:
     """The plain loop under the launcher ``repro run`` uses; (its timings, wall seconds)."""
     from repro.profile import load_profile
 
     p = load_profile(profile_name)
     out = folder / f"plain-{time.monotonic_ns()}.json"
     threads = str(p.threads_per_rank)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        str(p.world_size),
-        "--max-restarts",
-        "0",
-        "--monitor-interval",
-        "0.2",
-        str(Path(__file__).resolve()),
-        "--plain-rank",
-        str(out),
-        "--profile",
-        profile_name,
-    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1"]
+    command += ["--nproc-per-node", str(p.world_size), "--max-restarts", "0"]
+    command += ["--monitor-interval", "0.2", str(Path(__file__).resolve())]
+    command += ["--plain-rank", str(out), "--extras", extras, "--profile", profile_name]
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -178,20 +178,72 @@ def run_harness(
     raise RuntimeError(f"the harness run failed twice: {failures[-1]}")
 
 
+def fingerprint_cost(profile_name: str, repeat: int = 200) -> Row:
+    """In this process, 1 thread: fingerprinting every parameter, as the harness does per step."""
+    import torch
+
+    from repro.profile import load_profile
+    from repro.reference.fingerprint import Fingerprinter
+    from repro.reference.model import Transformer
+
+    torch.set_num_threads(1)
+    params = list(Transformer(load_profile(profile_name).model).parameters())
+    fingerprint = Fingerprinter(torch.device("cpu"))
+    timing = time_callable(
+        lambda: torch.stack([fingerprint(q) for q in params]), repeat=repeat, warmup=10
+    )
+    case = f"in-process ms: fingerprint all {len(params)} parameter tensors"
+    return sample_row(BENCH, case, timing.seconds, "ms", scale=1e3)
+
+
+def step_rows(profile_name: str, results: dict[str, list[tuple[dict, float]]]) -> list[Row]:
+    """Where the time goes: median step time over the same step indices in every loop."""
+    from repro.profile import load_profile
+
+    p = load_profile(profile_name)
+    epoch_starts = range(0, p.steps, p.steps_per_epoch)  # each forks a new loader worker
+    traced = [s for s in range(p.trace_steps) if s not in epoch_starts]
+    later = [s for s in range(p.trace_steps, p.steps) if s not in epoch_starts]
+
+    def medians(name: str, steps: list[int] | range) -> list[float]:
+        return [statistics.median(t["step_seconds"][i] for i in steps) for t, _ in results[name]]
+
+    rows = []
+    for label, steps in ((f"steps 1-{p.trace_steps - 1}", traced), ("later steps", later)):
+        if not steps:
+            continue
+        plain = medians(PLAIN, steps)
+        # Traced steps only differ in the harness; every loop shows the later steps.
+        shown = [n for n in results if n.startswith("repro") or label == "later steps"]
+        for name in shown:
+            values = medians(name, steps)
+            ratio = "" if name == PLAIN else ratio_text(values, plain, PLAIN)
+            case = f"step ms, {label}: {name}"
+            rows.append(sample_row(BENCH, case, values, "ms", scale=1e3, ratio=ratio))
+    values = medians(PLAIN, epoch_starts)
+    ratio = ratio_text(values, medians(PLAIN, later or traced), "other steps")
+    case = f"step ms, epoch starts: {PLAIN}"
+    rows.append(sample_row(BENCH, case, values, "ms", scale=1e3, ratio=ratio))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5, help="interleaved rounds (>= 5)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--plain-rank", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--extras", default="", help=argparse.SUPPRESS)
     add_json_option(parser)
     args = parser.parse_args(argv)
     if args.plain_rank:
-        plain_rank(args.profile, args.plain_rank)
+        plain_rank(args.profile, set(args.extras.split(",")), args.plain_rank)
         return []
 
     failures: list[str] = []
     cases = {
-        "plain loop": lambda folder: run_plain(args.profile, folder),
+        PLAIN: lambda folder: run_plain(args.profile, "", folder),
+        "plain + comm hook": lambda folder: run_plain(args.profile, "hook", folder),
+        "plain + hook + gather": lambda folder: run_plain(args.profile, "hook,gather", folder),
         "repro run": lambda folder: run_harness(args.profile, [], folder, failures),
         "repro run, trace_steps=0": lambda folder: run_harness(
             args.profile, ["trace_steps=0"], folder, failures
@@ -203,80 +255,36 @@ def main(argv: list[str] | None = None) -> list[Row]:
         names = list(cases)
         for round_ in range(args.pairs):
             # Rotate the order each round, so no case always follows the same one.
-            for name in names[round_ % 3 :] + names[: round_ % 3]:
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
                 results[name].append(cases[name](Path(tmp)))
     print(f"load average after: {load_average()}")
 
     train = {name: [t["train_seconds"] for t, _ in runs] for name, runs in results.items()}
     walls = {name: [w for _, w in runs] for name, runs in results.items()}
     identities = {t["identity"] for runs in results.values() for t, _ in runs}
-    plain = train["plain loop"]
-    print_table(
-        f"(a) training-loop seconds measured in-process, {args.pairs} interleaved rounds",
-        [Timing(name, tuple(s)) for name, s in train.items()],
-        baseline="plain loop",
-        unit="s",
-    )
-    print_table(
-        "whole-process wall seconds (launcher start to exit), same rounds",
-        [Timing(name, tuple(s)) for name, s in walls.items()],
-        baseline="plain loop",
-        unit="s",
-    )
+    for title, samples in (("training-loop seconds, in-process", train), ("wall seconds", walls)):
+        print_table(
+            f"{title}, {args.pairs} interleaved rounds",
+            [Timing(name, tuple(s)) for name, s in samples.items()],
+            baseline=PLAIN,
+            unit="s",
+        )
 
-    rows = []
-    for name, seconds in train.items():
-        ratio = "" if name == "plain loop" else ratio_text(seconds, plain, "plain loop")
-        rows.append(sample_row(BENCH, f"train s: {name}", seconds, "s", ratio=ratio))
-        ratio = (
-            "" if name == "plain loop" else ratio_text(walls[name], walls["plain loop"], "plain")
-        )
-        rows.append(sample_row(BENCH, f"wall s: {name}", walls[name], "s", ratio=ratio))
-    for name in list(cases)[1:]:
-        per_round = [h / q for h, q in zip(train[name], plain, strict=True)]
-        rows.append(
-            sample_row(BENCH, f"ratio per round: {name} / plain", per_round, "x", at_most=TARGET)
-        )
-    rows += _per_step_rows(args.profile, results)
-    print_rows(f"(b) {args.pairs} interleaved plain/harness pairs; per-step medians", rows)
+    rows = [sample_row(BENCH, f"train s: {PLAIN}", train[PLAIN], "s")]
+    for name in names[1:]:
+        per_round = [h / q for h, q in zip(train[name], train[PLAIN], strict=True)]
+        case = f"train s ratio per round: {name} / plain"
+        rows.append(sample_row(BENCH, case, per_round, "x", at_most=TARGET))
+    rows += step_rows(args.profile, results)
+    rows.append(fingerprint_cost(args.profile))
+    print_rows(f"{args.pairs} interleaved rounds: ratios per round and per-step medians", rows)
     same = "yes" if len(identities) == 1 else f"NO ({len(identities)} distinct)"
     print(f"\nfinal weights bit-identical across all loops and rounds: {same}")
     print(f"harness runs that failed and were run again: {len(failures)}")
     for failure in failures:
         print(f"  {failure}")
     write_rows(args.json, rows)
-    return rows
-
-
-def _per_step_rows(profile_name: str, results: dict[str, list[tuple[dict, float]]]) -> list[Row]:
-    """Where the time goes: median step time over the same step indices in every loop."""
-    from repro.profile import load_profile
-
-    p = load_profile(profile_name)
-    epoch_starts = [s for s in range(p.steps) if s % p.steps_per_epoch == 0]
-    groups = {
-        f"steps < {p.trace_steps}": range(p.trace_steps),
-        "later steps": range(p.trace_steps, p.steps),
-    }
-    groups = {
-        g: [i for i in steps if i not in epoch_starts] for g, steps in groups.items() if steps
-    }
-    groups["epoch-start steps"] = epoch_starts
-    rows = []
-    for group, chosen in groups.items():
-        medians = {
-            name: [statistics.median(t["step_seconds"][i] for i in chosen) for t, _ in runs]
-            for name, runs in results.items()
-        }
-        for name, values in medians.items():
-            ratio = (
-                ""
-                if name == "plain loop"
-                else ratio_text(values, medians["plain loop"], "plain loop")
-            )
-            rows.append(
-                sample_row(BENCH, f"step ms, {group}: {name}", values, "ms", scale=1e3, ratio=ratio)
-            )
     return rows
 
 

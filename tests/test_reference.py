@@ -97,6 +97,7 @@ def test_overridden_and_faulty_runs_are_not_reference(smoke_runs):
 def test_faults_fail_at_the_named_step(smoke_runs):
     nan = Run(smoke_runs["nan"]).status
     assert (nan["status"], nan["kind"], nan["step"]) == ("FAILED", "nonfinite", 5)
+    assert "on rank 1" in nan["reason"]  # the rank whose loss went bad (the fault rank)
     desync = Run(smoke_runs["desync"]).status
     assert (desync["status"], desync["kind"], desync["step"]) == ("FAILED", "desync", 3)
     assert "rank 1" in desync["reason"]

@@ -26,6 +26,7 @@ class Tracer:
         self.process_group = process_group
         self.active = False
         self.names: dict[int, str] = {}
+        self._handles: list[Any] = []
         self.forward: list[tuple[str, torch.Tensor]] = []
         self.grad_local: list[tuple[str, torch.Tensor]] = []
         self.grad_reduced: list[tuple[str, torch.Tensor]] = []
@@ -35,7 +36,12 @@ class Tracer:
         self.names = {id(p): name for name, p in model.named_parameters()}
         for name, module in model.named_modules():
             if name and name.split(".")[0] not in skip:
-                module.register_forward_hook(self._forward_hook(name))
+                self._handles.append(module.register_forward_hook(self._forward_hook(name)))
+
+    def unwatch(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def _forward_hook(self, name: str) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
