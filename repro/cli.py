@@ -316,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # promises that Ctrl-C (or a CI runner's SIGINT) stops every rank, so take it back.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # A CI job timeout sends SIGTERM: stop the ranks the same way as on Ctrl-C.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:

@@ -64,7 +64,9 @@ class RunView:
         complete = run.status["status"] == "COMPLETE"
         has_record = (run.path / "record.json").exists()
         record = run.record if complete or has_record else None
-        return cls(run.run_id, str(run.path), run.status, run.config, run.manifest, record)
+        # A launch that failed before rank 0 started has no manifest; it is still a FAILED run.
+        manifest = run.manifest if complete or (run.path / "manifest.yaml").exists() else {}
+        return cls(run.run_id, str(run.path), run.status, run.config, manifest, record)
 
     @property
     def seed(self) -> int:
@@ -372,7 +374,8 @@ def numerics_check(
             bound = mean + t * max(sd, min_log_sd)
             value = _rms(dev_run[start:end])
             ok = math.log(value + floor) <= bound
-            threshold = math.exp(bound) - floor
+            # Clamped: with a tiny band t is huge and exp would overflow; never below 0.
+            threshold = max(0.0, math.exp(min(bound, 700.0)) - floor)
             check.windows.append(WindowCheck(scalar, start, end, value, threshold, ok))
             if not ok:
                 outside = [i for i in range(start, end) if dev_run[i] > threshold] or [start]

@@ -158,6 +158,10 @@ class RankTrainer:
             generator=torch.Generator().manual_seed(loader_seed(p.seed, self.rank)),
             pin_memory=self.device.type == "cuda",
             drop_last=True,
+            # Workers are forked once per run, not at every epoch boundary: a fork racing a
+            # gloo thread's Python callback can deadlock the child (CPython gh-112275).
+            # The sampler runs here and yields epoch-qualified indices, so workers hold no state.
+            persistent_workers=True,
         )
         return loader, sampler
 
@@ -177,7 +181,12 @@ class RankTrainer:
             return torch.stack([fingerprint(q) for q in params])
 
         initial = param_fps().tolist()
-        ddp = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # broadcast_buffers=False: the only buffer is the constant dropout key table.
+        ddp = DDP(
+            model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
         tracer = Tracer(fingerprint)
         tracer.watch(model)
         ddp.register_comm_hook(None, tracer.comm_hook)
