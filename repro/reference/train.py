@@ -17,6 +17,7 @@ they execute one after another in this launch, paying the start-up once.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -48,6 +49,13 @@ _SAMPLER, _BAND = 3, 4  # derived-seed streams (see determinism.py for the other
 # Steps per cross-rank gather of the per-step rows: one collective instead of ten
 # (about 1 ms each on gloo); every step's rows are still checked.
 _GATHER_EVERY = 10
+# The only buffer is the constant dropout key table: no need to re-send it every forward.
+# torch 2.13 renamed the option; older releases know only the first spelling.
+_NO_BUFFER_SYNC: dict[str, Any] = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 _AMP = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 _SDPA_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
 
@@ -181,11 +189,10 @@ class RankTrainer:
             return torch.stack([fingerprint(q) for q in params])
 
         initial = param_fps().tolist()
-        # broadcast_buffers=False: the only buffer is the constant dropout key table.
         ddp = DDP(
             model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            broadcast_buffers=False,
+            **_NO_BUFFER_SYNC,
         )
         tracer = Tracer(fingerprint)
         tracer.watch(model)
