@@ -59,17 +59,11 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     import torch.nn.functional as F
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader
 
     from repro.profile import load_profile
     from repro.reference import train
-    from repro.reference.data import EpochSampler, TrainSet
-    from repro.reference.determinism import (
-        WorkerInit,
-        configure_determinism,
-        derive_seed,
-        loader_seed,
-    )
+    from repro.reference.data import TrainSet, make_loader
+    from repro.reference.determinism import configure_determinism
     from repro.reference.fingerprint import Fingerprinter, state_dict_identity
     from repro.reference.model import Transformer
 
@@ -79,7 +73,7 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     configure_determinism(p, rank)  # same seeds and kernels as the harness
     model = Transformer(p.model)
     params = list(model.parameters())
-    ddp = DDP(model)
+    ddp = DDP(model, **train._NO_BUFFER_SYNC)  # as the harness does
     if "hook" in extras:
         ddp.register_comm_hook(None, allreduce_hook)
     fingerprint = Fingerprinter(torch.device("cpu"))
@@ -88,23 +82,7 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, train._lr_lambda(p))
     dataset = TrainSet(p)
-    sampler = EpochSampler(
-        dataset,
-        num_replicas=world,
-        rank=rank,
-        shuffle=True,
-        seed=derive_seed(p.seed, train._SAMPLER) % 2**31,
-        drop_last=True,
-    )
-    loader = DataLoader(
-        dataset,
-        batch_size=p.local_batch,
-        sampler=sampler,
-        num_workers=p.num_workers,
-        worker_init_fn=WorkerInit(p.seed, rank),
-        generator=torch.Generator().manual_seed(loader_seed(p.seed, rank)),
-        drop_last=True,
-    )
+    loader, sampler = make_loader(p, dataset, rank, world)  # the harness's own loader
     step_seconds = []
     start = time.perf_counter()
     for step in range(p.steps):

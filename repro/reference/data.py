@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from repro.profile import Profile
+from repro.reference.determinism import WorkerInit, derive_seed, loader_seed
 
 TRAIN, EVAL, DROPOUT = 0, 1, 2  # stream ids, part of every derived seed
+_SAMPLER = 3  # derived-seed stream of the shuffling order (see determinism.py for the others)
 
 
 def make_sample(
@@ -103,3 +105,33 @@ class EpochSampler(DistributedSampler[int]):
     def __iter__(self) -> Iterator[int]:
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]
         return (offset + i for i in super().__iter__())
+
+
+def make_loader(
+    profile: Profile, dataset: TrainSet, rank: int, world: int, *, pin_memory: bool = False
+) -> tuple[DataLoader[dict[str, Any]], EpochSampler]:
+    """The rank's DataLoader and its sampler (call ``sampler.set_epoch`` every epoch)."""
+    sampler = EpochSampler(
+        dataset,
+        num_replicas=world,
+        rank=rank,
+        shuffle=True,
+        # One shuffling seed for all ranks; the sampler fault shifts it on purpose.
+        seed=derive_seed(profile.seed, _SAMPLER) % 2**31 + profile.fault.sampler_seed_offset,
+        drop_last=True,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=profile.local_batch,
+        sampler=sampler,
+        num_workers=profile.num_workers,
+        worker_init_fn=WorkerInit(profile.seed, rank),
+        generator=torch.Generator().manual_seed(loader_seed(profile.seed, rank)),
+        pin_memory=pin_memory,
+        drop_last=True,
+        # Workers are forked once per run, not at every epoch boundary: a fork racing a
+        # gloo thread's Python callback can deadlock the child (CPython gh-112275).
+        # The sampler runs here and yields epoch-qualified indices, so workers hold no state.
+        persistent_workers=True,
+    )
+    return loader, sampler

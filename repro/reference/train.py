@@ -34,18 +34,17 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
 
 from repro import atomic
 from repro.profile import Profile, build_profile
-from repro.reference.data import EpochSampler, TrainSet, eval_set
-from repro.reference.determinism import WorkerInit, configure_determinism, derive_seed, loader_seed
+from repro.reference.data import TrainSet, eval_set, make_loader
+from repro.reference.determinism import configure_determinism, derive_seed
 from repro.reference.fingerprint import Fingerprinter, digest_ints, state_dict_identity, to_hex
 from repro.reference.model import Transformer
 from repro.reference.tracing import Tracer
 from repro.store import RECORD_SCHEMA_VERSION, write_status
 
-_SAMPLER, _BAND = 3, 4  # derived-seed streams (see determinism.py for the others)
+_BAND = 4  # derived-seed stream (see determinism.py for the others)
 # Steps per cross-rank gather of the per-step rows: one collective instead of ten
 # (about 1 ms each on gloo); every step's rows are still checked.
 _GATHER_EVERY = 10
@@ -147,32 +146,6 @@ class RankTrainer:
                 noise = torch.rand(p.shape, generator=gen, device=self.device) * 2 - 1
                 p.mul_(1 + self.profile.band_perturbation * noise)
 
-    def _loader(self, dataset: TrainSet) -> tuple[DataLoader[Any], EpochSampler]:
-        p = self.profile
-        sampler = EpochSampler(
-            dataset,
-            num_replicas=self.world,
-            rank=self.rank,
-            shuffle=True,
-            seed=derive_seed(p.seed, _SAMPLER) % 2**31 + p.fault.sampler_seed_offset,
-            drop_last=True,
-        )
-        loader = DataLoader(
-            dataset,
-            batch_size=p.local_batch,
-            sampler=sampler,
-            num_workers=p.num_workers,
-            worker_init_fn=WorkerInit(p.seed, self.rank),
-            generator=torch.Generator().manual_seed(loader_seed(p.seed, self.rank)),
-            pin_memory=self.device.type == "cuda",
-            drop_last=True,
-            # Workers are forked once per run, not at every epoch boundary: a fork racing a
-            # gloo thread's Python callback can deadlock the child (CPython gh-112275).
-            # The sampler runs here and yields epoch-qualified indices, so workers hold no state.
-            persistent_workers=True,
-        )
-        return loader, sampler
-
     # -- the run ------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -204,7 +177,9 @@ class RankTrainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(p))
         scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp_dtype == "float16")
         dataset = TrainSet(p, os_entropy_dropout=p.fault.nondeterministic)
-        loader, sampler = self._loader(dataset)
+        loader, sampler = make_loader(
+            p, dataset, self.rank, self.world, pin_memory=self.device.type == "cuda"
+        )
 
         if self.rank == 0:
             self._write_manifest(determinism, foreach, _selected_sdpa_backend(p, self.device))
