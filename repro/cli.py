@@ -191,8 +191,10 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
         table = render_table(results)
         atomic.write_text(Path(args.md), f"# repro selftest\n\n```\n{table}\n```\n")
     failed = [r for r in results if not r.passed]
+    skipped = [r for r in results if r.comparison is None]
     if not args.json:
-        print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+        passed = len(results) - len(failed) - len(skipped)
+        print(f"\n{passed} passed, {len(failed)} failed, {len(skipped)} skipped")
     return EXIT_OK if not failed else EXIT_FAILED
 
 
