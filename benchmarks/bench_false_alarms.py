@@ -22,12 +22,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from results import Row, add_json_option, load_average, print_rows, write_rows
-from runner import Timing, print_table, time_callable
-
 from repro.baseline import Baseline, assemble_baseline, baseline_plan, load_baseline
 from repro.judge import RunView, compare
 from repro.runner import run_many
+from results import Row, add_json_option, load_average, print_rows, write_rows
+from runner import Timing, print_table, time_callable
 
 BENCH = "false alarms"
 

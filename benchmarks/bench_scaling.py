@@ -22,13 +22,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
-from runner import Timing, print_table, time_callable
-
 from repro.baseline import DEFAULT_ALPHA, DEFAULT_WINDOWS, build_band
 from repro.judge import Bands, RunView, compare
 from repro.profile import load_profile
 from repro.runner import run_many
+from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
+from runner import Timing, print_table, time_callable
 
 BENCH = "scaling"
 STEPS = ("steps x1", "steps x2", "steps x4")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import view
 
+from helpers import view
 from repro.baseline import (
     BandRejected,
     assemble_baseline,

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import compare_runs
 
+from helpers import compare_runs
 from repro.cli import main
 
 

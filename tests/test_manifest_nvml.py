@@ -6,8 +6,8 @@ import hashlib
 import sys
 
 import pytest
-from fake_nvml import H100, RTX_4090, FakeNVML, FakeNVMLError
 
+from fake_nvml import H100, RTX_4090, FakeNVML, FakeNVMLError
 from repro.manifest import capture_manifest
 from repro.manifest.nvml import decode_cuda_driver_version, gpu_probes, hash_uuid
 

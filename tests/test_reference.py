@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import view
 
+from helpers import view
 from repro.reference.fingerprint import Fingerprinter, state_dict_identity
 from repro.store import Run
 

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import compare_runs
 
+from helpers import compare_runs
 from repro.judge import Comparison
 from repro.report.html import render_html, render_html_many
 from repro.report.markdown import render_markdown, render_markdown_many
