@@ -281,6 +281,7 @@ def _env_section(comparison: Comparison) -> Section:
         return Section(SECTION_TITLES[1], tuple(blocks))
     shown = [d for d in differences if d.impact != "low"]
     low = [d for d in differences if d.impact == "low"]
+    blocks.append(Text("Each difference reads candidate -> reference."))
     blocks += _grouped(shown)
     if low:
         sections = ", ".join(dict.fromkeys(d.section for d in low))
