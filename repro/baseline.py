@@ -296,7 +296,7 @@ def leave_one_out(
         for i in remaining:
             others = [data[j] for j in remaining if j != i]
             checks[i] = numerics_check(
-                series(members[i].steps),
+                data[i]["series"],
                 members[i].final,
                 reference,
                 others,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.baseline import Baseline, find_baseline, list_baselines, load_baseline, search_dirs
+from repro.baseline import Baseline, find_baseline, load_baseline, search_dirs, select_baseline
 from repro.errors import UserError
 from repro.judge import Bands, Comparison, RunView, compare
 
@@ -24,11 +24,10 @@ def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:
 
 
 def _matching_bands(view: RunView, dirs: list[Path]) -> Bands | None:
+    """The bands of the baseline ``repro verify`` would pick for this run, if any."""
     profile, workload = view.config.get("profile"), view.config.get("workload_hash")
-    for baseline in list_baselines(dirs):
-        if baseline.meta["profile"] == profile and baseline.meta["workload_hash"] == workload:
-            return baseline.bands()
-    return None
+    selection = select_baseline(str(profile), str(workload), view.manifest, dirs)
+    return selection.baseline.bands() if selection.baseline else None
 
 
 def compare_runs(

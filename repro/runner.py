@@ -24,6 +24,7 @@ from typing import Any
 
 from repro import atomic
 from repro.errors import RunInterrupted, UserError
+from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.profile import Profile, load_profile, parse_overrides
 from repro.store import CONFIG_SCHEMA_VERSION, Run, create_unique_run_dir, write_status
 from repro.workload import workload_hash
@@ -117,13 +118,6 @@ def prepare_run(
     }
 
 
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _child_env(profile: Profile, extra: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ)
     # Thread counts come from the profile, never from the machine.
@@ -199,9 +193,10 @@ def launch(
                 "runs in one launch must share world size, threads, device and timeout"
             )
     needed = first.world_size * first.threads_per_rank
-    if first.device == "cpu" and usable_cpus() < needed:
+    usable = usable_cpus()
+    if first.device == "cpu" and usable < needed:
         print(
-            f"repro: warning: {usable_cpus()} usable CPUs for {first.world_size} ranks x "
+            f"repro: warning: {usable} usable CPUs for {first.world_size} ranks x "
             f"{first.threads_per_rank} threads; the run will be slow (the numbers are unaffected).",
             file=sys.stderr,
         )

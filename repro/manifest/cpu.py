@@ -123,6 +123,14 @@ def usable_cpus(affinity: Any, limit: Any) -> int:
     return affinity
 
 
+def current_usable_cpus() -> int:
+    """``usable_cpus`` for this process; the CPU count where affinity is unknown (not Linux)."""
+    try:
+        return usable_cpus(len(os.sched_getaffinity(0)), cgroup_cpu_limit())
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def cpu_info(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
     fields = guarded(lambda: parse_cpuinfo_block(first_cpu_block(cpuinfo)))
 
