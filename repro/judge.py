@@ -301,9 +301,11 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
 
 
 def _t(p: float, dof: int) -> float:
-    from scipy import stats
+    """Student t quantile. scipy.special's inverse CDF gives the same bits as
+    ``scipy.stats.t.ppf`` at a fraction of the import time (compare's start-up)."""
+    from scipy.special import stdtrit
 
-    return float(stats.t.ppf(p, dof))
+    return float(stdtrit(dof, p))
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
