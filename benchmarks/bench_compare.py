@@ -28,10 +28,12 @@ from pathlib import Path
 
 from runner import Timing, interleave, print_table, time_callable
 
+from repro.verdict import Verdict
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TERMINAL_CLAIM_S, HTML_CLAIM_S = 2.0, 5.0
-# compare exits 0, 1, 3 or 4 by verdict; 2 is bad input, anything else a crash.
-VERDICT_EXIT_CODES = (0, 1, 3, 4)
+# compare exits with a verdict's code; 2 is bad input, anything else a crash.
+VERDICT_EXIT_CODES = tuple(sorted({v.exit_code for v in Verdict}))
 
 
 def make_runs(folder: Path) -> tuple[Path, Path]:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from repro.baseline import DEFAULT_ALPHA, DEFAULT_WINDOWS, build_band
-from repro.judge import Bands, RunView, compare
+from repro.judge import Bands, RunView, compare, series
 from repro.profile import load_profile
 from repro.runner import run_many
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
@@ -52,11 +52,14 @@ def measure(run_dirs: list[Path], previous_status: float) -> dict[str, list]:
     status = [d.joinpath("status.yaml").stat().st_mtime for d in run_dirs]
     primary, m0, m1, seed1, _ = (RunView.from_run_dir(d) for d in run_dirs)
     band = build_band(primary, [m0, m1], [primary, seed1])
+    # K = 2 is below what a baseline may hold: this measures the judge's cost, not a verdict.
     bands = Bands(
         "k2",
         DEFAULT_ALPHA,
         DEFAULT_WINDOWS,
         primary.seed,
+        series(primary.steps),
+        str(primary.config["workload_hash"]),
         band["members"],
         band["seeds"],
         band["resolution"],

@@ -15,10 +15,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,11 +32,19 @@ from repro.errors import RunFailed, UserError
 from repro.judge import Bands, RunView, numerics_check, series
 from repro.manifest.keys import environment_key, key_info
 
-BASELINE_SCHEMA_VERSION = 1
+BASELINE_SCHEMA_VERSION = 2  # 2: field classes, the numerics-only workload hash, new seed streams
 BAND_SCHEMA_VERSION = 1
 DEFAULT_ALPHA = 0.01
 DEFAULT_WINDOWS = 5
 DEFAULT_MIN_LOG_SD = 0.35
+# Fewer members make a prediction bound so wide that it passes anything (t(0.999, 2) is 22).
+MIN_MEMBERS = 8
+# Sane ranges of a baseline's band parameters: outside them a band judges nothing.
+BAND_PARAMETER_RANGES = {
+    "alpha": (1e-6, 0.1),
+    "windows": (1, 100),
+    "min_log_sd": (0.0, 3.0),
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -51,6 +62,11 @@ class Baseline:
         return str(self.meta["name"])
 
     def primary(self) -> RunView:
+        """The primary run, loaded once (the bands measure every deviation from it too)."""
+        return self._primary
+
+    @cached_property
+    def _primary(self) -> RunView:
         from repro.manifest.schema import load_manifest
         from repro.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
 
@@ -66,7 +82,7 @@ class Baseline:
             schema_version=CONFIG_SCHEMA_VERSION,
             required=("settings",),
         )
-        return RunView(
+        view = RunView(
             name=f"baseline {self.name}",
             path=str(self.path),
             status={"status": "COMPLETE"},
@@ -74,24 +90,68 @@ class Baseline:
             manifest=load_manifest(self.path / "manifest.yaml"),
             record=record,
         )
+        view.check_complete(self.path / "record.json")
+        return view
 
     def bands(self) -> Bands:
+        """The bands, checked: enough members, sane parameters, every series as long as the primary's."""
         data = load_document(
             self.path / "band.json",
             kind="baseline band",
             schema_version=BAND_SCHEMA_VERSION,
             required=("members", "seeds"),
         )
+        meta_file = self.path / "baseline.yaml"
+        params = {
+            "alpha": self.meta.get("alpha", DEFAULT_ALPHA),
+            "windows": self.meta.get("windows", DEFAULT_WINDOWS),
+            "min_log_sd": self.meta.get("min_log_sd", DEFAULT_MIN_LOG_SD),
+        }
+        for key, value in params.items():
+            low, high = BAND_PARAMETER_RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UserError(f"{meta_file}: {key} is {value!r}, not a number; {self._rerecord}")
+            if not low <= value <= high:
+                raise UserError(
+                    f"{meta_file}: {key} {value!r} is outside the sane range [{low}, {high}]; "
+                    f"fix it or {self._rerecord}"
+                )
+        primary = self.primary()
+        steps = len(primary.steps)
+        band_file = self.path / "band.json"
+        for what, entries in (("numerics members", data["members"]), ("seeds", data["seeds"])):
+            if not isinstance(entries, list) or len(entries) < MIN_MEMBERS:
+                count = len(entries) if isinstance(entries, list) else 0
+                raise UserError(
+                    f"{band_file} holds {count} {what}, fewer than the {MIN_MEMBERS} a band needs; "
+                    f"{self._rerecord}"
+                )
+        for i, member in enumerate(data["members"]):
+            lengths = {len(v) for v in member.get("series", {}).values()}
+            if lengths != {steps}:
+                raise UserError(
+                    f"{band_file}: numerics member {i} has series of {sorted(lengths)} steps but the "
+                    f"primary run has {steps}; {self._rerecord}"
+                )
         return Bands(
             name=self.name,
-            alpha=float(self.meta.get("alpha", DEFAULT_ALPHA)),
-            windows=int(self.meta.get("windows", DEFAULT_WINDOWS)),
+            alpha=float(params["alpha"]),
+            windows=int(params["windows"]),
             primary_seed=int(self.meta["primary_seed"]),
+            primary=series(primary.steps),
+            workload_hash=str(self.meta["workload_hash"]),
             members=list(data["members"]),
             seeds=list(data["seeds"]),
             resolution=dict(data.get("resolution", {})),
-            min_log_sd=float(self.meta.get("min_log_sd", DEFAULT_MIN_LOG_SD)),
+            min_log_sd=float(params["min_log_sd"]),
         )
+
+    @property
+    def _rerecord(self) -> str:
+        command = record_command(
+            str(self.meta["profile"]), self.name, force=True, sets=self.meta.get("sets", ())
+        )
+        return f"re-record it with `{command}`."
 
 
 # -- where baselines live -------------------------------------------------------------------
@@ -130,12 +190,19 @@ def search_dirs(option: str | None) -> list[Path]:
     return seen
 
 
+def _rerecord_old(data: dict[str, Any]) -> str:
+    """An old baseline was made under other rules (field classes, hash, seeds): record it anew."""
+    command = record_command(str(data.get("profile", "quick")), data.get("name"), force=True)
+    return f"it was recorded under older rules; re-record it with `{command}`"
+
+
 def load_baseline(path: Path) -> Baseline:
     meta = load_document(
         path / "baseline.yaml",
         kind="baseline",
         schema_version=BASELINE_SCHEMA_VERSION,
         required=("name", "profile", "workload_hash", "primary_seed", "environment_key"),
+        recreate=_rerecord_old,
     )
     return Baseline(path, meta)
 
@@ -157,13 +224,18 @@ def find_baseline(name: str, dirs: list[Path]) -> Baseline:
     raise UserError(f"no baseline named {name!r} in {where}; list them with `repro baseline list`.")
 
 
-def record_command(profile: str, name: str | None = None, *, force: bool = False) -> str:
+def record_command(
+    profile: str, name: str | None = None, *, force: bool = False, sets: Sequence[str] = ()
+) -> str:
+    """The command that records a baseline, paste-able (values shell-quoted)."""
     words = ["repro", "baseline", "record", "--profile", profile]
+    for pair in sets:
+        words += ["--set", pair]
     if name:
         words += ["--name", name]
     if force:
         words.append("--force")
-    return " ".join(words)
+    return shlex.join(words)
 
 
 @dataclass(frozen=True)
@@ -179,10 +251,42 @@ def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[s
     return sum(weights[key_info(k).impact] for k in differing), differing
 
 
+def _another_training(profile: str, workload: str, sets: Sequence[str]) -> str | None:
+    """Why no baseline fits when the user's own overrides define another training, else None."""
+    from repro.profile import differing_fields, load_profile, parse_overrides
+    from repro.workload import workload_hash
+
+    base = load_profile(profile)
+    if not sets or workload_hash(base.to_dict()) == workload:
+        return None
+    resolved = load_profile(profile, parse_overrides(list(sets)))
+    classes = differing_fields(resolved.to_dict(), base.to_dict())
+    fields = classes.get("semantic", []) + classes.get("precision", [])
+    what = (
+        "another training"
+        if classes.get("semantic")
+        else "another precision (a band calibrates rounding noise for its own precision only)"
+    )
+    return (
+        f"the overrides {', '.join(fields) or ', '.join(sets)} define {what}, and no baseline is "
+        f"recorded for it; record one with `{record_command(profile, sets=sets)}`."
+    )
+
+
 def select_baseline(
-    profile: str, workload: str, manifest: dict[str, Any], dirs: list[Path], name: str | None = None
+    profile: str,
+    workload: str,
+    manifest: dict[str, Any],
+    dirs: list[Path],
+    name: str | None = None,
+    *,
+    sets: Sequence[str] = (),
 ) -> Selection:
-    """The matching baseline with the closest environment key (weighted by impact)."""
+    """The matching baseline with the closest environment key (weighted by impact).
+
+    ``workload`` is the run's own hash (after its ``--set`` overrides): a baseline of
+    another training or another precision never matches it.
+    """
     env = environment_key(manifest)
     if name is not None:
         chosen = find_baseline(name, dirs)
@@ -192,6 +296,9 @@ def select_baseline(
                 f"pass --profile {chosen.meta['profile']} or pick another baseline."
             )
         if chosen.meta["workload_hash"] != workload:
+            override = _another_training(profile, workload, sets)
+            if override is not None:
+                return Selection(None, [], f"baseline {name} does not apply: {override}")
             raise UserError(
                 f"baseline {name!r} was recorded for workload {chosen.meta['workload_hash']} but the reference "
                 f"workload is now {workload}; re-record it with `{record_command(profile, name, force=True)}`."
@@ -201,6 +308,9 @@ def select_baseline(
     same_profile = [b for b in list_baselines(dirs) if b.meta["profile"] == profile]
     current = [b for b in same_profile if b.meta["workload_hash"] == workload]
     if not current:
+        override = _another_training(profile, workload, sets)
+        if override is not None:
+            return Selection(None, [], override)
         if same_profile:
             stale = ", ".join(b.name for b in same_profile)
             return Selection(
@@ -274,14 +384,14 @@ def leave_one_out(
     alpha: float,
     windows: int,
     resolution: dict[str, float],
-) -> tuple[int, int, list[str]]:
-    """Judge each member against the others; returns (failures, allowed, messages).
+) -> tuple[list[int], int, list[str]]:
+    """Judge each member against the others; returns (flagged member indices, allowed, messages).
 
     Outliers mask each other in a plain leave-one-out pass (two broken members
     widen each other's band), so it proceeds like Rosner's generalised ESD test:
     repeatedly set aside the member that lies furthest outside the band of the
-    remaining others, and count as failures the largest number r of set-aside
-    members whose r-th one failed its check.
+    remaining others; the flagged ones are the first r set aside, for the largest
+    r whose r-th one failed its check.
     """
     from scipy import stats
 
@@ -290,7 +400,7 @@ def leave_one_out(
     allowed = int(stats.binom.ppf(0.99, len(members), alpha))
     remaining = list(range(len(members)))
     verdicts: list[tuple[int, bool, Any]] = []
-    # Only whether the failures exceed `allowed` matters: set aside at most allowed + 1.
+    # Whether the failures exceed `allowed` is all that matters beyond them: set aside at most allowed + 1.
     while len(remaining) > 3 and len(verdicts) <= allowed:
         checks = {}
         for i in remaining:
@@ -312,7 +422,62 @@ def leave_one_out(
         f"member {i} ({members[i].name}) leaves the band of the others from step {check.first_step_outside}"
         for i, _, check in verdicts[:failing]
     ]
-    return failing, allowed, messages
+    return [i for i, _, _ in verdicts[:failing]], allowed, messages
+
+
+# Rounds of replacing flagged members before a recording is refused: a replacement
+# that is flagged again means the machine itself is not behaving.
+REPLACEMENT_ROUNDS = 2
+Replacer = Callable[[list[int]], list[RunView]]
+
+
+def checked_members(
+    primary: RunView,
+    members: list[RunView],
+    *,
+    first_spare: int,
+    replace: Replacer | None,
+    resolution: dict[str, float],
+) -> tuple[list[RunView], dict[str, Any]]:
+    """Leave every flagged member out and record a replacement, or refuse the band.
+
+    A flagged member is never kept: one broken member widens the loss and
+    gradient-norm bounds by orders of magnitude. The allowed count (the 99th
+    percentile of Binomial(K, alpha)) decides only whether the recording as a
+    whole is refused: more flagged members than chance explains.
+    """
+    replaced: list[str] = []
+    spare = first_spare
+    for round_ in range(REPLACEMENT_ROUNDS + 1):
+        flagged, allowed, messages = leave_one_out(
+            primary, members, alpha=DEFAULT_ALPHA, windows=DEFAULT_WINDOWS, resolution=resolution
+        )
+        if not flagged:
+            return members, {"replaced": replaced, "allowed": allowed}
+        if len(flagged) > allowed or round_ == REPLACEMENT_ROUNDS or replace is None:
+            why = (
+                f"{len(flagged)} of {len(members)} members fail the leave-one-out check but at most "
+                f"{allowed} may at alpha {DEFAULT_ALPHA}"
+                if len(flagged) > allowed
+                else f"{len(flagged)} member(s) still fail the leave-one-out check after "
+                f"{round_} round(s) of replacement"
+                if replace is not None
+                else f"{len(flagged)} member(s) fail the leave-one-out check and none can be replaced"
+            )
+            raise BandRejected(
+                f"the numerics band is refused: {why} ({'; '.join(messages[:3])}); nothing was written"
+            )
+        indices = list(range(spare, spare + len(flagged)))
+        spare += len(flagged)
+        fresh = replace(indices)
+        bad = [v for v in fresh if v.status.get("status") != "COMPLETE"]
+        if bad:
+            raise RunFailed(
+                f"a replacement band member failed: {bad[0].name}: {bad[0].status.get('reason')}"
+            )
+        replaced += [members[i].name for i in flagged]
+        members = [m for i, m in enumerate(members) if i not in flagged] + fresh
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -> dict[str, Any]:
@@ -340,6 +505,7 @@ def write_baseline(
     force: bool,
     alpha: float = DEFAULT_ALPHA,
     windows: int = DEFAULT_WINDOWS,
+    sets: Sequence[str] = (),
 ) -> Path:
     """Write the baseline folder atomically: build it beside the target, then rename into place."""
     if not _NAME.match(name):
@@ -364,8 +530,9 @@ def write_baseline(
         "windows": windows,
         "min_log_sd": DEFAULT_MIN_LOG_SD,
         "environment_key": environment_key(primary.manifest),
+        "sets": list(sets),
         "created_utc": created,
-        "command": record_command(profile, name),
+        "command": record_command(profile, name, sets=sets),
         "repro_version": primary.manifest.get("code", {}).get("repro_version"),
     }
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
@@ -379,7 +546,7 @@ def write_baseline(
         atomic.write_text(
             staging / "README.md",
             (
-                f"# Baseline `{name}`\n\nRecorded {created} with `{record_command(profile, name)}` "
+                f"# Baseline `{name}`\n\nRecorded {created} with `{meta['command']}` "
                 f"(profile {profile}, workload {meta['workload_hash']}, primary seed {primary.seed}, "
                 f"{numerics} numerics-band members, {len(seeds)} seeds, alpha {alpha}).\n"
             ),
@@ -397,18 +564,36 @@ def write_baseline(
     return target
 
 
-def baseline_plan(profile: str, numerics: int, seeds: int) -> tuple[list[list[str]], list[int]]:
-    """The ``--set`` lists of a baseline's runs: primary, band members, other seeds."""
-    from repro.profile import load_profile
+def baseline_plan(
+    profile: str, numerics: int, seeds: int, sets: Sequence[str] = ()
+) -> tuple[list[list[str]], list[int]]:
+    """The ``--set`` lists of a baseline's runs: primary, band members, other seeds.
 
-    if numerics < 3 or seeds < 3:
-        raise UserError(f"--numerics {numerics} and --seeds {seeds} must both be at least 3.")
-    primary_seed = load_profile(profile).seed
+    ``sets`` record a baseline for another training or precision than the profile's
+    own; harness settings (faults, band perturbations) never make a baseline.
+    """
+    from repro.profile import field_classes, load_profile, parse_overrides
+
+    if numerics < MIN_MEMBERS or seeds < MIN_MEMBERS:
+        raise UserError(
+            f"--numerics {numerics} and --seeds {seeds} must both be at least {MIN_MEMBERS}: "
+            "fewer make a band wide enough to pass anything."
+        )
+    overrides = parse_overrides(list(sets))
+    classes = field_classes()
+    for key in overrides:
+        if classes.get(key) == "harness" or key.startswith("fault."):
+            raise UserError(
+                f"--set {key} is a harness setting (faults, band perturbations, tracing); "
+                "a baseline is recorded without it."
+            )
+    primary_seed = load_profile(profile, overrides).seed
     seed_list = [primary_seed + i for i in range(seeds)]
+    base = list(sets)
     plan: list[list[str]] = (
-        [[]]
-        + [[f"band_member={i}"] for i in range(numerics)]
-        + [[f"seed={s}"] for s in seed_list[1:]]
+        [base]
+        + [[*base, f"band_member={i}"] for i in range(numerics)]
+        + [[*base, f"seed={s}"] for s in seed_list[1:]]
     )
     return plan, seed_list
 
@@ -421,8 +606,14 @@ def assemble_baseline(
     root: Path,
     name: str | None,
     force: bool,
+    replace: Replacer | None = None,
+    sets: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
-    """Check the band of finished baseline runs (in ``baseline_plan`` order) and write the baseline."""
+    """Check the band of finished baseline runs (in ``baseline_plan`` order) and write the baseline.
+
+    ``replace(indices)`` runs band members with those ``band_member`` indices; flagged
+    members are replaced through it (without it a flagged member refuses the band).
+    """
     bad = [v for v in views if v.status.get("status") != "COMPLETE"]
     if bad:
         raise RunFailed(
@@ -430,25 +621,46 @@ def assemble_baseline(
             f"{bad[0].status.get('reason')}"
         )
     primary, members = views[0], views[1 : 1 + numerics]
-    band = build_band(primary, members, [views[0], *views[1 + numerics :]])
-    failed, allowed, messages = leave_one_out(
-        primary,
-        members,
-        alpha=DEFAULT_ALPHA,
-        windows=DEFAULT_WINDOWS,
-        resolution=band["resolution"],
+    seeds = [views[0], *views[1 + numerics :]]
+    resolution = build_band(primary, members, seeds)["resolution"]
+    members, summary = checked_members(
+        primary, members, first_spare=numerics, replace=replace, resolution=resolution
     )
-    if failed > allowed:
-        raise BandRejected(
-            f"the numerics band is refused: {failed} of {len(members)} members fail the leave-one-out check "
-            f"but at most {allowed} may at alpha {DEFAULT_ALPHA} ({'; '.join(messages[:3])}); "
-            "nothing was written"
-        )
+    band = build_band(primary, members, seeds)
     chosen = name or hardware_name(primary.config["profile"], primary.manifest)
     path = write_baseline(
-        root, chosen, primary, band, numerics=numerics, seeds=seed_list, force=force
+        root, chosen, primary, band, numerics=numerics, seeds=seed_list, force=force, sets=sets
     )
-    return path, {"leave_one_out_failures": failed, "allowed": allowed, "messages": messages}
+    return path, summary
+
+
+def spare_members(
+    profile: str,
+    *,
+    runs_dir: Path,
+    repo: str | None = None,
+    quiet: bool = True,
+    env: dict[str, str] | None = None,
+    sets: Sequence[str] = (),
+) -> Replacer:
+    """Runs band members with given indices in one launch: replacements for flagged members."""
+    from repro.runner import launch, prepare_run
+
+    def run(indices: list[int]) -> list[RunView]:
+        entries = [
+            prepare_run(
+                profile,
+                [*sets, f"band_member={i}"],
+                runs_dir=runs_dir,
+                repo=repo,
+                quiet=quiet,
+                env=env,
+            )
+            for i in indices
+        ]
+        return [RunView.from_run_dir(o.run_dir) for o in launch(entries, env=env)]
+
+    return run
 
 
 def record_baseline(
@@ -463,11 +675,12 @@ def record_baseline(
     repo: str | None = None,
     quiet: bool = True,
     env: dict[str, str] | None = None,
+    sets: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Run primary, band members and seeds in one launch; check the band; write the baseline."""
     from repro.runner import launch, prepare_run
 
-    plan, seed_list = baseline_plan(profile, numerics, seeds)
+    plan, seed_list = baseline_plan(profile, numerics, seeds, sets)
     if name is not None and (root / name).exists() and not force:
         raise UserError(f"baseline {root / name} already exists; pass --force to replace it.")
     entries = [
@@ -476,6 +689,14 @@ def record_baseline(
     ]
     outcomes = launch(entries, env=env)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
+    replace = spare_members(profile, runs_dir=runs_dir, repo=repo, quiet=quiet, env=env, sets=sets)
     return assemble_baseline(
-        views, numerics=numerics, seed_list=seed_list, root=root, name=name, force=force
+        views,
+        numerics=numerics,
+        seed_list=seed_list,
+        root=root,
+        name=name,
+        force=force,
+        replace=replace,
+        sets=sets,
     )

@@ -12,11 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from repro import __version__
-from repro.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunFailed, RunInterrupted, UserError
+from repro.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ReproError, RunFailed, UserError
+from repro.verdict import Verdict
 
-EXIT_CODES_HELP = """exit codes:
-  0  IDENTICAL or EQUIVALENT      1  DRIFT      2  bad input or usage
-  3  NO_BASELINE                  4  FAILED or NONDETERMINISTIC     130  interrupted"""
+
+def _exit_codes_help() -> str:
+    """The exit-code epilog, written from the Verdict type (worst first)."""
+    by_code: dict[int, list[str]] = {}
+    for v in Verdict:
+        by_code.setdefault(v.exit_code, []).append(v.value)
+    by_code[EXIT_USAGE] = ["bad input or usage"]
+    by_code[EXIT_INTERRUPTED] = ["interrupted"]
+    rows = [f"  {code:>3}  {' or '.join(names)}" for code, names in sorted(by_code.items())]
+    order = " > ".join(v.value for v in Verdict)
+    return "exit codes:\n" + "\n".join(rows) + f"\nwhen several apply: {order}"
+
+
+EXIT_CODES_HELP = _exit_codes_help()
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
@@ -101,13 +113,6 @@ def _emit(comparisons: list[Any], args: argparse.Namespace) -> None:
         write_junit(Path(args.junit), comparisons[0])
 
 
-def _worst(codes: list[int]) -> int:
-    from repro.judge import EXIT_CODES, VERDICTS
-
-    order = {EXIT_CODES[v]: i for i, v in reversed(list(enumerate(VERDICTS)))}
-    return min(codes, key=lambda c: order.get(c, 99))
-
-
 def _cmd_verify(args: argparse.Namespace) -> int:
     from repro.verify import verify, verify_per_device
 
@@ -125,18 +130,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         results = [verify(_profile(args), args.set, **common)]
     _emit([r.comparison for r in results], args)
-    return _worst([r.exit_code for r in results])
+    return Verdict.worst([r.comparison.verdict for r in results]).exit_code
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from repro.compare import compare_runs
-    from repro.judge import EXIT_CODES
 
     comparisons = compare_runs(
         args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir
     )
     _emit(comparisons, args)
-    return _worst([EXIT_CODES[c.verdict] for c in comparisons])
+    return Verdict.worst([c.verdict for c in comparisons]).exit_code
 
 
 def _cmd_baseline_record(args: argparse.Namespace) -> int:
@@ -153,23 +157,28 @@ def _cmd_baseline_record(args: argparse.Namespace) -> int:
         force=args.force,
         repo=args.repo,
         quiet=not args.progress,
+        sets=args.set,
     )
+    replaced = summary["replaced"]
     print(
-        f"recorded baseline {path} ({summary['leave_one_out_failures']} of {args.numerics} members "
-        f"failed leave-one-out; {summary['allowed']} allowed)"
+        f"recorded baseline {path} ({len(replaced)} of {args.numerics} members failed leave-one-out "
+        f"and were replaced{': ' + ', '.join(replaced) if replaced else ''})"
     )
     return EXIT_OK
 
 
 def _cmd_baseline_list(args: argparse.Namespace) -> int:
     from repro.baseline import list_baselines, search_dirs
-    from repro.profile import load_profile
+    from repro.profile import load_profile, parse_overrides
     from repro.workload import workload_hash
 
     for b in list_baselines(search_dirs(args.baseline_dir)):
         try:
             current = (
-                workload_hash(load_profile(b.meta["profile"]).to_dict()) == b.meta["workload_hash"]
+                workload_hash(
+                    load_profile(b.meta["profile"], parse_overrides(b.meta.get("sets"))).to_dict()
+                )
+                == b.meta["workload_hash"]
             )
         except UserError:
             current = False
@@ -195,7 +204,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     if not args.json:
         passed = len(results) - len(failed) - len(skipped)
         print(f"\n{passed} passed, {len(failed)} failed, {len(skipped)} skipped")
-    return EXIT_OK if not failed else EXIT_FAILED
+    return EXIT_OK if not failed else Verdict.FAILED.exit_code
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -301,6 +310,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="K2",
         help="master seeds in the seed band (default 8)",
     )
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="record for another training or precision than the profile's (repeatable)",
+    )
     r.add_argument("--force", action="store_true", help="replace an existing baseline")
     r.add_argument("--baseline-dir")
     r.add_argument("--runs-dir")
@@ -324,13 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except UserError as exc:
-        print(f"repro: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RunFailed as exc:
-        where = f" ({exc.run_dir})" if exc.run_dir else ""
-        print(f"repro: FAILED: {exc.reason}{where}", file=sys.stderr)
-        return EXIT_FAILED
-    except (KeyboardInterrupt, RunInterrupted):
+    except ReproError as exc:
+        print(exc.message, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
         print("repro: interrupted", file=sys.stderr)
-        return RunInterrupted.exit_code
+        return EXIT_INTERRUPTED

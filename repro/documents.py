@@ -52,10 +52,12 @@ def load_document(
     schema_version: int,
     required: Iterable[str] = (),
     migrations: Mapping[int, Migration] | None = None,
+    recreate: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
     """Read a schema-versioned mapping, migrating older versions forward.
 
-    ``migrations[v]`` turns a version-``v`` document into version ``v + 1``.
+    ``migrations[v]`` turns a version-``v`` document into version ``v + 1``;
+    ``recreate(data)`` says how to make a new one when an old one cannot be migrated.
     """
     data = read_data(path)
     if not isinstance(data, dict):
@@ -71,8 +73,9 @@ def load_document(
     migrations = migrations or {}
     while version < schema_version:
         if version not in migrations:
+            how = recreate(data) if recreate else "re-create it"
             raise UserError(
-                f"{path} has schema_version {version}, which this repro cannot migrate; re-create it."
+                f"{path} has schema_version {version}, which this repro cannot migrate; {how}."
             )
         data = migrations[version](data)
         version += 1

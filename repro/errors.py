@@ -1,34 +1,58 @@
-"""Exceptions that carry what a user must be told, and the exit codes they map to."""
+"""Exceptions that carry what a user must be told and the exit code they end in.
+
+Only ``repro.cli.main`` exits: it prints ``message`` and returns ``exit_code``
+of whatever ``ReproError`` reaches it. Verdict exit codes live on
+``repro.verdict.Verdict``; the ones here are for outcomes that are not verdicts.
+"""
 
 from __future__ import annotations
 
-# Exit codes, documented in the README. Only ``repro.cli.main`` exits.
+from repro.verdict import Verdict
+
 EXIT_OK = 0
-EXIT_DRIFT = 1
 EXIT_USAGE = 2
-EXIT_NO_BASELINE = 3
-EXIT_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 
-class UserError(Exception):
+class ReproError(Exception):
+    """Base of the errors a user sees as one line, mapped to an exit code by the error itself."""
+
+    exit_code = 1
+    prefix = "error"
+
+    @property
+    def message(self) -> str:
+        return f"repro: {self.prefix}: {self}"
+
+
+class UserError(ReproError):
     """Bad input or usage: one sentence naming the file or value and what to do (exit 2)."""
 
     exit_code = EXIT_USAGE
 
 
-class RunFailed(Exception):
-    """A training run crashed, hung, produced NaN/Inf or desynchronised (exit 4)."""
+class RunFailed(ReproError):
+    """A training run crashed, hung, produced NaN/Inf or desynchronised (the FAILED exit code)."""
 
-    exit_code = EXIT_FAILED
+    exit_code = Verdict.FAILED.exit_code
+    prefix = "FAILED"
 
     def __init__(self, reason: str, *, run_dir: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.run_dir = run_dir
 
+    @property
+    def message(self) -> str:
+        where = f" ({self.run_dir})" if self.run_dir else ""
+        return f"repro: FAILED: {self.reason}{where}"
 
-class RunInterrupted(Exception):
+
+class RunInterrupted(ReproError):
     """The user pressed Ctrl-C while a run was in progress (exit 130)."""
 
     exit_code = EXIT_INTERRUPTED
+
+    @property
+    def message(self) -> str:
+        return "repro: interrupted"

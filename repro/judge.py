@@ -25,16 +25,9 @@ from repro.causes import rank_causes
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key
 from repro.names import readable
+from repro.profile import differing_fields
+from repro.verdict import Verdict
 
-VERDICTS = ("FAILED", "NONDETERMINISTIC", "NO_BASELINE", "DRIFT", "EQUIVALENT", "IDENTICAL")
-EXIT_CODES = {
-    "IDENTICAL": 0,
-    "EQUIVALENT": 0,
-    "DRIFT": 1,
-    "NO_BASELINE": 3,
-    "FAILED": 4,
-    "NONDETERMINISTIC": 4,
-}
 SCALARS = ("loss", "grad_norm", "lr", "loss_scale")
 FINAL_METRICS = ("eval_loss", "eval_accuracy")
 
@@ -66,7 +59,25 @@ class RunView:
         record = run.record if complete or has_record else None
         # A launch that failed before rank 0 started has no manifest; it is still a FAILED run.
         manifest = run.manifest if complete or (run.path / "manifest.yaml").exists() else {}
-        return cls(run.run_id, str(run.path), run.status, run.config, manifest, record)
+        view = cls(run.run_id, str(run.path), run.status, run.config, manifest, record)
+        if complete:
+            view.check_complete(run.path / "record.json")
+        return view
+
+    def check_complete(self, where: Any) -> None:
+        """A complete run's record holds every step its settings ask for, or it is bad input."""
+        from repro.errors import UserError
+
+        expected = int(self.config["settings"]["steps"])
+        if len(self.steps) != expected or not self.final:
+            raise UserError(
+                f"{where} holds {len(self.steps)} steps{'' if self.final else ' and no final metrics'} "
+                f"but its config asks for {expected}: the record is incomplete or edited; rerun it."
+            )
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.config.get("settings", {}))
 
     @property
     def seed(self) -> int:
@@ -89,6 +100,8 @@ class Bands:
     alpha: float
     windows: int
     primary_seed: int
+    primary: dict[str, list[float]]  # the primary run's series: every deviation is measured from it
+    workload_hash: str
     members: list[dict[str, Any]]  # {"series": {scalar: [...]}, "final": {...}}
     seeds: list[dict[str, Any]]  # {"seed": s, "eval_loss": x, "eval_accuracy": y}
     resolution: dict[str, float]  # smallest meaningful step of a final metric
@@ -159,7 +172,7 @@ class Cause:
 
 @dataclass
 class Comparison:
-    verdict: str
+    verdict: Verdict
     summary: str
     candidate: dict[str, Any]
     reference: dict[str, Any]
@@ -176,6 +189,11 @@ class Comparison:
     curves: dict[str, Any]
     mismatches: list[str]
     notes: list[str]
+    # Setting names by field class where the two runs' settings differ (see repro.profile).
+    setting_differences: dict[str, list[str]] = field(default_factory=dict)
+    bitwise_expected: bool = False
+    # When neither run is the baseline's primary, the reference is judged against it too.
+    reference_verdict: Verdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -469,10 +487,10 @@ def _curves(
         "deviation": [abs(a[i] - b[i]) for i in range(n)],
     }
     if numerics.applied and bands is not None:
-        band_max = []
-        for i in range(n):
-            band_max.append(max(abs(m["series"]["loss"][i] - b[i]) for m in bands.members))
-        curves["band_max"] = band_max
+        primary = bands.primary["loss"]
+        curves["band_max"] = [
+            max(abs(m["series"]["loss"][i] - primary[i]) for m in bands.members) for i in range(n)
+        ]
         upper = [0.0] * n
         for w in numerics.windows:
             if w.scalar == "loss":
@@ -482,16 +500,87 @@ def _curves(
     return curves
 
 
-def _mismatches(candidate: RunView, reference: RunView) -> list[str]:
+# Harness settings that may differ where bit-identity is still expected: they decide what
+# is observed and when a run is stopped, never the arithmetic. Faults and band members
+# (harness too) perturb the run on purpose.
+_QUIET_HARNESS = frozenset(
+    {
+        "name",
+        "description",
+        "trace_steps",
+        "check_every",
+        "converged_accuracy",
+        "collective_timeout_s",
+    }
+)
+
+
+def _perturbed(view: RunView) -> bool:
+    """A band member or a run with a fault: never expected to match another run bit for bit."""
+    return view.settings.get("band_member") is not None or bool(view.config.get("faults"))
+
+
+def _bitwise_expected(
+    candidate: RunView, reference: RunView, classes: dict[str, list[str]], env_key_match: bool
+) -> bool:
+    """Same environment key, same settings (up to quiet harness fields), no perturbation."""
+    if not env_key_match or _perturbed(candidate) or _perturbed(reference):
+        return False
+    loud = [n for cls, names in classes.items() for n in names if n not in _QUIET_HARNESS]
+    return not loud
+
+
+def _same_as_primary(view: RunView, bands: Bands) -> bool:
+    return view.seed == bands.primary_seed and series(view.steps) == bands.primary
+
+
+def _judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
+    """The numerics band (same master seed as the primary) or the seed interval (another seed)."""
+    seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
+    if view.seed != bands.primary_seed:
+        numerics = BandCheck(
+            False,
+            f"not applied: the run's master seed ({view.seed}) differs from the baseline's "
+            f"primary seed ({bands.primary_seed}), so only the seed interval applies",
+        )
+    else:
+        numerics = numerics_check(
+            series(view.steps),
+            view.final,
+            bands.primary,
+            bands.members,
+            alpha=bands.alpha,
+            windows=bands.windows,
+            resolution=bands.resolution,
+            min_log_sd=bands.min_log_sd,
+        )
+    return numerics, seeds
+
+
+def _not_applied(reason: str) -> tuple[BandCheck, SeedCheck]:
+    return BandCheck(False, reason), SeedCheck(False, reason)
+
+
+def _mismatches(candidate: RunView, reference: RunView, classes: dict[str, list[str]]) -> list[str]:
+    """What makes the two runs different trainings or different workloads, in words."""
     out = []
-    for key, label in (("profile", "profile"), ("workload_hash", "workload hash")):
-        va, vb = candidate.config.get(key), reference.config.get(key)
-        if va != vb:
-            out.append(f"the {label} differs ({va} vs {vb}): the runs are not the same workload")
-    na, nb = len(candidate.steps), len(reference.steps)
-    if na != nb and candidate.status.get("status") == reference.status.get("status") == "COMPLETE":
+    semantic = classes.get("semantic", [])
+    if semantic:
         out.append(
-            f"the step counts differ ({na} vs {nb}): only the first {min(na, nb)} steps are compared"
+            f"the training itself differs ({', '.join(semantic)}): another training is never "
+            "equivalent, whatever the numbers do"
+        )
+    precision = classes.get("precision", [])
+    if precision:
+        out.append(
+            f"the precision differs ({', '.join(precision)}): a run is judged only against a "
+            "baseline recorded at its own precision"
+        )
+    va, vb = candidate.config.get("workload_hash"), reference.config.get("workload_hash")
+    if va != vb and not semantic and not precision:
+        out.append(
+            f"the workload hash differs ({va} vs {vb}): the runs come from different reference "
+            "code, so no band applies"
         )
     return out
 
@@ -505,79 +594,78 @@ def compare(
 ) -> Comparison:
     """Judge ``candidate`` against ``reference`` (a run, or a baseline's primary run).
 
-    With no reference at all (no baseline exists) the verdict is at best NO_BASELINE.
+    Deviations are always measured from the bands' own primary run. When the
+    reference is not that run, it is judged against the bands as well and the
+    pair takes the worse verdict. With no reference at all (no baseline exists)
+    the verdict is at best NO_BASELINE.
     """
     notes: list[str] = []
     if reference is None:
         return _without_reference(candidate, repeats or [])
-    mismatches = _mismatches(candidate, reference)
+    classes = differing_fields(candidate.settings, reference.settings)
+    mismatches = _mismatches(candidate, reference, classes)
     identical = records_identical(candidate.record, reference.record)
     divergence = None if identical else first_difference(candidate, reference)
     failure = _failure(candidate) or _failure(reference)
-
     nondeterminism = _nondeterminism(candidate, repeats or [])
-
-    comparable = not any("workload" in m or "profile" in m for m in mismatches)
-    resolution = bands.resolution if bands else {}
-    if bands is None:
-        numerics = BandCheck(False, "no baseline bands are available")
-        seeds = SeedCheck(False, "no baseline bands are available")
-    elif not comparable:
-        numerics = BandCheck(False, "the runs are different workloads; bands do not apply")
-        seeds = SeedCheck(False, "the runs are different workloads; bands do not apply")
-    elif failure or not candidate.steps:
-        numerics = BandCheck(False, "the run did not complete")
-        seeds = SeedCheck(False, "the run did not complete")
-    else:
-        seeds = seed_check(candidate.final, bands.seeds, alpha=bands.alpha, resolution=resolution)
-        if candidate.seed != bands.primary_seed:
-            numerics = BandCheck(
-                False,
-                f"not applied: the run's master seed ({candidate.seed}) differs from the baseline's "
-                f"primary seed ({bands.primary_seed}), so only the seed interval applies",
-            )
-        else:
-            numerics = numerics_check(
-                series(candidate.steps),
-                candidate.final,
-                series(reference.steps),
-                bands.members,
-                alpha=bands.alpha,
-                windows=bands.windows,
-                resolution=resolution,
-                min_log_sd=bands.min_log_sd,
-            )
-
     differences = diff_manifests(candidate.manifest, reference.manifest)
     env_key_match = environment_key(candidate.manifest) == environment_key(reference.manifest)
+    bitwise_expected = _bitwise_expected(candidate, reference, classes, env_key_match)
+
+    other_training = bool(classes.get("semantic"))
+    reference_verdict: Verdict | None = None
+    if failure or not candidate.steps:
+        numerics, seeds = _not_applied("the run did not complete")
+    elif other_training:
+        numerics, seeds = _not_applied("another training: bands judge only runs of one training")
+    elif mismatches:
+        numerics, seeds = _not_applied(mismatches[0])
+    elif bands is None:
+        numerics, seeds = _not_applied("no baseline bands are available")
+    elif candidate.config.get("workload_hash") != bands.workload_hash:
+        numerics, seeds = _not_applied(
+            f"baseline {bands.name} was recorded for workload {bands.workload_hash}, the run "
+            f"is workload {candidate.config.get('workload_hash')}: no band applies"
+        )
+    else:
+        numerics, seeds = _judge_by_bands(candidate, bands)
+        if not identical and not _same_as_primary(reference, bands):
+            ref_numerics, ref_seeds = _judge_by_bands(reference, bands)
+            reference_verdict = (
+                Verdict.DRIFT if not (ref_numerics.ok and ref_seeds.ok) else Verdict.EQUIVALENT
+            )
 
     if failure:
-        verdict = "FAILED"
+        verdict = Verdict.FAILED
     elif nondeterminism:
-        verdict = "NONDETERMINISTIC"
+        verdict = Verdict.NONDETERMINISTIC
     elif identical:
-        verdict = "IDENTICAL"
+        verdict = Verdict.IDENTICAL
+    elif other_training:
+        verdict = Verdict.DRIFT
     elif not numerics.applied and not seeds.applied:
-        verdict = "NO_BASELINE"
-    elif not (numerics.ok and seeds.ok):
-        verdict = "DRIFT"
+        verdict = Verdict.NO_BASELINE
+    elif not (numerics.ok and seeds.ok) or bitwise_expected:
+        verdict = Verdict.DRIFT
     else:
-        verdict = "EQUIVALENT"
-
-    config_differs = any(d.section == "config" for d in differences)
-    if (
-        verdict in ("EQUIVALENT", "DRIFT")
-        and env_key_match
-        and not identical
-        and not config_differs
-    ):
+        verdict = Verdict.EQUIVALENT
+    candidate_verdict = verdict
+    if reference_verdict is not None and verdict in (Verdict.EQUIVALENT, Verdict.DRIFT):
+        verdict = Verdict.worst([verdict, reference_verdict])
         notes.append(
-            "The environment key matches the reference exactly, yet the runs are not bit-identical: "
-            "on a deterministic setup that is itself a finding (a nondeterministic kernel, "
-            "an unrecorded setting, or faulty hardware)."
+            f"Neither run is the primary run of baseline {bands.name if bands else '?'}: each was "
+            f"judged against its bands (candidate {candidate_verdict}, reference "
+            f"{reference_verdict}) and the pair takes the worse, {verdict}."
         )
+
+    if bitwise_expected and not identical and not failure and not nondeterminism:
+        notes.append(_unexplained(differences))
     causes = rank_causes(verdict, divergence, differences, candidate, reference)
-    summary = _summary(verdict, divergence, numerics, seeds, failure, nondeterminism)
+    if other_training:
+        causes.insert(0, _training_cause(classes["semantic"], candidate, reference))
+    summary = _summary(verdict, divergence, numerics, seeds, failure, nondeterminism, mismatches)
+    if bitwise_expected and verdict == Verdict.DRIFT and numerics.ok and seeds.ok:
+        summary = f"not bit-identical where bit-identity is expected; {summary}"
     return Comparison(
         verdict=verdict,
         summary=summary,
@@ -596,17 +684,60 @@ def compare(
         curves=_curves(candidate, reference, numerics, bands),
         mismatches=mismatches,
         notes=notes,
+        setting_differences=classes,
+        bitwise_expected=bitwise_expected,
+        reference_verdict=reference_verdict,
+    )
+
+
+def _unexplained(differences: list[Any]) -> str:
+    """Which recorded facts were checked and could not explain a difference."""
+    outside = [d.key for d in differences if not d.env_key]
+    recorded = (
+        f"the recorded differences outside the key ({', '.join(outside[:5])}"
+        f"{' and more' if len(outside) > 5 else ''}) are not expected to move the numbers"
+        if outside
+        else "no other recorded fact differs"
+    )
+    return (
+        "The environment key and every setting match the reference, so bit-identity is "
+        f"expected, yet the runs differ; {recorded}. On a deterministic setup that is itself "
+        "a finding: a nondeterministic kernel, a setting repro does not record, or faulty hardware."
+    )
+
+
+def _training_cause(fields: list[str], candidate: RunView, reference: RunView) -> Cause:
+    a, b = candidate.settings, reference.settings
+
+    def value(settings: dict[str, Any], dotted: str) -> Any:
+        node: Any = settings
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    evidence = [f"{f}: {value(a, f)!r} vs {value(b, f)!r}" for f in fields[:6]]
+    return Cause(
+        "training settings",
+        float("inf"),
+        evidence,
+        "compare runs of the same training (drop the differing `--set` overrides), or record a "
+        "baseline for this training and verify against it",
     )
 
 
 def _without_reference(candidate: RunView, repeats: list[RunView]) -> Comparison:
     failure = _failure(candidate)
     nondeterminism = _nondeterminism(candidate, repeats)
-    verdict = "FAILED" if failure else "NONDETERMINISTIC" if nondeterminism else "NO_BASELINE"
-    numerics = BandCheck(False, "no baseline exists for this profile and workload")
-    seeds = SeedCheck(False, "no baseline exists for this profile and workload")
-    summary = _summary(verdict, None, numerics, seeds, failure, nondeterminism)
-    if verdict == "NO_BASELINE":
+    verdict = (
+        Verdict.FAILED
+        if failure
+        else Verdict.NONDETERMINISTIC
+        if nondeterminism
+        else Verdict.NO_BASELINE
+    )
+    numerics, seeds = _not_applied("no baseline exists for this profile and workload")
+    summary = _summary(verdict, None, numerics, seeds, failure, nondeterminism, [])
+    if verdict == Verdict.NO_BASELINE:
         summary = "no baseline to compare against"
     return Comparison(
         verdict=verdict,
@@ -646,28 +777,31 @@ def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> dict[str, Any
 
 
 def _summary(
-    verdict: str,
+    verdict: Verdict,
     divergence: Divergence | None,
     numerics: BandCheck,
     seeds: SeedCheck,
     failure: dict[str, Any] | None,
     nondeterminism: dict[str, Any] | None,
+    mismatches: list[str],
 ) -> str:
-    if verdict == "FAILED" and failure:
+    if verdict == Verdict.FAILED and failure:
         return f"{failure['run']} {failure['status'].lower()}: {failure['message']}"
-    if verdict == "NONDETERMINISTIC" and nondeterminism:
+    if verdict == Verdict.NONDETERMINISTIC and nondeterminism:
         fd = nondeterminism.get("first_difference") or {}
         return f"repeated runs on this machine differ (first at step {fd.get('step')}: {fd.get('detail')})"
-    if verdict == "IDENTICAL":
+    if verdict == Verdict.IDENTICAL:
         return "bit-identical: every step's record and the checkpoint identity match"
     first = (
         f"first differs at step {divergence.step}: {divergence.detail}"
         if divergence
         else "records differ"
     )
-    if verdict == "NO_BASELINE":
+    if mismatches and verdict in (Verdict.DRIFT, Verdict.NO_BASELINE):
+        return f"{mismatches[0]}; {first}"
+    if verdict == Verdict.NO_BASELINE:
         return f"no band to judge against; {first}"
-    if verdict == "DRIFT":
+    if verdict == Verdict.DRIFT:
         parts = []
         if numerics.applied and not numerics.ok:
             parts.append(f"outside the numerics band from step {numerics.first_step_outside}")
@@ -676,6 +810,6 @@ def _summary(
                 parts.append(
                     f"{m.metric} {m.value:.4f} outside the seed interval [{m.low:.4f}, {m.high:.4f}]"
                 )
-        return "; ".join(parts) + f"; {first}"
+        return "; ".join([*parts, first])
     applied = [n for n, c in (("numerics band", numerics), ("seed interval", seeds)) if c.applied]
     return f"not bit-identical but inside the {' and the '.join(applied)}; {first}"

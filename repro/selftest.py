@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from repro.baseline import Baseline, assemble_baseline, baseline_plan
+from repro.baseline import Baseline, assemble_baseline, baseline_plan, spare_members
 from repro.judge import Comparison, RunView, compare
 from repro.runner import launch, prepare_run
 
@@ -134,6 +134,7 @@ def run_session(
         root=workdir / "baselines",
         name=f"selftest-{profile}",
         force=True,
+        replace=spare_members(profile, runs_dir=runs_dir),
     )
     from repro.baseline import load_baseline
 
@@ -264,14 +265,7 @@ def selftest(*, quick: bool, workdir: Path | None = None) -> list[CaseResult]:
         session = run_session("smoke" if quick else "quick", cpu_cases, workdir=root / "cpu")
         results = run_cases(session, cpu_cases)
         if cuda:
-            gpu_session = run_session(
-                "full",
-                gpu_cases,
-                workdir=root / "gpu",
-                numerics=3 if quick else 8,
-                seeds=3 if quick else 8,
-                cuda=True,
-            )
+            gpu_session = run_session("full", gpu_cases, workdir=root / "gpu", cuda=True)
             results += run_cases(gpu_session, gpu_cases)
         else:
             results += [CaseResult(c, None, True, ["skipped: needs a CUDA GPU"]) for c in gpu_cases]

@@ -1,7 +1,9 @@
 """``repro verify``: capture -> run the reference -> compare with a baseline -> verdict.
 
-Exit codes: 0 IDENTICAL or EQUIVALENT, 1 DRIFT, 2 bad input, 3 NO_BASELINE,
-4 FAILED or NONDETERMINISTIC.
+The exit code is the verdict's (``repro.verdict.Verdict``); bad input is 2.
+A ``--set`` override of a semantic or precision field defines another training:
+its workload hash matches no baseline of the unmodified profile, so the verdict
+is NO_BASELINE with the command that records a baseline for that training.
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
-from repro.baseline import find_baseline, record_baseline, search_dirs, select_baseline, write_dir
+from repro.baseline import (
+    MIN_MEMBERS,
+    baseline_plan,
+    find_baseline,
+    record_baseline,
+    search_dirs,
+    select_baseline,
+    write_dir,
+)
 from repro.errors import UserError
-from repro.judge import EXIT_CODES, Comparison, RunView, compare
+from repro.judge import Comparison, RunView, compare
 from repro.profile import load_profile, parse_overrides
 from repro.runner import launch, prepare_run
 from repro.workload import workload_hash
@@ -28,7 +38,7 @@ class VerifyResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.comparison.verdict]
+        return self.comparison.verdict.exit_code
 
 
 def verify(
@@ -47,10 +57,13 @@ def verify(
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be at least 1.")
     profile = load_profile(profile_name, parse_overrides(set_pairs))
-    workload = workload_hash(load_profile(profile_name).to_dict())
+    workload = workload_hash(profile.to_dict())
     dirs = search_dirs(baseline_dir)
+    # Bad input fails before any training: an unknown baseline, or overrides no baseline may hold.
     if baseline_name is not None:
-        find_baseline(baseline_name, dirs)  # an unknown name is bad input: fail before training
+        find_baseline(baseline_name, dirs)
+    if record_missing:
+        baseline_plan(profile_name, MIN_MEMBERS, MIN_MEMBERS, set_pairs)
     entries = [
         prepare_run(
             profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env
@@ -60,20 +73,23 @@ def verify(
     outcomes = launch(entries, env=env)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
     candidate, repeats = views[0], views[1:]
-    selection = select_baseline(profile.name, workload, candidate.manifest, dirs, baseline_name)
+    selection = select_baseline(
+        profile.name, workload, candidate.manifest, dirs, baseline_name, sets=set_pairs
+    )
     message = selection.message
     if selection.baseline is None:
         if record_missing and candidate.status.get("status") == "COMPLETE":
             path, _ = record_baseline(
                 profile_name,
                 name=None,
-                numerics=8,
-                seeds=8,
+                numerics=MIN_MEMBERS,
+                seeds=MIN_MEMBERS,
                 root=write_dir(baseline_dir),
                 runs_dir=runs_dir,
                 force=False,
                 repo=repo,
                 env=env,
+                sets=set_pairs,
             )
             message += (
                 f" Recorded a new baseline at {path}; keep it (cache or artifact) for the next run."

@@ -29,6 +29,7 @@ ALIASES = {
     "nan": "nan",
     "desync": "desync",
     "ulp": "ulp",
+    "weight_decay": "semantic",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from helpers import view
 from repro.baseline import (
     BandRejected,
     assemble_baseline,
+    baseline_plan,
     load_baseline,
     record_command,
     search_dirs,
@@ -20,7 +22,7 @@ from repro.baseline import (
 )
 from repro.cli import main
 from repro.errors import UserError
-from repro.profile import load_profile
+from repro.profile import load_profile, parse_overrides
 from repro.workload import workload_hash
 
 
@@ -45,13 +47,95 @@ def test_a_band_with_two_broken_members_is_refused(smoke_session, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_one_outlier_is_what_alpha_explains(smoke_session, tmp_path):
+def test_a_flagged_member_is_left_out_and_replaced(smoke_session, tmp_path):
+    """One lr x 1.5 member would widen the loss and gradient-norm bounds by orders of magnitude."""
     views = _members(smoke_session, ["lr"]) + [view(p) for p in smoke_session.baseline_runs[9:]]
+    broken = views[8].name
+    spare = view(smoke_session.runs["ulp"][0])  # a genuine band member (band_member=99)
+    asked: list[list[int]] = []
+
+    def replace(indices: list[int]) -> list:
+        asked.append(indices)
+        return [spare]
+
     path, summary = assemble_baseline(
-        views, numerics=8, seed_list=list(range(8)), root=tmp_path, name="ok", force=False
+        views,
+        numerics=8,
+        seed_list=list(range(8)),
+        root=tmp_path,
+        name="ok",
+        force=False,
+        replace=replace,
     )
-    assert summary["leave_one_out_failures"] <= summary["allowed"] == 1
-    assert load_baseline(path).meta["profile"] == "smoke"
+    assert asked == [[8]] and summary["replaced"] == [broken]
+    members = [m["run"] for m in json.loads((path / "band.json").read_text())["members"]]
+    assert broken not in members and spare.name in members and len(members) == 8
+
+
+def test_a_flagged_member_without_a_replacement_refuses_the_band(smoke_session, tmp_path):
+    views = _members(smoke_session, ["lr"]) + [view(p) for p in smoke_session.baseline_runs[9:]]
+    with pytest.raises(BandRejected, match="none can be replaced"):
+        assemble_baseline(
+            views, numerics=8, seed_list=list(range(8)), root=tmp_path, name="no", force=False
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _edit(path: Path, edit) -> None:
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        edit(data)
+        path.write_text(json.dumps(data))
+    else:
+        data = yaml.safe_load(path.read_text())
+        edit(data)
+        path.write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("band.json", lambda d: d.update(members=[]), "holds 0 numerics members, fewer than the 8"),
+        ("band.json", lambda d: d.update(seeds=d["seeds"][:3]), "holds 3 seeds, fewer than the 8"),
+        ("baseline.yaml", lambda d: d.update(alpha=0.9), "alpha 0.9 is outside the sane range"),
+        ("baseline.yaml", lambda d: d.update(windows=0), "windows 0 is outside the sane range"),
+        (
+            "record.json",
+            lambda d: d.update(steps=d["steps"][:-3]),
+            "holds 37 steps but its config asks for 40",
+        ),
+        ("baseline.yaml", lambda d: d.update(schema_version=1), "recorded under older rules"),
+    ],
+)
+def test_an_absurd_baseline_never_passes(
+    smoke_baseline, smoke_runs, tmp_path, capsys, file, edit, message
+):
+    copy = tmp_path / "smoke-test"
+    shutil.copytree(smoke_baseline, copy)
+    _edit(copy / file, edit)
+    code = main(
+        ["compare", "smoke-test", str(smoke_runs["threads"]), "--baseline-dir", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1, err
+    if "older rules" in message:
+        assert "repro baseline record --profile smoke --name" in err
+
+
+def test_a_truncated_candidate_is_bad_input(smoke_runs, tmp_path, capsys):
+    run = tmp_path / "short"
+    shutil.copytree(smoke_runs["threads"], run)
+    _edit(run / "record.json", lambda d: d.update(steps=d["steps"][:10]))
+    assert main(["compare", str(smoke_runs["primary"]), str(run)]) == 2
+    assert "holds 10 steps but its config asks for 40" in capsys.readouterr().err
+
+
+def test_a_baseline_holds_at_least_eight_members(tmp_path):
+    with pytest.raises(UserError, match="must both be at least 8"):
+        baseline_plan("smoke", 3, 8)
+    with pytest.raises(UserError, match="harness setting"):
+        baseline_plan("smoke", 8, 8, ["fault.lr_factor=1.3"])
 
 
 def test_never_overwrites_without_force(smoke_baseline, tmp_path):
@@ -166,8 +250,30 @@ def test_shipped_baselines_match_the_current_workload():
     )
     for path in shipped:
         meta = load_baseline(path).meta
-        current = workload_hash(load_profile(meta["profile"]).to_dict())
+        settings = load_profile(meta["profile"], parse_overrides(meta.get("sets"))).to_dict()
+        current = workload_hash(settings)
         assert meta["workload_hash"] == current, (
             f"baseline {meta['name']} was recorded for workload {meta['workload_hash']}, the code is now "
             f"{current}; re-record it: {record_command(meta['profile'], meta['name'], force=True)}"
         )
+
+
+@pytest.mark.parametrize(
+    "sets", [["weight_decay=0.02"], ["seed=3", "lr=0.0036"], ["amp_dtype=float32"]]
+)
+def test_another_training_or_precision_selects_no_baseline(smoke_baseline, smoke_runs, sets):
+    """The run's own hash (after overrides) decides: the profile's baseline never judges it."""
+    manifest = view(smoke_runs["primary"]).manifest
+    workload = workload_hash(load_profile("smoke", parse_overrides(sets)).to_dict())
+    selection = select_baseline("smoke", workload, manifest, [smoke_baseline.parent], sets=sets)
+    assert selection.baseline is None
+    assert record_command("smoke", sets=sets) in selection.message
+    assert "no longer apply" not in selection.message  # the baseline is not stale
+
+
+@pytest.mark.parametrize("sets", [["seed=3"], ["threads_per_rank=2"], ["trace_steps=3"]])
+def test_seed_execution_and_harness_overrides_keep_the_baseline(smoke_baseline, smoke_runs, sets):
+    manifest = view(smoke_runs["primary"]).manifest
+    workload = workload_hash(load_profile("smoke", parse_overrides(sets)).to_dict())
+    selection = select_baseline("smoke", workload, manifest, [smoke_baseline.parent], sets=sets)
+    assert selection.baseline is not None and selection.baseline.path == smoke_baseline

@@ -22,7 +22,7 @@ def test_row(case, smoke_session):
 def test_gpu_row(case, tmp_path):
     from repro.selftest import run_session
 
-    session = run_session("full", [case], workdir=tmp_path, numerics=3, seeds=3, cuda=True)
+    session = run_session("full", [case], workdir=tmp_path, cuda=True)
     assert check(case, judge_case(case, session)) == []
 
 

@@ -36,6 +36,7 @@ def test_verify_identical_on_the_recording_machine(smoke_baseline, tmp_path, cap
         "numerics band",
         "seed interval",
         "consistency",
+        "verdict",
     ]
     assert suite.get("failures") == "0"
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -85,6 +86,30 @@ def test_verify_without_a_baseline_says_how_to_record_one(tmp_path, capsys):
     assert code == 3
     assert "NO_BASELINE" in out and "repro baseline record --profile smoke" in out
     assert list(empty.iterdir()) == []
+
+
+def test_verify_with_a_semantic_override_finds_no_baseline(smoke_baseline, tmp_path, capsys):
+    """Double weight decay is another training: no baseline of the profile may judge it."""
+    code = main(
+        [
+            "verify",
+            "--profile",
+            "smoke",
+            "--set",
+            "weight_decay=0.02",
+            "--baseline-dir",
+            str(smoke_baseline.parent),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 3, out
+    assert "NO_BASELINE" in out
+    assert "repro baseline record --profile smoke --set weight_decay=0.02" in out.replace(
+        "\\\n", ""
+    )
 
 
 def test_repeat_must_be_positive(tmp_path, capsys):

@@ -218,7 +218,7 @@ def render_html_many(comparisons: list[Comparison]) -> str:
     worst = worst_verdict(comparisons)
     head = (
         '<div class="overview"><h1>repro compare</h1>'
-        f'<div id="verdict"{_classes("verdict", VERDICT_TONES.get(worst, "warn"))}>{worst}</div>'
+        f'<div id="verdict"{_classes("verdict", VERDICT_TONES[worst])}>{worst}</div>'
         f'<p class="summary">{html.escape(headline)}</p>{_table(table)}</div>'
     )
     articles = "".join(

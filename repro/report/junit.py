@@ -10,21 +10,25 @@ from repro.judge import Comparison
 
 
 def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
-    """(name, failure message or None, skip reason or None) for each check."""
-    bitwise = (
-        None
-        if c.identical
-        else (
-            f"first differs at step {c.first_difference.step}: {c.first_difference.detail}"
-            if c.first_difference
-            else "not bit-identical"
-        )
-    )
+    """(name, failure message or None, skip reason or None) for each check.
+
+    A consumer sees a failure exactly when the verdict's exit code is non-zero:
+    each check fails only when it moved the verdict, and the closing ``verdict``
+    case fails with the verdict's summary whenever the exit code is non-zero.
+    """
     checks: list[tuple[str, str | None, str | None]] = []
-    if c.reference:
-        checks.append(("bitwise", bitwise, None))
-    else:
+    if not c.reference:
         checks.append(("bitwise", None, "no baseline to compare against"))
+    elif c.identical:
+        checks.append(("bitwise", None, None))
+    elif c.bitwise_expected:
+        where = c.first_difference
+        detail = (
+            f"first differs at step {where.step}: {where.detail}" if where else "records differ"
+        )
+        checks.append(("bitwise", f"bit-identity is expected here, yet {detail}", None))
+    else:
+        checks.append(("bitwise", None, "bit-identity is not expected: " + _why_not_bitwise(c)))
     if c.numerics.applied:
         failed = (
             None
@@ -47,7 +51,19 @@ def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
     if c.nondeterminism:
         consistency = c.summary
     checks.append(("consistency", consistency, None))
+    verdict = None if c.verdict.passed else f"{c.verdict} (exit {c.verdict.exit_code}): {c.summary}"
+    checks.append(("verdict", verdict, None))
     return checks
+
+
+def _why_not_bitwise(c: Comparison) -> str:
+    if not c.env_key_match:
+        keys = [d["key"] for d in c.env_differences if d.get("env_key")]
+        return f"the environment keys differ ({', '.join(keys[:4]) or 'see the report'})"
+    differing = [n for names in c.setting_differences.values() for n in names]
+    if differing:
+        return f"the settings differ ({', '.join(differing[:4])})"
+    return "one of the runs is perturbed on purpose (a fault or a band member)"
 
 
 def write_junit(path: Path, comparison: Comparison, *, name: str = "repro verify") -> None:

@@ -22,6 +22,7 @@ from repro.report.render import (
     build_report,
     code_spans,
     overview,
+    worst_verdict,
 )
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def render_markdown_many(comparisons: list[Comparison]) -> str:
     if len(comparisons) == 1:
         return render_markdown(comparisons[0])
     headline, table = overview(comparisons)
-    lines = [f"# repro compare: {_inline(headline)}", "", *_table(table)]
+    worst = worst_verdict(comparisons)
+    lines = [f"# repro compare: {worst}", "", _inline(headline), "", *_table(table)]
     for comparison in comparisons:
         lines += _report_lines(build_report(comparison), 2)
     return "\n".join(lines).rstrip() + "\n"

@@ -17,30 +17,22 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Any, Literal
 
 from repro.manifest.diff import Difference, render_change
+from repro.verdict import Verdict
 
 if TYPE_CHECKING:
     from repro.judge import BandCheck, Comparison, MetricCheck, SeedCheck, WindowCheck
 
 Tone = Literal["good", "bad", "warn", "muted"] | None
 
-VERDICT_TONES: dict[str, Tone] = {
-    "IDENTICAL": "good",
-    "EQUIVALENT": "good",
-    "DRIFT": "bad",
-    "FAILED": "bad",
-    "NONDETERMINISTIC": "bad",
-    "NO_BASELINE": "warn",
+# How each verdict looks; what it means and which is worse live on the Verdict type.
+VERDICT_TONES: dict[Verdict, Tone] = {
+    Verdict.FAILED: "bad",
+    Verdict.NONDETERMINISTIC: "bad",
+    Verdict.NO_BASELINE: "warn",
+    Verdict.DRIFT: "bad",
+    Verdict.EQUIVALENT: "good",
+    Verdict.IDENTICAL: "good",
 }
-VERDICT_MEANINGS = {
-    "IDENTICAL": "bit-identical to the reference",
-    "EQUIVALENT": "not bit-identical, but inside the noise that rounding and seeds produce",
-    "DRIFT": "outside that noise: something other than float rounding moved the numbers",
-    "FAILED": "a run crashed, hung, produced NaN/Inf, desynchronised or did not converge",
-    "NONDETERMINISTIC": "repeated runs on one machine differ",
-    "NO_BASELINE": "no baseline band to judge against; only bit-identity was checked",
-}
-# Worst first: the headline of a multi-run report takes the worst verdict.
-SEVERITY = ("FAILED", "NONDETERMINISTIC", "DRIFT", "NO_BASELINE", "EQUIVALENT", "IDENTICAL")
 SECTION_TITLES = (
     "Verdict",
     "Environment differences",
@@ -136,7 +128,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Report:
-    verdict: str
+    verdict: Verdict
     tone: Tone
     meaning: str
     title: str  # "<candidate> vs <reference>"
@@ -492,8 +484,8 @@ def build_report(comparison: Comparison) -> Report:
     d = comparison.first_difference
     return Report(
         verdict=comparison.verdict,
-        tone=VERDICT_TONES.get(comparison.verdict, "warn"),
-        meaning=VERDICT_MEANINGS.get(comparison.verdict, ""),
+        tone=VERDICT_TONES[comparison.verdict],
+        meaning=comparison.verdict.meaning,
         title=f"{comparison.candidate.get('name')} vs {comparison.reference.get('name')}",
         summary=comparison.summary,
         sections=(
@@ -513,9 +505,9 @@ def build_report(comparison: Comparison) -> Report:
 # -- several comparisons --------------------------------------------------------------------
 
 
-def worst_verdict(comparisons: list[Comparison]) -> str:
-    verdicts = {c.verdict for c in comparisons}
-    return next((v for v in SEVERITY if v in verdicts), comparisons[0].verdict)
+def worst_verdict(comparisons: list[Comparison]) -> Verdict:
+    """The headline of a multi-run report: the same verdict the exit code comes from."""
+    return Verdict.worst([c.verdict for c in comparisons])
 
 
 def overview(comparisons: list[Comparison]) -> tuple[str, Table]:
@@ -523,13 +515,13 @@ def overview(comparisons: list[Comparison]) -> tuple[str, Table]:
     if not comparisons:
         raise ValueError("there is no comparison to render; pass at least one")
     reference = comparisons[0].reference.get("name")
-    counts = {v: sum(c.verdict == v for c in comparisons) for v in SEVERITY}
+    counts = {v: sum(c.verdict == v for c in comparisons) for v in Verdict}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     headline = f"{len(comparisons)} runs compared with {reference}: {tally}"
     table = Table(
         columns=("candidate", "verdict", "summary"),
         rows=tuple((str(c.candidate.get("name")), c.verdict, c.summary) for c in comparisons),
-        tones=tuple(VERDICT_TONES.get(c.verdict, "warn") for c in comparisons),
+        tones=tuple(VERDICT_TONES[c.verdict] for c in comparisons),
         numeric=(False, False, False),
     )
     return headline, table

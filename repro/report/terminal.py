@@ -25,6 +25,7 @@ from repro.report.render import (
     Tone,
     build_report,
     overview,
+    worst_verdict,
 )
 
 if TYPE_CHECKING:
@@ -201,7 +202,9 @@ def render_terminal_many(
         return render_terminal(comparisons[0], color=color, width=width)
     style = _Style(color_wanted() if color is None else color, width)
     headline, table = overview(comparisons)
-    lines = [style.paint(line, bold=True) for line in style.wrap(headline)]
+    worst = worst_verdict(comparisons)
+    # The worst verdict opens the output, as the single verdict does for one comparison.
+    lines = [style.paint(line, bold=True) for line in style.wrap(f"{worst}  {headline}")]
     lines += _table(table, style)
     for comparison in comparisons:
         lines += ["", style.paint("━" * width, bold=True)]

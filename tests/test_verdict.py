@@ -1,0 +1,71 @@
+"""The Verdict type is the one source of exit codes, precedence and meanings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from repro.cli import main
+from repro.report.html import render_html_many
+from repro.report.terminal import render_terminal_many
+from repro.verdict import Verdict
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_table() -> dict[str, tuple[str, int]]:
+    rows = {}
+    for line in README.read_text().splitlines():
+        m = re.match(r"^\| (\w+) \| (.+) \| (\d+) \|$", line)
+        if m and m.group(1) in Verdict.__members__:
+            rows[m.group(1)] = (m.group(2), int(m.group(3)))
+    return rows
+
+
+def test_the_readme_table_is_the_enum():
+    rows = _readme_table()
+    assert list(rows) == [v.value for v in Verdict], "rows are listed worst first"
+    for v in Verdict:
+        assert rows[v.value] == (v.meaning, v.exit_code), v
+
+
+def test_the_readme_states_the_enum_precedence():
+    order = " > ".join(v.value for v in Verdict)
+    assert f"When several apply: {order}." in README.read_text()
+
+
+def test_worst_follows_the_declared_order():
+    assert Verdict.worst(["IDENTICAL", "DRIFT", "NO_BASELINE"]) is Verdict.NO_BASELINE
+    assert Verdict.worst([Verdict.EQUIVALENT, Verdict.FAILED]) is Verdict.FAILED
+    assert [v.passed for v in Verdict] == [False, False, False, False, True, True]
+    with pytest.raises(ValueError):
+        Verdict.worst([])
+
+
+def test_a_verdict_reads_as_its_name():
+    assert f"{Verdict.DRIFT}" == "DRIFT" == str(Verdict.DRIFT)
+    assert f"{Verdict.DRIFT:12}|" == "DRIFT       |"
+
+
+def test_mixed_verdicts_show_one_worst_everywhere(smoke_runs, smoke_baseline, tmp_path, capsys):
+    """Terminal headline, HTML headline and exit code agree for `repro compare A B C D`."""
+    from repro.compare import compare_runs
+
+    args = [str(smoke_runs[n]) for n in ("primary", "threads", "lr", "amp")]
+    comparisons = compare_runs(args, baseline_dir=str(smoke_baseline.parent))
+    verdicts = {c.verdict for c in comparisons}
+    assert verdicts == {Verdict.EQUIVALENT, Verdict.DRIFT, Verdict.NO_BASELINE}
+    worst = Verdict.worst(list(verdicts))
+    html = tmp_path / "report.html"
+    code = main(
+        ["compare", *args, "--baseline-dir", str(smoke_baseline.parent), "--html", str(html)]
+    )
+    assert code == worst.exit_code == 3
+    terminal = capsys.readouterr().out
+    assert terminal.startswith(str(worst)) or f"worst: {worst}" in terminal.splitlines()[0]
+    assert 'id="verdict"' in html.read_text()
+    assert re.search(rf'id="verdict"[^>]*>{worst}<', html.read_text())
+    assert render_terminal_many(comparisons).splitlines()[0] == terminal.splitlines()[0]
+    assert str(worst) in render_html_many(comparisons)
