@@ -26,9 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import Timing, interleave, print_table, time_callable
-
 from repro.verdict import Verdict
+from runner import Timing, interleave, print_table, time_callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TERMINAL_CLAIM_S, HTML_CLAIM_S = 2.0, 5.0

@@ -61,7 +61,7 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from repro.profile import load_profile
-    from repro.reference import train
+    from repro.reference import loop
     from repro.reference.data import TrainSet, make_loader
     from repro.reference.determinism import configure_determinism
     from repro.reference.fingerprint import Fingerprinter, state_dict_identity
@@ -73,14 +73,14 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     configure_determinism(p, rank)  # same seeds and kernels as the harness
     model = Transformer(p.model)
     params = list(model.parameters())
-    ddp = DDP(model, **train._NO_BUFFER_SYNC)  # as the harness does
+    ddp = DDP(model, **loop.NO_BUFFER_SYNC)  # as the harness does
     if "hook" in extras:
         ddp.register_comm_hook(None, allreduce_hook)
     fingerprint = Fingerprinter(torch.device("cpu"))
     optimizer = torch.optim.AdamW(
         params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay, foreach=False
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, train._lr_lambda(p))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, loop.lr_schedule(p))
     dataset = TrainSet(p)
     loader, sampler = make_loader(p, dataset, rank, world)  # the harness's own loader
     step_seconds = []

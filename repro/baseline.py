@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
+from repro.band_sizes import MIN_MEMBERS
 from repro.documents import load_document
 from repro.errors import RunFailed, UserError
 from repro.judge import Bands, RunView, numerics_check, series
@@ -36,14 +37,10 @@ BASELINE_SCHEMA_VERSION = 2  # 2: field classes, the numerics-only workload hash
 BAND_SCHEMA_VERSION = 1
 DEFAULT_ALPHA = 0.01
 DEFAULT_WINDOWS = 5
-DEFAULT_MIN_LOG_SD = 0.35
-# Fewer members make a prediction bound so wide that it passes anything (t(0.999, 2) is 22).
-MIN_MEMBERS = 8
 # Sane ranges of a baseline's band parameters: outside them a band judges nothing.
 BAND_PARAMETER_RANGES = {
     "alpha": (1e-6, 0.1),
     "windows": (1, 100),
-    "min_log_sd": (0.0, 3.0),
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -105,7 +102,6 @@ class Baseline:
         params = {
             "alpha": self.meta.get("alpha", DEFAULT_ALPHA),
             "windows": self.meta.get("windows", DEFAULT_WINDOWS),
-            "min_log_sd": self.meta.get("min_log_sd", DEFAULT_MIN_LOG_SD),
         }
         for key, value in params.items():
             low, high = BAND_PARAMETER_RANGES[key]
@@ -143,7 +139,6 @@ class Baseline:
             members=list(data["members"]),
             seeds=list(data["seeds"]),
             resolution=dict(data.get("resolution", {})),
-            min_log_sd=float(params["min_log_sd"]),
         )
 
     @property
@@ -243,6 +238,7 @@ class Selection:
     baseline: Baseline | None
     differing_keys: list[str]
     message: str
+    record: str | None = None  # when none applies: the command that records one
 
 
 def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[str]]:
@@ -251,8 +247,8 @@ def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[s
     return sum(weights[key_info(k).impact] for k in differing), differing
 
 
-def _another_training(profile: str, workload: str, sets: Sequence[str]) -> str | None:
-    """Why no baseline fits when the user's own overrides define another training, else None."""
+def _another_training(profile: str, workload: str, sets: Sequence[str]) -> Selection | None:
+    """No baseline fits because the user's own overrides define another training; else None."""
     from repro.profile import differing_fields, load_profile, parse_overrides
     from repro.workload import workload_hash
 
@@ -267,9 +263,13 @@ def _another_training(profile: str, workload: str, sets: Sequence[str]) -> str |
         if classes.get("semantic")
         else "another precision (a band calibrates rounding noise for its own precision only)"
     )
-    return (
-        f"the overrides {', '.join(fields) or ', '.join(sets)} define {what}, and no baseline is "
-        f"recorded for it; record one with `{record_command(profile, sets=sets)}`."
+    command = record_command(profile, sets=sets)
+    return Selection(
+        None,
+        [],
+        f"the overrides {', '.join(fields) or ', '.join(sets)} define {what}, and no baseline "
+        f"is recorded for it; record one with `{command}`.",
+        command,
     )
 
 
@@ -298,7 +298,7 @@ def select_baseline(
         if chosen.meta["workload_hash"] != workload:
             override = _another_training(profile, workload, sets)
             if override is not None:
-                return Selection(None, [], f"baseline {name} does not apply: {override}")
+                return override
             raise UserError(
                 f"baseline {name!r} was recorded for workload {chosen.meta['workload_hash']} but the reference "
                 f"workload is now {workload}; re-record it with `{record_command(profile, name, force=True)}`."
@@ -310,19 +310,20 @@ def select_baseline(
     if not current:
         override = _another_training(profile, workload, sets)
         if override is not None:
-            return Selection(None, [], override)
+            return override
         if same_profile:
             stale = ", ".join(b.name for b in same_profile)
+            command = record_command(profile, same_profile[0].name, force=True)
             return Selection(
                 None,
                 [],
-                (
-                    f"the {profile} baseline(s) {stale} were recorded for another reference workload "
-                    f"(now {workload}) and no longer apply; re-record with `{record_command(profile, same_profile[0].name, force=True)}`."
-                ),
+                f"the {profile} baseline(s) {stale} were recorded for another reference workload "
+                f"(now {workload}) and no longer apply; re-record with `{command}`.",
+                command,
             )
+        command = record_command(profile)
         return Selection(
-            None, [], f"no {profile} baseline exists; record one with `{record_command(profile)}`."
+            None, [], f"no {profile} baseline exists; record one with `{command}`.", command
         )
     scored = sorted(
         ((_mismatch_score(env, b.meta["environment_key"]), b.name, b) for b in current),
@@ -528,7 +529,6 @@ def write_baseline(
         "seeds": seeds,
         "alpha": alpha,
         "windows": windows,
-        "min_log_sd": DEFAULT_MIN_LOG_SD,
         "environment_key": environment_key(primary.manifest),
         "sets": list(sets),
         "created_utc": created,

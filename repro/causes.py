@@ -1,11 +1,15 @@
 """Rank probable causes by joining where two runs parted with what differs between them.
 
-The rules are data (``report/causes.yaml``); this module only applies them.
+The rules are data (``report/causes.yaml``); this module only applies them, and renders
+each rule's ``try`` with the runs' own values, each as one shell word, so that a command
+in it can be pasted into a shell as it stands.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
+import shlex
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -17,6 +21,13 @@ if TYPE_CHECKING:
     from repro.manifest.diff import Difference
 
 _IMPACT = {"high": 3, "medium": 2, "low": 1}
+# ATen's x86 kernel levels, lowest first, as ATEN_CPU_CAPABILITY spells them; the other
+# architectures know only "default" and one level of their own (vsx, zvector, sve256).
+_X86_LEVELS = ("default", "avx2", "avx512")
+
+
+class UnknownValue(LookupError):
+    """A value a ``try`` needs is unknown here, or is not a single shell word."""
 
 
 @cache
@@ -29,6 +40,86 @@ def _matches(key: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
+def shell_word(value: Any) -> str:
+    """A scalar as one shell word (quoted where needed); UnknownValue for anything else.
+
+    A list, a mapping, a missing or an unavailable reading has no single value to put in
+    a command: ``ATEN_CPU_CAPABILITY=[avx, avx2]`` is not a setting.
+    """
+    from repro.manifest.diff import ABSENT
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value not in ("", ABSENT)):
+        return shlex.quote(str(value))
+    raise UnknownValue(f"{value!r} is not one value")
+
+
+def aten_level(capability: Any) -> str:
+    """``AVX2`` -> ``avx2``: torch's CPU capability as ATEN_CPU_CAPABILITY takes it."""
+    level = capability.lower().replace(" ", "") if isinstance(capability, str) else ""
+    if not re.fullmatch(r"[a-z0-9_]+", level):
+        raise UnknownValue(f"{capability!r} is not a CPU capability")
+    return level
+
+
+def lower_level(a: str, b: str) -> str:
+    """The lower of two different ATen levels: the one both CPUs can run."""
+    if a == b:
+        raise UnknownValue(f"both runs used {a}: another kernel level is no remedy")
+    if "default" in (a, b):
+        return "default"
+    if a in _X86_LEVELS and b in _X86_LEVELS:
+        return min(a, b, key=_X86_LEVELS.index)
+    raise UnknownValue(f"{a} and {b} are levels of different architectures")
+
+
+class _RunWords:
+    """A run's manifest and settings by flattened key (``config.seed``), each as a shell word."""
+
+    def __init__(self, view: RunView) -> None:
+        from repro.manifest.keys import flatten
+
+        self._flat = {**flatten(view.manifest), **flatten({"config": view.settings})}
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self._flat:
+            raise UnknownValue(f"the run records no {key}")
+        return shell_word(self._flat[key])
+
+    def capability(self) -> str:
+        return aten_level(self._flat.get("hardware.cpu.torch_capability"))
+
+
+class _Fields:
+    """What a ``try`` may name; see the head of causes.yaml."""
+
+    def __init__(self, candidate: RunView, reference: RunView) -> None:
+        self.candidate, self.reference = _RunWords(candidate), _RunWords(reference)
+        self.profile = str(candidate.config.get("profile", "quick"))
+        self.paths = {"candidate_path": candidate.path, "reference_path": reference.path}
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "profile":
+            return shlex.quote(self.profile)
+        if name in self.paths:
+            return shell_word(self.paths[name])
+        if name in ("candidate", "reference"):
+            return getattr(self, name)
+        if name == "lower_capability":
+            return lower_level(self.candidate.capability(), self.reference.capability())
+        raise KeyError(f"causes.yaml names an unknown field {{{name}}}")
+
+
+def render_try(rule: dict[str, Any], candidate: RunView, reference: RunView) -> str:
+    """The rule's ``try`` with the runs' values, or its ``otherwise`` when one is unknown."""
+    fields = _Fields(candidate, reference)
+    try:
+        return str(rule["try"]).format_map(fields)
+    except UnknownValue:
+        return str(rule["otherwise"]).format_map(fields)
+
+
 def rank_causes(
     verdict: str,
     divergence: Divergence | None,
@@ -37,7 +128,7 @@ def rank_causes(
     reference: RunView,
 ) -> list[Cause]:
     from repro.judge import Cause
-    from repro.manifest.diff import render_change, render_value
+    from repro.manifest.diff import render_change
 
     if verdict == "IDENTICAL":
         return []
@@ -64,16 +155,7 @@ def rank_causes(
         if verdict_hit:
             score += 6
             evidence.append(f"verdict {verdict}")
-        first = diffs[0] if diffs else None
-        a = render_value(first.a) if first else "?"
-        b = render_value(first.b) if first else "?"
-        try_next = str(rule["try"]).format(
-            a=a,
-            b=b,
-            a_lower=a.lower(),
-            b_lower=b.lower(),
-            profile=candidate.config.get("profile", "quick"),
-        )
+        try_next = render_try(rule, candidate, reference)
         causes.append(Cause(rule["cause"], float(score), evidence, try_next))
     causes.sort(key=lambda c: -c.score)  # stable: ties keep the table's order
     return causes

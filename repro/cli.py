@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import __version__
+from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
 from repro.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ReproError, RunFailed, UserError
 from repro.verdict import Verdict
 
@@ -63,6 +64,11 @@ def _common_run_options(p: argparse.ArgumentParser) -> None:
         "--repo", help="git repository whose state is recorded (default: the current folder)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the launcher's own output (torchrun's log and traceback; always in launcher.log)",
+    )
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -75,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet
     )
     print(f"repro: run {entry['run_dir']}", file=sys.stderr)
-    (outcome,) = launch([entry])
+    (outcome,) = launch([entry], verbose=args.verbose)
     if not outcome.ok:
         raise RunFailed(outcome.reason or outcome.status, run_dir=str(outcome.run_dir))
     from repro.judge import RunView
@@ -124,6 +130,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         repo=args.repo,
         quiet=args.quiet,
         record_missing=args.record_missing,
+        verbose=args.verbose,
     )
     if args.per_device:
         results = verify_per_device(args.profile or "full", args.set, **common)
@@ -301,14 +308,18 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="default: named by profile and hardware key")
     r.add_argument("--profile")
     r.add_argument(
-        "--numerics", type=int, default=8, metavar="K1", help="numerics-band members (default 8)"
+        "--numerics",
+        type=int,
+        default=DEFAULT_NUMERICS,
+        metavar="K1",
+        help=f"numerics-band members (default {DEFAULT_NUMERICS}, at least {MIN_MEMBERS})",
     )
     r.add_argument(
         "--seeds",
         type=int,
-        default=8,
+        default=DEFAULT_SEEDS,
         metavar="K2",
-        help="master seeds in the seed band (default 8)",
+        help=f"master seeds in the seed band (default {DEFAULT_SEEDS}, at least {MIN_MEMBERS})",
     )
     r.add_argument(
         "--set",

@@ -28,7 +28,10 @@ from repro.names import readable
 from repro.profile import differing_fields
 from repro.verdict import Verdict
 
-SCALARS = ("loss", "grad_norm", "lr", "loss_scale")
+SCALARS = ("loss", "grad_norm", "lr", "loss_scale")  # recorded every step
+# Judged by the numerics band. The learning rate follows a schedule and the loss scale is
+# 1 without a GradScaler: both are exact, so they get exact checks, not bands.
+BAND_SCALARS = ("loss", "grad_norm")
 FINAL_METRICS = ("eval_loss", "eval_accuracy")
 
 
@@ -105,7 +108,6 @@ class Bands:
     members: list[dict[str, Any]]  # {"series": {scalar: [...]}, "final": {...}}
     seeds: list[dict[str, Any]]  # {"seed": s, "eval_loss": x, "eval_accuracy": y}
     resolution: dict[str, float]  # smallest meaningful step of a final metric
-    min_log_sd: float = 0.35  # the narrowest spread a window's log deviation is credited with
 
 
 # -- outputs --------------------------------------------------------------------------------
@@ -154,6 +156,16 @@ class BandCheck:
 
 
 @dataclass
+class ExactCheck:
+    """A recorded sequence that must be bit-equal between two runs of one training."""
+
+    name: str
+    ok: bool
+    first_step: int | None = None
+    detail: str = ""
+
+
+@dataclass
 class SeedCheck:
     applied: bool
     reason: str
@@ -194,6 +206,8 @@ class Comparison:
     bitwise_expected: bool = False
     # When neither run is the baseline's primary, the reference is judged against it too.
     reference_verdict: Verdict | None = None
+    exact: list[ExactCheck] = field(default_factory=list)
+    next_command: str | None = None  # what to run next, e.g. the command that records a baseline
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -354,6 +368,58 @@ def prediction_interval(
     return mean, mean - half, mean + half
 
 
+@dataclass(frozen=True)
+class WindowBound:
+    """The numerics band's bound on one scalar's RMS deviation over one step window."""
+
+    scalar: str
+    start: int
+    end: int  # exclusive
+    typical: float  # the members' geometric-mean RMS deviation
+    threshold: float  # a run's RMS deviation above this is outside
+    log_bound: float
+    floor: float  # below this a deviation is float noise of the printout
+
+    @property
+    def tolerance(self) -> float:
+        """How many times the typical member a run may deviate: the band's real width."""
+        return self.threshold / self.typical if self.typical > 0 else math.inf
+
+
+def window_bounds(
+    primary: dict[str, list[float]], members: list[dict[str, Any]], *, alpha: float, windows: int
+) -> tuple[list[WindowBound], float]:
+    """Each window's one-sided log-normal prediction bound, and the per-test level ``a``.
+
+    ``a`` is alpha Bonferroni-divided over every window of every band scalar and the
+    final metrics, so the whole band is one test at level alpha.
+    """
+    k = len(members)
+    n = min(len(primary["loss"]), *(len(m["series"]["loss"]) for m in members))
+    spans = _windows(n, windows)
+    a = alpha / (len(spans) * len(BAND_SCALARS) + len(FINAL_METRICS))
+    t = _t(1 - a, k - 1) * math.sqrt(1 + 1 / k)
+    bounds = []
+    for scalar in BAND_SCALARS:
+        p = primary[scalar]
+        for start, end in spans:
+            scale = math.fsum(abs(v) for v in p[start:end]) / (end - start)
+            floor = 1e-9 * scale + 1e-30
+            logs = [
+                math.log(
+                    _rms([abs(m["series"][scalar][i] - p[i]) for i in range(start, end)]) + floor
+                )
+                for m in members
+            ]
+            mean, sd = _mean_sd(logs)
+            bound = mean + t * sd
+            # Clamped: with a tiny band t is huge and exp would overflow; never below 0.
+            threshold = max(0.0, math.exp(min(bound, 700.0)) - floor)
+            typical = max(0.0, math.exp(mean) - floor)
+            bounds.append(WindowBound(scalar, start, end, typical, threshold, bound, floor))
+    return bounds, a
+
+
 def numerics_check(
     run: dict[str, list[float]],
     run_final: dict[str, Any] | None,
@@ -363,16 +429,12 @@ def numerics_check(
     alpha: float,
     windows: int,
     resolution: dict[str, float],
-    min_log_sd: float = 0.35,
 ) -> BandCheck:
     k = len(members)
     if k < 2:
         return BandCheck(False, f"the numerics band has {k} members; at least 2 are needed")
-    n = min(len(primary["loss"]), len(run["loss"]), *(len(m["series"]["loss"]) for m in members))
-    spans = _windows(n, windows)
-    tests = len(spans) * len(SCALARS) + len(FINAL_METRICS)
-    a = alpha / tests
-    t = _t(1 - a, k - 1) * math.sqrt(1 + 1 / k)
+    bounds, a = window_bounds(primary, members, alpha=alpha, windows=windows)
+    n = bounds[-1].end
     check = BandCheck(
         True,
         f"same seed as the baseline's primary run; {k} rounding-perturbed members",
@@ -380,26 +442,17 @@ def numerics_check(
     )
     failing_steps: list[int] = []
     largest: dict[str, Any] | None = None
-    for scalar in SCALARS:
+    for scalar in BAND_SCALARS:
         p = primary[scalar]
         dev_run = [abs(run[scalar][i] - p[i]) for i in range(n)]
-        dev_members = [[abs(m["series"][scalar][i] - p[i]) for i in range(n)] for m in members]
-        for start, end in spans:
-            scale = math.fsum(abs(v) for v in p[start:end]) / (end - start)
-            floor = 1e-9 * scale + 1e-30  # below this, a deviation is float noise of the printout
-            logs = [math.log(_rms(d[start:end]) + floor) for d in dev_members]
-            mean, sd = _mean_sd(logs)
-            # Eight tightly clustered members understate the tails (measured: a genuine
-            # member can sit 8 sd out), so the spread is never taken below min_log_sd.
-            bound = mean + t * max(sd, min_log_sd)
-            value = _rms(dev_run[start:end])
-            ok = math.log(value + floor) <= bound
-            # Clamped: with a tiny band t is huge and exp would overflow; never below 0.
-            threshold = max(0.0, math.exp(min(bound, 700.0)) - floor)
-            check.windows.append(WindowCheck(scalar, start, end, value, threshold, ok))
+        for w in (b for b in bounds if b.scalar == scalar):
+            value = _rms(dev_run[w.start : w.end])
+            ok = math.log(value + w.floor) <= w.log_bound
+            check.windows.append(WindowCheck(scalar, w.start, w.end, value, w.threshold, ok))
             if not ok:
-                outside = [i for i in range(start, end) if dev_run[i] > threshold] or [start]
-                failing_steps.append(outside[0])
+                outside = [i for i in range(w.start, w.end) if dev_run[i] > w.threshold]
+                failing_steps.append((outside or [w.start])[0])
+        dev_members = [[abs(m["series"][scalar][i] - p[i]) for i in range(n)] for m in members]
         for i in range(n):
             band_max = max(d[i] for d in dev_members)
             # A deviation where no member deviates at all outranks any finite ratio.
@@ -535,15 +588,23 @@ def _same_as_primary(view: RunView, bands: Bands) -> bool:
 
 
 def _judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
-    """The numerics band (same master seed as the primary) or the seed interval (another seed)."""
-    seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
+    """The numerics band (same master seed as the primary) or the seed interval (another seed).
+
+    Never both: each run faces one test, so the verdict's false-alarm rate is the stated alpha.
+    """
     if view.seed != bands.primary_seed:
         numerics = BandCheck(
             False,
             f"not applied: the run's master seed ({view.seed}) differs from the baseline's "
             f"primary seed ({bands.primary_seed}), so only the seed interval applies",
         )
+        seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
     else:
+        seeds = SeedCheck(
+            False,
+            "not applied: the run has the primary's seed, so the numerics band judges it "
+            "(final metrics included); one test per run keeps one false-alarm rate",
+        )
         numerics = numerics_check(
             series(view.steps),
             view.final,
@@ -552,9 +613,41 @@ def _judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
             alpha=bands.alpha,
             windows=bands.windows,
             resolution=bands.resolution,
-            min_log_sd=bands.min_log_sd,
         )
     return numerics, seeds
+
+
+def _exact(name: str, a: list[float], b: list[float]) -> ExactCheck:
+    step = _first_list_difference(a, b)
+    if step is None:
+        return ExactCheck(name, True)
+    va = a[step] if step < len(a) else None
+    vb = b[step] if step < len(b) else None
+    return ExactCheck(name, False, step, f"{name} differs from step {step} ({va!r} vs {vb!r})")
+
+
+def exact_checks(candidate: RunView, reference: RunView) -> tuple[list[ExactCheck], list[str]]:
+    """Sequences that must match exactly between two runs of one training, and notes.
+
+    The learning rate follows the schedule whatever the arithmetic does. Without a
+    GradScaler the loss scale is 1 at every step; with one, a step skipped for
+    overflowing gradients halves the scale for the rest of the run, so the scale is
+    reported where it parts and judged by neither an exact check nor a band.
+    """
+    a, b = series(candidate.steps), series(reference.steps)
+    checks = [_exact("learning-rate schedule", a["lr"], b["lr"])]
+    notes = []
+    if candidate.settings.get("amp_dtype") == "float16":
+        step = _first_list_difference(a["loss_scale"], b["loss_scale"])
+        if step is not None:
+            notes.append(
+                f"The GradScaler's loss scale parts at step {step} "
+                f"({a['loss_scale'][step]!r} vs {b['loss_scale'][step]!r}): a skipped step there "
+                "halves it for the rest of the run; it is reported, not judged."
+            )
+    else:
+        checks.append(_exact("loss scale", a["loss_scale"], b["loss_scale"]))
+    return checks, notes
 
 
 def _not_applied(reason: str) -> tuple[BandCheck, SeedCheck]:
@@ -591,17 +684,22 @@ def compare(
     *,
     bands: Bands | None = None,
     repeats: list[RunView] | None = None,
+    notes: list[str] | None = None,
+    next_command: str | None = None,
 ) -> Comparison:
     """Judge ``candidate`` against ``reference`` (a run, or a baseline's primary run).
+
+    ``notes`` come first in the report (how the baseline was chosen); ``next_command``
+    is what to run next when no baseline applies (the command that records one).
 
     Deviations are always measured from the bands' own primary run. When the
     reference is not that run, it is judged against the bands as well and the
     pair takes the worse verdict. With no reference at all (no baseline exists)
     the verdict is at best NO_BASELINE.
     """
-    notes: list[str] = []
+    notes = list(notes or [])
     if reference is None:
-        return _without_reference(candidate, repeats or [])
+        return _without_reference(candidate, repeats or [], notes, next_command)
     classes = differing_fields(candidate.settings, reference.settings)
     mismatches = _mismatches(candidate, reference, classes)
     identical = records_identical(candidate.record, reference.record)
@@ -613,6 +711,11 @@ def compare(
     bitwise_expected = _bitwise_expected(candidate, reference, classes, env_key_match)
 
     other_training = bool(classes.get("semantic"))
+    exact: list[ExactCheck] = []
+    if not (failure or other_training or identical) and candidate.steps and reference.steps:
+        exact, scale_notes = exact_checks(candidate, reference)
+        notes += scale_notes
+    exact_ok = all(e.ok for e in exact)
     reference_verdict: Verdict | None = None
     if failure or not candidate.steps:
         numerics, seeds = _not_applied("the run did not complete")
@@ -641,7 +744,7 @@ def compare(
         verdict = Verdict.NONDETERMINISTIC
     elif identical:
         verdict = Verdict.IDENTICAL
-    elif other_training:
+    elif other_training or not exact_ok:
         verdict = Verdict.DRIFT
     elif not numerics.applied and not seeds.applied:
         verdict = Verdict.NO_BASELINE
@@ -663,7 +766,10 @@ def compare(
     causes = rank_causes(verdict, divergence, differences, candidate, reference)
     if other_training:
         causes.insert(0, _training_cause(classes["semantic"], candidate, reference))
-    summary = _summary(verdict, divergence, numerics, seeds, failure, nondeterminism, mismatches)
+    failed_exact = [e.detail for e in exact if not e.ok]
+    summary = _summary(
+        verdict, divergence, numerics, seeds, failure, nondeterminism, mismatches + failed_exact
+    )
     if bitwise_expected and verdict == Verdict.DRIFT and numerics.ok and seeds.ok:
         summary = f"not bit-identical where bit-identity is expected; {summary}"
     return Comparison(
@@ -687,6 +793,7 @@ def compare(
         setting_differences=classes,
         bitwise_expected=bitwise_expected,
         reference_verdict=reference_verdict,
+        exact=exact,
     )
 
 
@@ -725,7 +832,9 @@ def _training_cause(fields: list[str], candidate: RunView, reference: RunView) -
     )
 
 
-def _without_reference(candidate: RunView, repeats: list[RunView]) -> Comparison:
+def _without_reference(
+    candidate: RunView, repeats: list[RunView], notes: list[str], next_command: str | None
+) -> Comparison:
     failure = _failure(candidate)
     nondeterminism = _nondeterminism(candidate, repeats)
     verdict = (
@@ -738,7 +847,7 @@ def _without_reference(candidate: RunView, repeats: list[RunView]) -> Comparison
     numerics, seeds = _not_applied("no baseline exists for this profile and workload")
     summary = _summary(verdict, None, numerics, seeds, failure, nondeterminism, [])
     if verdict == Verdict.NO_BASELINE:
-        summary = "no baseline to compare against"
+        summary = notes[0] if notes else "no baseline to compare against"
     return Comparison(
         verdict=verdict,
         summary=summary,
@@ -760,7 +869,8 @@ def _without_reference(candidate: RunView, repeats: list[RunView]) -> Comparison
             "deviation": [],
         },
         mismatches=[],
-        notes=[],
+        notes=notes[1:] if verdict == Verdict.NO_BASELINE else notes,
+        next_command=next_command,
     )
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -25,20 +27,55 @@ PROFILE_NAMES = ("smoke", "quick", "full")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
 SDPA_BACKENDS = ("default", "math", "flash", "efficient", "cudnn")
 
+# What a difference in a field means (see DESIGN.md, "field class"):
+#   semantic   defines the training: another value is another training
+#   seed       the master seed: another value is another sample of the same training
+#   precision  AMP dtype, TF32: judged only against a baseline at the same precision
+#   execution  must not move the numbers beyond rounding: judged by the bands
+#   harness    tracing, timeouts, faults, band settings, names
+FieldClass = Literal["semantic", "seed", "precision", "execution", "harness"]
+FIELD_CLASSES: tuple[FieldClass, ...] = typing.get_args(FieldClass)
+
+T = TypeVar("T")
+
+
+def _classed(kind: FieldClass, default: T) -> T:
+    return field(default=default, metadata={"class": kind})
+
+
+def semantic(default: T) -> T:
+    return _classed("semantic", default)
+
+
+def master_seed(default: T) -> T:
+    return _classed("seed", default)
+
+
+def precision(default: T) -> T:
+    return _classed("precision", default)
+
+
+def execution(default: T) -> T:
+    return _classed("execution", default)
+
+
+def harness(default: T) -> T:
+    return _classed("harness", default)
+
 
 @dataclass
 class ModelConfig:
-    vocab: int = 16
+    vocab: int = semantic(16)
     """Token vocabulary size."""
-    d_model: int = 64
+    d_model: int = semantic(64)
     """Width of the residual stream."""
-    n_layers: int = 2
+    n_layers: int = semantic(2)
     """Number of Transformer blocks."""
-    n_heads: int = 4
+    n_heads: int = semantic(4)
     """Attention heads per block; must divide ``d_model``."""
-    seq_len: int = 32
+    seq_len: int = semantic(32)
     """Tokens per sample."""
-    dropout: float = 0.1
+    dropout: float = semantic(0.1)
     """Dropout probability (masks derive from the global sample index)."""
 
     def __post_init__(self) -> None:
@@ -55,11 +92,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train_samples: int = 1024
+    train_samples: int = semantic(1024)
     """Training set size; one epoch is ``train_samples // global_batch`` steps."""
-    eval_samples: int = 256
+    eval_samples: int = semantic(256)
     """Held-out evaluation samples (evaluated on rank 0 alone, so world size cannot change it)."""
-    label_noise: float = 0.06
+    label_noise: float = semantic(0.06)
     """Fraction of targets replaced by random tokens: keeps accuracy off a saturated 100 %."""
 
     def __post_init__(self) -> None:
@@ -72,24 +109,28 @@ class DataConfig:
 class Faults:
     """Deliberate faults for tests and the self-test; a run with any can never be a baseline."""
 
-    nan_step: int | None = None
+    nan_step: int | None = harness(None)
     """Make the loss NaN at this step."""
-    desync_step: int | None = None
+    desync_step: int | None = harness(None)
     """Perturb one rank's parameters after this step's update."""
-    lr_factor: float = 1.0
+    lr_factor: float = harness(1.0)
     """Multiply the learning rate."""
-    sampler_seed_offset: int = 0
+    sampler_seed_offset: int = harness(0)
     """Shuffle with another sampler seed."""
-    skip_set_epoch: bool = False
+    skip_set_epoch: bool = harness(False)
     """Forget ``DistributedSampler.set_epoch`` (every epoch repeats the first order)."""
-    nondeterministic: bool = False
+    nondeterministic: bool = harness(False)
     """Seed dropout masks from the OS instead of the sample index."""
-    raise_step: int | None = None
+    raise_step: int | None = harness(None)
     """Raise an exception on ``fault_rank`` at this step."""
-    hang_step: int | None = None
+    hang_step: int | None = harness(None)
     """Hang ``fault_rank`` at this step (the collective timeout must end the run)."""
-    fault_rank: int = -1
+    fault_rank: int = harness(-1)
     """The rank that raises, hangs or desynchronises; -1 means the last rank."""
+    update_scale: float = harness(0.0)
+    """Multiply every parameter update p_{k+1} - p_k by (1 + this) after the optimiser step,
+    on every rank; the logged learning rate is unchanged. The effect size of the power
+    measurements: an effective learning rate the schedule does not show."""
 
     def active(self) -> dict[str, Any]:
         defaults = Faults()
@@ -102,60 +143,61 @@ class Faults:
 
 @dataclass
 class Profile:
-    name: str = "quick"
+    name: str = harness("quick")
     """Profile name; baselines are recorded per profile."""
-    description: str = ""
+    description: str = harness("")
     """One line for people."""
-    device: str = "cpu"
+    device: str = execution("cpu")
     """``cpu`` (gloo, bf16 autocast) or ``cuda`` (nccl, fp16 autocast + GradScaler)."""
-    world_size: int = 2
+    world_size: int = execution(2)
     """Ranks on this node."""
-    threads_per_rank: int = 1
+    threads_per_rank: int = execution(1)
     """Intra-op threads per rank (set before torch starts)."""
-    amp_dtype: str = "bfloat16"
+    amp_dtype: str = precision("bfloat16")
     """Autocast dtype: bfloat16, float16 (with GradScaler) or float32 (AMP off)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    global_batch: int = 32
+    global_batch: int = semantic(32)
     """Samples per optimiser step summed over ranks."""
-    eval_batch: int = 128
+    eval_batch: int = execution(128)
     """Samples per evaluation forward pass."""
-    steps: int = 300
+    steps: int = semantic(300)
     """Optimiser steps."""
-    warmup_steps: int = 20
+    warmup_steps: int = semantic(20)
     """Linear warm-up steps before the cosine decay."""
-    lr: float = 3e-3
+    lr: float = semantic(3e-3)
     """Peak learning rate."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = semantic(0.1)
     """Final learning rate as a fraction of the peak."""
-    weight_decay: float = 0.01
+    weight_decay: float = semantic(0.01)
     """AdamW weight decay."""
-    betas: tuple[float, float] = (0.9, 0.98)
+    betas: tuple[float, float] = semantic((0.9, 0.98))
     """AdamW betas."""
-    grad_clip: float = 1.0
+    grad_clip: float = semantic(1.0)
     """Clip the global gradient norm to this."""
-    seed: int = 0
+    seed: int = master_seed(0)
     """Master seed: data, initialisation and dropout all derive from it."""
-    num_workers: int = 1
+    num_workers: int = execution(1)
     """DataLoader worker processes per rank (at least 1)."""
-    tf32: bool = False
+    tf32: bool = precision(False)
     """Allow TF32 matmuls and convolutions on CUDA."""
-    sdpa_backend: str = "default"
+    sdpa_backend: str = execution("default")
     """Force one scaled-dot-product-attention backend, or let torch choose."""
-    trace_steps: int = 10
+    trace_steps: int = harness(10)
     """Steps with localisation data (module outputs, gradients before and after all-reduce)."""
-    check_every: int = 1
+    check_every: int = harness(1)
     """Compare parameter fingerprints across ranks every this many steps."""
-    converged_accuracy: float = 0.9
+    converged_accuracy: float = harness(0.9)
     """Evaluation token accuracy a run must reach to count as converged."""
-    collective_timeout_s: float = 60.0
+    collective_timeout_s: float = harness(60.0)
     """A rank that does not join a collective within this many seconds fails the run."""
-    band_member: int | None = None
+    band_member: int | None = harness(None)
     """Internal: index of a numerics-band member (rounding-level perturbation)."""
-    band_scale: float | None = None
+    band_scale: float | None = harness(None)
     """Relative size of a band member's initial parameter perturbation; default half a unit
     in the last place of the compute dtype (bf16 2**-9, fp16 2**-12, fp32 2**-24), the
-    finest change that autocast cannot absorb."""
+    finest change that autocast cannot absorb (``repro.reference.band``, which the workload
+    hash covers)."""
     fault: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
@@ -180,20 +222,15 @@ class Profile:
             )
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps})")
+        if not 0 <= self.seed < 2**32:
+            # Seed tuples hold 32-bit words; a larger seed would alias another tuple.
+            raise ValueError(f"seed={self.seed} must be in [0, 2**32)")
         if self.trace_steps < 0:
             raise ValueError(f"trace_steps={self.trace_steps} must be >= 0")
-        if self.band_member is not None and self.fault.active():
-            raise ValueError("a band member cannot also carry a fault")
-
-    @property
-    def band_perturbation(self) -> float:
-        if self.band_scale is not None:
-            return self.band_scale
-        return {"bfloat16": 2.0**-9, "float16": 2.0**-12, "float32": 2.0**-24}[self.amp_dtype]
-
-    @property
-    def local_batch(self) -> int:
-        return self.global_batch // self.world_size
+        # A band member may carry the update-scale fault only: power is measured on
+        # candidates perturbed as members are. Baselines never hold a faulted run.
+        if self.band_member is not None and set(self.fault.active()) - {"update_scale"}:
+            raise ValueError("a band member cannot also carry a fault other than update_scale")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -203,6 +240,64 @@ class Profile:
         data = dataclasses.asdict(self)
         data["betas"] = list(self.betas)
         return data
+
+
+@functools.cache
+def _nested_groups(cls: type) -> dict[str, type]:
+    """The fields of ``cls`` that are themselves config dataclasses (``model``, ``data``, ``fault``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _leaf_classes(cls: type, prefix: str) -> dict[str, str]:
+    groups = _nested_groups(cls)
+    out: dict[str, str] = {}
+    for f in fields(cls):
+        if f.name in groups:
+            out.update(_leaf_classes(groups[f.name], f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = f.metadata.get("class", "")
+    return out
+
+
+@functools.cache
+def _field_classes() -> dict[str, str]:
+    return _leaf_classes(Profile, "")
+
+
+def field_classes() -> dict[str, str]:
+    """Every leaf field's dotted name (``"lr"``, ``"model.d_model"``, ``"fault.nan_step"``) -> its class."""
+    return dict(_field_classes())
+
+
+def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"d_model": 64}}`` -> ``{"model.d_model": 64}``; tuples read as lists, as in YAML."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(flatten_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def differing_fields(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[str]]:
+    """Two resolved settings dicts (``Profile.to_dict()`` form, as stored in config.yaml's
+    ``settings``) -> ``{class: sorted dotted names whose values differ}``; classes with no
+    difference are omitted.
+
+    A name present on one side only differs. A name no field declares counts as semantic:
+    an unexplained difference is treated as another training, never as noise.
+    """
+    flat_a, flat_b = flatten_settings(a), flatten_settings(b)
+    missing = object()
+    classes = _field_classes()
+    found: dict[str, list[str]] = {}
+    for name in sorted(flat_a.keys() | flat_b.keys()):
+        if flat_a.get(name, missing) != flat_b.get(name, missing):
+            kind = classes.get(name, "semantic")
+            found.setdefault(kind if kind in FIELD_CLASSES else "semantic", []).append(name)
+    return {kind: found[kind] for kind in FIELD_CLASSES if kind in found}
 
 
 def _positive(obj: object, *names: str) -> None:
@@ -221,10 +316,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if unknown:
         raise ValueError(f"unknown field {where}{unknown[0]!r}; known: {', '.join(known)}")
     kwargs: dict[str, Any] = {}
-    nested = {"model": ModelConfig, "data": DataConfig, "fault": Faults}
+    nested = _nested_groups(cls)
     for key, value in data.items():
-        if key in nested and cls is Profile:
-            kwargs[key] = _build(nested[key], value, f"{key}.")
+        if key in nested:
+            kwargs[key] = _build(nested[key], value, f"{where}{key}.")
         else:
             kwargs[key] = _coerce(known[key], value, f"{where}{key}")
     return cls(**kwargs)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
+from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
 from repro.baseline import (
-    MIN_MEMBERS,
     baseline_plan,
     find_baseline,
     record_baseline,
@@ -53,6 +53,7 @@ def verify(
     quiet: bool = False,
     record_missing: bool = False,
     env: dict[str, str] | None = None,
+    verbose: bool = False,
 ) -> VerifyResult:
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be at least 1.")
@@ -63,14 +64,14 @@ def verify(
     if baseline_name is not None:
         find_baseline(baseline_name, dirs)
     if record_missing:
-        baseline_plan(profile_name, MIN_MEMBERS, MIN_MEMBERS, set_pairs)
+        baseline_plan(profile_name, DEFAULT_NUMERICS, DEFAULT_SEEDS, set_pairs)
     entries = [
         prepare_run(
             profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env
         )
         for i in range(repeat)
     ]
-    outcomes = launch(entries, env=env)
+    outcomes = launch(entries, env=env, verbose=verbose)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
     candidate, repeats = views[0], views[1:]
     selection = select_baseline(
@@ -82,8 +83,8 @@ def verify(
             path, _ = record_baseline(
                 profile_name,
                 name=None,
-                numerics=MIN_MEMBERS,
-                seeds=MIN_MEMBERS,
+                numerics=DEFAULT_NUMERICS,
+                seeds=DEFAULT_SEEDS,
                 root=write_dir(baseline_dir),
                 runs_dir=runs_dir,
                 force=False,
@@ -94,15 +95,18 @@ def verify(
             message += (
                 f" Recorded a new baseline at {path}; keep it (cache or artifact) for the next run."
             )
-        comparison = compare(candidate, None, repeats=repeats)
+        comparison = compare(
+            candidate, None, repeats=repeats, notes=[message], next_command=selection.record
+        )
     else:
         base = selection.baseline
-        comparison = compare(candidate, base.primary(), bands=base.bands(), repeats=repeats)
         if selection.differing_keys:
             shown = ", ".join(selection.differing_keys[:6])
             more = len(selection.differing_keys) - 6
             message += f": {shown}" + (f" and {more} more" if more > 0 else "")
-    comparison.notes.insert(0, message)
+        comparison = compare(
+            candidate, base.primary(), bands=base.bands(), repeats=repeats, notes=[message]
+        )
     _keep_verdict(Path(candidate.path), comparison)
     return VerifyResult(comparison, Path(candidate.path), message)
 

@@ -1,40 +1,41 @@
-"""The workload hash: which reference code and profile a run or baseline is valid for.
+"""The workload hash: which training a run or baseline is, by the code and settings that decide its numbers.
 
-It covers the reference model, data and training source with comments and
-docstrings stripped (so editing prose does not invalidate baselines) and the
-profile's numerics-relevant fields. Seeds, tracing depth, timeouts, faults and
-band settings are left out: they vary within one workload.
+It covers exactly two things:
+
+- the source of ``HASHED_MODULES``, with comments, docstrings and formatting
+  stripped (editing prose does not invalidate baselines): the model, the data,
+  the training step, determinism, fingerprints and tracing, everything that
+  changes record.json's bytes. The set is closed under imports (its modules
+  import only each other, the standard library, torch and numpy; a test checks
+  it). The rank's entry point and I/O (``repro.reference.train``) is left out,
+  so a reworded progress line keeps every baseline valid;
+- the resolved profile fields of class semantic and precision
+  (``repro.profile.field_classes``). Seeds, execution settings (threads, world
+  size, device...) and harness settings (tracing, timeouts, faults, band
+  members) vary within one workload and are judged by other means.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
-from importlib import resources
+from collections.abc import Mapping
 from typing import Any
 
-REFERENCE_MODULES = (
-    "model.py",
-    "data.py",
-    "train.py",
-    "tracing.py",
-    "fingerprint.py",
-    "determinism.py",
+from repro.profile import field_classes, flatten_settings
+
+HASHED_MODULES = (
+    "repro.reference.model",
+    "repro.reference.data",
+    "repro.reference.determinism",
+    "repro.reference.band",
+    "repro.reference.loop",
+    "repro.reference.fingerprint",
+    "repro.reference.tracing",
 )
-NOT_WORKLOAD = frozenset(
-    {
-        "name",
-        "description",
-        "seed",
-        "trace_steps",
-        "check_every",
-        "collective_timeout_s",
-        "band_member",
-        "band_scale",
-        "fault",
-    }
-)
+HASHED_CLASSES = frozenset({"semantic", "precision"})
 
 
 def normalised_source(text: str) -> str:
@@ -53,12 +54,40 @@ def normalised_source(text: str) -> str:
     return ast.unparse(tree)
 
 
-def workload_hash(settings: dict[str, Any]) -> str:
+def module_source(name: str) -> str:
+    """The source text of an importable module, read from its file without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"no source for module {name}")
+    with open(spec.origin, encoding="utf-8") as f:
+        return f.read()
+
+
+def hashed_sources() -> dict[str, str]:
+    return {name: module_source(name) for name in HASHED_MODULES}
+
+
+def workload_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The dotted settings the hash covers. A name no field declares is kept: an unexplained
+    setting is treated as part of the training, never silently dropped."""
+    classes = field_classes()
+    return {
+        name: value
+        for name, value in flatten_settings(settings).items()
+        if classes.get(name, "semantic") in HASHED_CLASSES
+    }
+
+
+def hash_workload(settings: dict[str, Any], sources: Mapping[str, str]) -> str:
+    """The hash of resolved ``settings`` (``Profile.to_dict()`` form) with the hashed modules'
+    ``sources`` (module name -> text; other modules in the mapping are ignored)."""
     h = hashlib.sha256()
-    package = resources.files("repro.reference")
-    for name in REFERENCE_MODULES:
-        h.update(name.encode())
-        h.update(normalised_source(package.joinpath(name).read_text(encoding="utf-8")).encode())
-    workload = {k: v for k, v in settings.items() if k not in NOT_WORKLOAD}
-    h.update(json.dumps(workload, sort_keys=True).encode())
+    for name in HASHED_MODULES:
+        h.update(f"{name}\0{normalised_source(sources[name])}\0".encode())
+    h.update(json.dumps(workload_settings(settings), sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def workload_hash(settings: dict[str, Any]) -> str:
+    """The workload hash of resolved ``settings`` with the installed reference code."""
+    return hash_workload(settings, hashed_sources())

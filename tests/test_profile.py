@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 
 from repro.cli import main
 from repro.errors import UserError
-from repro.profile import PROFILE_NAMES, load_profile, parse_overrides
+from repro.profile import (
+    FIELD_CLASSES,
+    PROFILE_NAMES,
+    Profile,
+    differing_fields,
+    field_classes,
+    flatten_settings,
+    load_profile,
+    parse_overrides,
+)
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
@@ -66,3 +78,90 @@ def test_profile_file(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(UserError, match="malformed"):
         load_profile(str(path))
+
+
+# -- field classes --------------------------------------------------------------------------------
+
+
+def _leaf_fields(cls: type, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Every leaf field below ``cls``, found by walking the dataclasses themselves."""
+    hints = typing.get_type_hints(cls)
+    leaves: dict[str, dataclasses.Field] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            leaves.update(_leaf_fields(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            leaves[f"{prefix}{f.name}"] = f
+    return leaves
+
+
+def test_every_field_has_a_class():
+    leaves = _leaf_fields(Profile)
+    unclassed = [name for name, f in leaves.items() if f.metadata.get("class") not in FIELD_CLASSES]
+    assert unclassed == [], f"give these fields a class ({', '.join(FIELD_CLASSES)}): {unclassed}"
+    # The walk reached every nested group, and field_classes() agrees with it.
+    assert {name.split(".")[0] for name in leaves if "." in name} == {"model", "data", "fault"}
+    assert field_classes() == {name: f.metadata["class"] for name, f in leaves.items()}
+    assert set(field_classes()) == set(flatten_settings(Profile().to_dict()))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("lr", "semantic"),
+        ("betas", "semantic"),
+        ("global_batch", "semantic"),
+        ("model.dropout", "semantic"),
+        ("data.label_noise", "semantic"),
+        ("seed", "seed"),
+        ("amp_dtype", "precision"),
+        ("tf32", "precision"),
+        ("threads_per_rank", "execution"),
+        ("world_size", "execution"),
+        ("eval_batch", "execution"),
+        ("trace_steps", "harness"),
+        ("band_scale", "harness"),
+        ("fault.lr_factor", "harness"),
+    ],
+)
+def test_field_classes_follow_the_design(name, kind):
+    assert field_classes()[name] == kind
+
+
+def test_differing_fields_groups_differences_by_class():
+    base = load_profile("smoke").to_dict()
+    other = load_profile(
+        "smoke",
+        parse_overrides(
+            [
+                "lr=0.004",
+                "model.d_model=64",
+                "seed=3",
+                "tf32=true",
+                "world_size=1",
+                "fault.nan_step=2",
+            ]
+        ),
+    ).to_dict()
+    assert differing_fields(base, other) == {
+        "semantic": ["lr", "model.d_model"],
+        "seed": ["seed"],
+        "precision": ["tf32"],
+        "execution": ["world_size"],
+        "harness": ["fault.nan_step"],
+    }
+    assert differing_fields(base, base) == {}
+
+
+def test_differing_fields_is_conservative_about_unknown_and_missing_names():
+    base = load_profile("smoke").to_dict()
+    assert differing_fields(base, {**base, "colour": "blue"}) == {"semantic": ["colour"]}
+    without_seed = {k: v for k, v in base.items() if k != "seed"}
+    assert differing_fields(without_seed, base) == {"seed": ["seed"]}
+    # YAML gives lists where the dataclass has tuples: the same value.
+    assert differing_fields({**base, "betas": (0.9, 0.98)}, {**base, "betas": [0.9, 0.98]}) == {}
+
+
+def test_seed_must_fit_a_seed_tuple_word():
+    with pytest.raises(UserError, match=r"seed=4294967296 must be in \[0, 2\*\*32\)"):
+        load_profile("smoke", parse_overrides(["seed=4294967296"]))

@@ -18,6 +18,7 @@ import torch
 from helpers import view
 from repro.reference.fingerprint import Fingerprinter, state_dict_identity
 from repro.store import Run
+from repro.workload import workload_hash
 
 
 def _record_bytes(run: Path) -> bytes:
@@ -86,6 +87,24 @@ def test_run_directory_contents(smoke_runs):
     assert manifest_run["deterministic"]["deterministic_algorithms"] is True
     timings = json.loads((run.path / "timings.json").read_text())
     assert timings["step_seconds"] and "step_seconds" not in json.dumps(record)
+
+
+def test_runs_carry_the_hash_of_their_resolved_workload(smoke_runs):
+    primary = Run(smoke_runs["primary"]).config["workload_hash"]
+    for name in ("primary", "amp", "lr", "threads", "seed"):
+        config = Run(smoke_runs[name]).config
+        assert config["workload_hash"] == workload_hash(config["settings"])
+    # A fault, a thread count or a seed is the same workload; another AMP dtype is not.
+    assert Run(smoke_runs["lr"]).config["workload_hash"] == primary
+    assert Run(smoke_runs["threads"]).config["workload_hash"] == primary
+    assert Run(smoke_runs["seed"]).config["workload_hash"] == primary
+    assert Run(smoke_runs["amp"]).config["workload_hash"] != primary
+
+
+def test_a_band_member_starts_from_perturbed_parameters(smoke_runs):
+    member, primary = Run(smoke_runs["band0"]).record, Run(smoke_runs["primary"]).record
+    assert member["initial_params"] != primary["initial_params"]
+    assert member["param_names"] == primary["param_names"]
 
 
 def test_overridden_and_faulty_runs_are_not_reference(smoke_runs):

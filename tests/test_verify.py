@@ -33,6 +33,7 @@ def test_verify_identical_on_the_recording_machine(smoke_baseline, tmp_path, cap
     suite = ET.parse(junit).getroot()
     assert [c.get("name") for c in suite.iter("testcase")] == [
         "bitwise",
+        "exact sequences",
         "numerics band",
         "seed interval",
         "consistency",

@@ -15,24 +15,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from repro.profile import Profile
-from repro.reference.determinism import WorkerInit, derive_seed, loader_seed
+from repro.reference.determinism import Stream, WorkerInit, derive_seed, seed_sequence
 
-TRAIN, EVAL, DROPOUT = 0, 1, 2  # stream ids, part of every derived seed
-_SAMPLER = 3  # derived-seed stream of the shuffling order (see determinism.py for the others)
+if TYPE_CHECKING:
+    from repro.profile import Profile
 
 
 def make_sample(
-    seed: int, split: int, index: int, vocab: int, seq_len: int, noise: float
+    seed: int, split: Stream, index: int, vocab: int, seq_len: int, noise: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens and targets, both (seq_len,) int64, for one global sample index."""
-    rng = np.random.default_rng([seed, split, index])
+    """Tokens and targets, both (seq_len,) int64, for one global sample index.
+
+    ``split`` is ``Stream.TRAIN_SAMPLE`` or ``Stream.EVAL_SAMPLE``.
+    """
+    rng = np.random.default_rng(seed_sequence(seed, split, sample=index))
     x = rng.integers(0, vocab, seq_len, dtype=np.int64)
     y = x.copy()
     y[1:] = x[:-1]
@@ -43,7 +45,7 @@ def make_sample(
 
 def dropout_seed(seed: int, epoch: int, index: int) -> int:
     """The 32-bit seed of a sample's dropout masks in one epoch."""
-    return int(np.random.SeedSequence([seed, DROPOUT, epoch, index]).generate_state(1)[0])
+    return int(seed_sequence(seed, Stream.DROPOUT, epoch=epoch, sample=index).generate_state(1)[0])
 
 
 class TrainSet(Dataset[dict[str, Any]]):
@@ -63,7 +65,9 @@ class TrainSet(Dataset[dict[str, Any]]):
 
     def __getitem__(self, occurrence: int) -> dict[str, Any]:
         epoch, index = divmod(occurrence, self.n)
-        x, y = make_sample(self.seed, TRAIN, index, self.vocab, self.seq_len, self.noise)
+        x, y = make_sample(
+            self.seed, Stream.TRAIN_SAMPLE, index, self.vocab, self.seq_len, self.noise
+        )
         if self.os_entropy_dropout:
             mask_seed = int.from_bytes(os.urandom(4), "little")
         else:
@@ -81,7 +85,7 @@ def eval_set(profile: Profile) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [
         make_sample(
             profile.seed,
-            EVAL,
+            Stream.EVAL_SAMPLE,
             i,
             profile.model.vocab,
             profile.model.seq_len,
@@ -117,16 +121,18 @@ def make_loader(
         rank=rank,
         shuffle=True,
         # One shuffling seed for all ranks; the sampler fault shifts it on purpose.
-        seed=derive_seed(profile.seed, _SAMPLER) % 2**31 + profile.fault.sampler_seed_offset,
+        seed=derive_seed(profile.seed, Stream.SAMPLER) % 2**31 + profile.fault.sampler_seed_offset,
         drop_last=True,
     )
     loader = DataLoader(
         dataset,
-        batch_size=profile.local_batch,
+        batch_size=profile.global_batch // world,
         sampler=sampler,
         num_workers=profile.num_workers,
         worker_init_fn=WorkerInit(profile.seed, rank),
-        generator=torch.Generator().manual_seed(loader_seed(profile.seed, rank)),
+        generator=torch.Generator().manual_seed(
+            derive_seed(profile.seed, Stream.LOADER, rank=rank)
+        ),
         pin_memory=pin_memory,
         drop_last=True,
         # Workers are forked once per run, not at every epoch boundary: a fork racing a

@@ -9,11 +9,14 @@ the same global batch differ only by how the batch is split and reduced.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.profile import ModelConfig
+if TYPE_CHECKING:
+    from repro.profile import ModelConfig
 
 _MASK32 = 0xFFFFFFFF
 

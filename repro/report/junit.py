@@ -29,6 +29,11 @@ def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
         checks.append(("bitwise", f"bit-identity is expected here, yet {detail}", None))
     else:
         checks.append(("bitwise", None, "bit-identity is not expected: " + _why_not_bitwise(c)))
+    exact = [e.detail for e in c.exact if not e.ok]
+    if c.exact or c.identical:
+        checks.append(("exact sequences", "; ".join(exact) or None, None))
+    else:
+        checks.append(("exact sequences", None, "not applied: the runs are not one training"))
     if c.numerics.applied:
         failed = (
             None

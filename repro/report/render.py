@@ -20,7 +20,7 @@ from repro.manifest.diff import Difference, render_change
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.judge import BandCheck, Comparison, MetricCheck, SeedCheck, WindowCheck
+    from repro.judge import BandCheck, Comparison, ExactCheck, MetricCheck, SeedCheck, WindowCheck
 
 Tone = Literal["good", "bad", "warn", "muted"] | None
 
@@ -55,7 +55,7 @@ WHERE_LABELS = {
     "final": "the final evaluation or checkpoint",
 }
 SHOWN_CAUSES = 3  # the rest are folded: past three, a ranking is rarely read
-_FOLDED_WINDOW_SCALARS = ("grad_norm", "lr", "loss_scale")  # loss windows are always shown
+_FOLDED_WINDOW_SCALARS = ("grad_norm",)  # loss windows are always shown
 _IMPACT_TONES: dict[str, Tone] = {"high": "bad", "medium": "warn", "low": "muted"}
 
 
@@ -178,6 +178,12 @@ def _band_item(name: str, check: BandCheck | SeedCheck) -> Item:
     return Item(f"{name}{alpha}: {check.reason}", tag="outside", tone="bad")
 
 
+def _exact_item(check: ExactCheck) -> Item:
+    if check.ok:
+        return Item(f"{check.name}: bit-equal at every step", tag="exact", tone="good")
+    return Item(check.detail, tag="differs", tone="bad")
+
+
 def _failure_text(comparison: Comparison) -> Text | None:
     failure = comparison.failure
     if not failure:
@@ -198,14 +204,12 @@ def _failure_text(comparison: Comparison) -> Text | None:
 
 def _verdict_section(comparison: Comparison) -> Section:
     c, r = comparison.candidate, comparison.reference
-    blocks: list[Block] = [
-        Items(
-            (
-                Item(f"{c.get('name')} ({c.get('path')})", tag="candidate"),
-                Item(f"{r.get('name')} ({r.get('path')})", tag="reference"),
-            )
-        )
-    ]
+    runs = [Item(f"{c.get('name')} ({c.get('path')})", tag="candidate")]
+    if r:
+        runs.append(Item(f"{r.get('name')} ({r.get('path')})", tag="reference"))
+    blocks: list[Block] = [Items(tuple(runs))]
+    if comparison.next_command:
+        blocks.append(Commands((("next", comparison.next_command),)))
     failure = _failure_text(comparison)
     if failure:
         blocks.append(failure)
@@ -216,6 +220,7 @@ def _verdict_section(comparison: Comparison) -> Section:
     blocks.append(
         Items(
             (
+                *(_exact_item(e) for e in comparison.exact),
                 _band_item("numerics band", comparison.numerics),
                 _band_item("seed interval", comparison.seed),
             )
@@ -253,6 +258,9 @@ def _grouped(differences: list[Difference]) -> tuple[Items, ...]:
 
 def _env_section(comparison: Comparison) -> Section:
     blocks: list[Block] = [Text(note, tone="warn", strong=True) for note in comparison.notes]
+    if not comparison.reference:
+        blocks.append(Text("No reference run: there is no environment to compare with."))
+        return Section(SECTION_TITLES[1], tuple(blocks))
     blocks += [Text(m, tone="bad") for m in comparison.mismatches]
     differences = [_difference(row) for row in comparison.env_differences]
     in_key = sum(d.env_key for d in differences)
@@ -469,10 +477,11 @@ def _causes_section(comparison: Comparison) -> Section:
 
 def _reproduce_section(comparison: Comparison) -> Section:
     c, r = comparison.candidate, comparison.reference
-    commands = [
-        ("candidate", str(c.get("command") or "# not recorded")),
-        ("reference", str(r.get("command") or "# not recorded")),
-    ]
+    commands = [("candidate", str(c.get("command") or "# not recorded"))]
+    if r:
+        commands.append(("reference", str(r.get("command") or "# not recorded")))
+    if comparison.next_command:
+        commands.append(("next", comparison.next_command))
     if c.get("path") and r.get("path"):
         again = f"repro compare {shlex.quote(str(r['path']))} {shlex.quote(str(c['path']))}"
         commands.append(("this comparison", again))
@@ -486,7 +495,8 @@ def build_report(comparison: Comparison) -> Report:
         verdict=comparison.verdict,
         tone=VERDICT_TONES[comparison.verdict],
         meaning=comparison.verdict.meaning,
-        title=f"{comparison.candidate.get('name')} vs {comparison.reference.get('name')}",
+        title=f"{comparison.candidate.get('name')}"
+        + (f" vs {comparison.reference.get('name')}" if comparison.reference else ""),
         summary=comparison.summary,
         sections=(
             _verdict_section(comparison),
