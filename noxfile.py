@@ -1,4 +1,5 @@
-"""Sessions: `nox` runs the tests; `nox -s lint`, `nox -s verify`, `nox -s gpu`, `nox -s bench`."""
+"""Sessions: `nox` runs the tests; `nox -s lint`, `nox -s verify`, `nox -s gpu`, `nox -s bench`,
+`nox -s evidence`."""
 
 from __future__ import annotations
 
@@ -71,3 +72,10 @@ def bench(session: nox.Session) -> None:
     """Run every measured claim and print one table."""
     _install_cpu_stack(session, "test")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session(default=False)
+def evidence(session: nox.Session) -> None:
+    """The verdict's false-alarm rate and power on real changes (about an hour on 2 cores)."""
+    _install_cpu_stack(session, "test")
+    session.run("python", "benchmarks/evidence.py", *session.posargs)

@@ -93,7 +93,16 @@ def machine_cells(capability: str) -> list[Cell]:
 
 
 def run_cell(profile: str, sets: list[list[str]], env: dict[str, str], runs: Path) -> list[RunView]:
-    """All of a cell's runs in one launch; runs a crash left unstarted go into a new launch."""
+    """All of a cell's runs in one launch; runs a crash left unstarted go into a new launch.
+
+    With a kept work folder a cell that already ran is read back instead (``cells.json``),
+    so a changed judge can be measured again on the same runs.
+    """
+    index_file = runs.parent / "cells.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {}
+    key = json.dumps([sets, env], sort_keys=True)
+    if key in index:
+        return [RunView.from_run_dir(Path(p)) for p in index[key]]
     done: dict[int, RunView] = {}
     pending = list(range(len(sets)))
     for _ in range(3):
@@ -108,7 +117,10 @@ def run_cell(profile: str, sets: list[list[str]], env: dict[str, str], runs: Pat
         ]
         if not pending:
             break
-    return [done[i] for i in range(len(sets))]
+    views = [done[i] for i in range(len(sets))]
+    index[key] = [v.path for v in views]
+    index_file.write_text(json.dumps(index))
+    return views
 
 
 def worst_ratio(comparison: Comparison) -> float:
@@ -126,6 +138,8 @@ def tolerance(bands: Bands) -> list[tuple[str, int, int, float, float]]:
 
 
 def record(profile: str, folder: Path) -> Baseline:
+    if (folder / "baselines" / "evidence" / "baseline.yaml").is_file():  # a kept work folder
+        return load_baseline(folder / "baselines" / "evidence")
     plan, seed_list = baseline_plan(profile, 24, 8)
     entries = [prepare_run(profile, s, runs_dir=folder / "runs", quiet=True) for s in plan]
     views = [RunView.from_run_dir(o.run_dir) for o in launch(entries)]
@@ -150,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-power", action="store_true")
     parser.add_argument("--skip-alarms", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the runs here; a second call judges them again"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -157,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     capability = str(torch.backends.cpu.get_cpu_capability())
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="repro-evidence-") as tmp:
-        folder = Path(tmp)
+        folder = args.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         if args.record:
             baseline = record(args.profile, folder)
         else:
@@ -247,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
             for j, e in enumerate(POWER_LEVELS):
                 chunk = views[j * args.trials : (j + 1) * args.trials]
                 comparisons = [compare(v, primary, bands=bands) for v in chunk]
-                detected = sum(c.verdict == Verdict.DRIFT for c in comparisons)
+                drift = [c for c in comparisons if c.verdict == Verdict.DRIFT]
+                detected = len(drift)
                 ratios = sorted(worst_ratio(c) for c in comparisons)
                 power.append(
                     {
@@ -256,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "detected": detected,
                         "interval": clopper_pearson(detected, len(comparisons)),
                         "worst_ratio_median": ratios[len(ratios) // 2],
+                        "drift_summaries": [c.summary for c in drift[:5]],
                     }
                 )
             results["power"] = power

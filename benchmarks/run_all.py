@@ -30,7 +30,6 @@ SCRIPTS = (
     "bench_run",
     "bench_verify",
     "bench_compare",
-    "bench_false_alarms",
     "bench_scaling",
 )
 

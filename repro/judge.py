@@ -595,14 +595,14 @@ def _judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
     if view.seed != bands.primary_seed:
         numerics = BandCheck(
             False,
-            f"not applied: the run's master seed ({view.seed}) differs from the baseline's "
+            f"the run's master seed ({view.seed}) differs from the baseline's "
             f"primary seed ({bands.primary_seed}), so only the seed interval applies",
         )
         seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
     else:
         seeds = SeedCheck(
             False,
-            "not applied: the run has the primary's seed, so the numerics band judges it "
+            "the run has the primary's seed, so the numerics band judges it "
             "(final metrics included); one test per run keeps one false-alarm rate",
         )
         numerics = numerics_check(

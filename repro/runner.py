@@ -201,8 +201,9 @@ def launch(
 ) -> list[Outcome]:
     """Run prepared entries one after another in a single launch of torch's elastic launcher.
 
-    The launcher's own output goes to ``launcher.log`` in the first entry's folder, and also
-    to the terminal with ``verbose``; the ranks' output (rank 0's progress) always reaches it.
+    The launcher's own output goes to ``launcher.log`` in the first entry's folder (removed
+    when empty), and also to the terminal with ``verbose``; the ranks' output (rank 0's
+    progress) always reaches it.
     """
     from repro.profile import build_profile
 
@@ -284,6 +285,10 @@ def launch(
         running = _status(run_dir) == "RUNNING"
         outcomes.append(_settle(run_dir, end, not_run=ended))
         ended = ended or running
+    # A launcher that had nothing to say leaves no empty file in the run folder.
+    with contextlib.suppress(OSError):
+        if log.stat().st_size == 0:
+            log.unlink()
     return outcomes
 
 

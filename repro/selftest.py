@@ -2,9 +2,12 @@
 
 Runs the reference under controlled perturbations (``selftest.yaml``), judges
 each against a baseline recorded in the same session, and checks the verdict
-and the top-ranked cause of every row. Negative control, at no extra launch:
-the one shared unperturbed record, judged against each perturbed row's
-expectation, must fail that row (the ``nondet`` row is the control for ``rerun``).
+and the top-ranked cause of every row. Two rows sit at the decision itself: the
+update-scale fault at a third of and at three times the profile's measured
+detection threshold. Negative control, at no extra launch: each row names a
+control row whose run, judged against this row's expectation, must fail it --
+a run of another verdict (the margin rows for most), never just an unperturbed
+record that fails because it is bit-identical.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
 from repro.baseline import Baseline, assemble_baseline, baseline_plan, spare_members
 from repro.judge import Comparison, RunView, compare
 from repro.runner import launch, prepare_run
@@ -38,12 +42,16 @@ class Case:
     where: str | None = None
     step: int | None = None
     gpu: bool = False
+    control: str | None = None  # the row whose run must fail this row's expectation
 
 
-def load_cases() -> list[Case]:
+def load_cases(profile: str = "smoke") -> list[Case]:
+    """The rows, with the margin rows' effect sizes filled in for ``profile``."""
     data = yaml.safe_load(
         resources.files("repro").joinpath("selftest.yaml").read_text(encoding="utf-8")
     )
+    threshold = float(data["update_scale_threshold"].get(profile, 0.0))
+    sizes = {"third": repr(threshold / 3), "triple": repr(threshold * 3)}
     cases = []
     for row in data["cases"]:
         cause = row.get("cause")
@@ -53,13 +61,14 @@ def load_cases() -> list[Case]:
                 perturbation=row["perturbation"],
                 expected=row["expected"],
                 cause=None if cause in (None, "none") else str(cause),
-                sets=tuple(row.get("sets", [])),
+                sets=tuple(str(v).format(**sizes) for v in row.get("sets", [])),
                 env=tuple(sorted((row.get("env") or {}).items())),
                 launch=row.get("launch", "shared"),
                 repeat=int(row.get("repeat", 1)),
                 where=row.get("where"),
                 step=row.get("step"),
                 gpu=bool(row.get("gpu")),
+                control=row.get("control"),
             )
         )
     return cases
@@ -95,8 +104,8 @@ def run_session(
     cases: list[Case],
     *,
     workdir: Path,
-    numerics: int = 8,
-    seeds: int = 8,
+    numerics: int = DEFAULT_NUMERICS,
+    seeds: int = DEFAULT_SEEDS,
     cuda: bool = False,
 ) -> Session:
     """Launch the baseline and every case: one shared launch, plus one per launch-level change."""
@@ -187,28 +196,20 @@ def check(case: Case, comparison: Comparison) -> list[str]:
 
 
 def run_cases(session: Session, cases: list[Case]) -> list[CaseResult]:
-    control = (
-        judge_case(next(c for c in cases if c.name == "rerun"), session)
-        if "rerun" in session.runs
-        else None
-    )
+    judged = {c.name: judge_case(c, session) for c in cases if c.name in session.runs}
     results = []
     for case in cases:
         if case.name in session.skipped:
             results.append(CaseResult(case, None, True, [f"skipped: {session.skipped[case.name]}"]))
             continue
-        comparison = judge_case(case, session)
+        comparison = judged[case.name]
         problems = check(case, comparison)
-        # The unperturbed record must fail every perturbed row; the nondet row controls 'rerun'.
+        # The control row's run must fail this row: the row's checks can tell them apart.
         caught: bool | None = None
-        if case.name == "rerun":
-            nondet = next((c for c in cases if c.name == "nondet"), None)
-            if nondet is not None and nondet.name in session.runs:
-                caught = bool(check(case, judge_case(nondet, session)))
-        elif control is not None:
-            caught = bool(check(case, control))
+        if case.control is not None and case.control in judged:
+            caught = bool(check(case, judged[case.control]))
         if caught is False:
-            problems.append("negative control: the unperturbed record also passes this row")
+            problems.append(f"negative control: the {case.control} row's run also passes this row")
         results.append(CaseResult(case, comparison, not problems, problems, caught))
     return results
 
@@ -257,12 +258,13 @@ def selftest(*, quick: bool, workdir: Path | None = None) -> list[CaseResult]:
     import torch
 
     cuda = torch.cuda.is_available()
-    cases = load_cases()
+    profile = "smoke" if quick else "quick"
+    cases = load_cases(profile)
     cpu_cases = [c for c in cases if not c.gpu]
     gpu_cases = [c for c in cases if c.gpu]
     with tempfile.TemporaryDirectory(prefix="repro-selftest-") as tmp:
         root = Path(workdir or tmp)
-        session = run_session("smoke" if quick else "quick", cpu_cases, workdir=root / "cpu")
+        session = run_session(profile, cpu_cases, workdir=root / "cpu")
         results = run_cases(session, cpu_cases)
         if cuda:
             gpu_session = run_session("full", gpu_cases, workdir=root / "gpu", cuda=True)
