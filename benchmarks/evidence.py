@@ -118,6 +118,9 @@ def run_cell(profile: str, sets: list[list[str]], env: dict[str, str], runs: Pat
         if not pending:
             break
     views = [done[i] for i in range(len(sets))]
+    failed = [v for v in views if v.status.get("status") != "COMPLETE"]
+    if failed:  # never kept: a launch problem is not a verdict
+        raise SystemExit(f"{len(failed)} runs failed; first: {failed[0].path}: {failed[0].status}")
     index[key] = [v.path for v in views]
     index_file.write_text(json.dumps(index))
     return views

@@ -138,8 +138,8 @@ def rank_causes(
             if _matches(diff.key, rule.get("keys", [])):
                 assigned.setdefault(rule["id"], []).append(diff)
                 break
-    causes = []
-    for rule in rules():
+    ranked: list[tuple[tuple[float, ...], Cause]] = []
+    for position, rule in enumerate(rules()):
         diffs = assigned.get(rule["id"], [])
         where_hit = divergence is not None and divergence.where in rule.get("where", [])
         verdict_hit = verdict in rule.get("verdicts", [])
@@ -156,6 +156,16 @@ def rank_causes(
             score += 6
             evidence.append(f"verdict {verdict}")
         try_next = render_try(rule, candidate, reference)
-        causes.append(Cause(rule["cause"], float(score), evidence, try_next))
-    causes.sort(key=lambda c: -c.score)  # stable: ties keep the table's order
-    return causes
+        order = (-float(score), *_tie_break(where_hit, diffs, position))
+        ranked.append((order, Cause(rule["cause"], float(score), evidence, try_next)))
+    ranked.sort(key=lambda item: item[0])
+    return [cause for _, cause in ranked]
+
+
+def _tie_break(where_hit: bool, diffs: list[Difference], position: int) -> tuple[int, ...]:
+    """Sort key among causes of one score, smallest first; the order is given at the
+    head of causes.yaml. The score caps impact at 6, so two rules that both explain
+    several differences tie on it; their uncapped counts still tell them apart."""
+    counts = [sum(d.impact == level for d in diffs) for level in _IMPACT]  # high first
+    in_env_key = sum(d.env_key for d in diffs)
+    return (-int(where_hit), *(-count for count in counts), -in_env_key, position)

@@ -211,6 +211,21 @@ class Profile:
             raise ValueError(
                 f"sdpa_backend={self.sdpa_backend!r} must be one of {', '.join(SDPA_BACKENDS)}"
             )
+        # torch's SDPA dispatch skips cuDNN attention under use_deterministic_algorithms
+        # (sdp_utils.cpp, check_cudnn_deterministic), which the reference always sets: forcing
+        # it leaves no kernel to run. With "default" torch passes over it and picks another.
+        if self.sdpa_backend == "cudnn":
+            raise ValueError(
+                "sdpa_backend='cudnn' cannot run: torch refuses cuDNN attention under the "
+                "deterministic algorithms the reference always uses; use math or default"
+            )
+        # CUDA flash attention has fp16 and bf16 kernels only; without autocast the attention
+        # runs in float32. torch's CPU flash kernel takes float32, so the CPU is fine.
+        if self.sdpa_backend == "flash" and self.device == "cuda" and self.amp_dtype == "float32":
+            raise ValueError(
+                "sdpa_backend='flash' with amp_dtype='float32' cannot run on CUDA (flash "
+                "attention needs float16 or bfloat16); set amp_dtype=bfloat16 or sdpa_backend=math"
+            )
         if self.global_batch % self.world_size:
             raise ValueError(
                 f"global_batch={self.global_batch} is not divisible by world_size={self.world_size}"

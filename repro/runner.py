@@ -140,14 +140,29 @@ def prepare_run(
     }
 
 
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+"""The fixed cuBLAS workspace deterministic algorithms need (``:16:8`` would do too)."""
+
+
+def rank_env(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
+    """What every rank's environment needs from its profile, whoever launches it.
+
+    ``repro run`` puts it in the ranks' environment; under a direct torchrun each rank
+    applies it to itself before any CUDA call (``repro.reference.train``).
+    """
+    threads = str(profile.threads_per_rank)
+    return {
+        # Thread counts come from the profile, never from the machine.
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        # Deterministic cuBLAS needs a fixed workspace; a user's own setting wins.
+        "CUBLAS_WORKSPACE_CONFIG": environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG),
+    }
+
+
 def _child_env(profile: Profile, extra: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ)
-    # Thread counts come from the profile, never from the machine.
-    env["OMP_NUM_THREADS"] = str(profile.threads_per_rank)
-    env["MKL_NUM_THREADS"] = str(profile.threads_per_rank)
-    # Deterministic cuBLAS needs a fixed workspace; a user's own setting wins.
-    env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    env["REPRO_DEVICE"] = profile.device
+    env.update(rank_env(profile, env))
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})
     return env
@@ -257,8 +272,6 @@ def launch(
             "repro.reference.train",
             "--plan",
             str(plan_path),
-            "--timeout",
-            str(first.collective_timeout_s),
         ]
         # A session of its own, so a timeout or Ctrl-C can end every rank and data worker at once.
         proc = subprocess.Popen(command, env=child_env, start_new_session=True)

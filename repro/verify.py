@@ -8,6 +8,7 @@ is NO_BASELINE with the command that records a baseline for that training.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from repro.baseline import (
 )
 from repro.errors import UserError
 from repro.judge import Comparison, RunView, compare
+from repro.manifest.nvml import cuda_device_uuids
 from repro.profile import load_profile, parse_overrides
 from repro.runner import launch, prepare_run
 from repro.workload import workload_hash
@@ -117,29 +119,78 @@ def _keep_verdict(run_dir: Path, comparison: Comparison) -> None:
     atomic.write_json(run_dir / "verdict.json", data)
 
 
-def gpu_count() -> int:
-    """GPUs NVML sees; 0 without a driver. Never initialises CUDA in this process."""
-    try:
-        import pynvml
+def gpu_count(nvml: Any = None) -> int:
+    """GPUs NVML sees; 0 without a driver. Never initialises CUDA in this process.
 
-        pynvml.nvmlInit()
+    ``nvml`` is the pynvml module by default; tests pass a fake with the same functions.
+    """
+    try:
+        if nvml is None:
+            import pynvml
+
+            nvml = pynvml
+        nvml.nvmlInit()
         try:
-            return int(pynvml.nvmlDeviceGetCount())
+            return int(nvml.nvmlDeviceGetCount())
         finally:
-            pynvml.nvmlShutdown()
+            nvml.nvmlShutdown()
     except Exception:
         return 0
 
 
-def verify_per_device(profile_name: str, set_pairs: list[str], **kwargs: Any) -> list[VerifyResult]:
-    """Run the profile once per GPU (CUDA_VISIBLE_DEVICES=i): the cheapest way to find a faulty card."""
-    count = gpu_count()
+def _is_device_entry(entry: str) -> bool:
+    return entry.isdigit() or entry.startswith(("GPU-", "MIG-"))
+
+
+def devices_to_test(visible: str | None, nvml_uuids: list[str]) -> list[str]:
+    """The ``CUDA_VISIBLE_DEVICES`` value of each per-device run, in order.
+
+    ``visible`` is the job's own ``CUDA_VISIBLE_DEVICES`` (None when unset): a scheduler
+    (Slurm, Kubernetes) sets it to the GPUs the job may touch, so each entry, as written
+    (index, ``GPU-`` or ``MIG-`` UUID), is one run and means the same GPU alone as it meant
+    in the list. Unset, the runs go by NVML's UUIDs (``nvml_uuids``), which name a GPU or MIG
+    instance whatever order CUDA counts in (fastest first by default; NVML counts in PCI bus
+    order, so an NVML index would be the wrong GPU).
+    """
+    if visible is None:
+        return list(nvml_uuids)
+    devices = []
+    for entry in (part.strip() for part in visible.split(",")):
+        if not _is_device_entry(entry):
+            break  # CUDA ignores an invalid entry and every one after it (`-1` hides them all)
+        devices.append(entry)
+    return devices
+
+
+def verify_per_device(
+    profile_name: str, set_pairs: list[str], *, nvml: Any = None, **kwargs: Any
+) -> list[VerifyResult]:
+    """Run the profile once on each GPU this job may use: the cheapest way to find a faulty card.
+
+    ``nvml``: the pynvml module by default; tests pass a fake.
+    """
+    count = gpu_count(nvml)
     if count < 1:
         raise UserError("--per-device needs NVIDIA GPUs, and NVML sees none on this machine.")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    targets = devices_to_test(visible, cuda_device_uuids(nvml) if visible is None else [])
+    if not targets and visible is not None:
+        raise UserError(
+            f"CUDA_VISIBLE_DEVICES={visible!r} lets this job use no GPU; unset it or list "
+            "the GPUs to test."
+        )
+    if not targets:
+        raise UserError(
+            f"NVML sees {count} GPU(s) but CUDA can use none: MIG mode is on without MIG "
+            "instances; create instances or turn MIG mode off."
+        )
     results = []
-    for index in range(count):
-        print(f"repro: GPU {index} of {count}", file=sys.stderr)
+    for number, target in enumerate(targets, start=1):
+        print(
+            f"repro: device {number} of {len(targets)} (CUDA_VISIBLE_DEVICES={target})",
+            file=sys.stderr,
+        )
         results.append(
-            verify(profile_name, set_pairs, env={"CUDA_VISIBLE_DEVICES": str(index)}, **kwargs)
+            verify(profile_name, set_pairs, env={"CUDA_VISIBLE_DEVICES": target}, **kwargs)
         )
     return results

@@ -1,4 +1,4 @@
-"""FakeNVML: stands in for the ``pynvml`` module in tests of the GPU probes only.
+"""FakeNVML: stands in for the ``pynvml`` module in tests of the GPU probes and per-device runs.
 
 Torch and git are never faked; NVML is, because the CPU test machines have no driver.
 Readings are per-GPU dicts; an exception as a value is raised by its getter, the way
@@ -18,6 +18,16 @@ class FakeNVMLError(Exception):
 class FakeNVMLErrorNotSupported(FakeNVMLError):
     def __str__(self) -> str:
         return "Not Supported"
+
+
+class FakeNVMLErrorNotFound(FakeNVMLError):
+    def __str__(self) -> str:
+        return "Not Found"
+
+
+class FakeNVMLErrorGpuIsLost(FakeNVMLError):
+    def __str__(self) -> str:
+        return "GPU is lost"
 
 
 H100 = {
@@ -41,6 +51,19 @@ RTX_4090 = {
     "capability": (8, 9),
     "ecc": FakeNVMLErrorNotSupported(),
 }
+# An A100 in MIG mode with two instances; slot 1 is empty (NVML says NotFound).
+A100_MIG = {
+    **H100,
+    "name": "NVIDIA A100-SXM4-40GB",
+    "uuid": "GPU-aaaaaaaa-0000-4000-8000-000000000000",
+    "capability": (8, 0),
+    "mig": [1, 1],
+    "mig_devices": [
+        {"uuid": "MIG-11111111-2222-5333-8444-555555555555"},
+        None,
+        {"uuid": "MIG-66666666-7777-5888-8999-aaaaaaaaaaaa"},
+    ],
+}
 
 
 class FakeNVML:
@@ -48,10 +71,13 @@ class FakeNVML:
 
     NVML_CLOCK_SM = 1
     NVML_CLOCK_MEM = 2
+    NVML_DEVICE_MIG_ENABLE = 1
     NVMLError = FakeNVMLError
 
     def __init__(
-        self, gpus: list[dict[str, Any]] | None = None, init_error: Exception | None = None
+        self,
+        gpus: list[dict[str, Any] | Exception] | None = None,
+        init_error: Exception | None = None,
     ) -> None:
         self.gpus = [H100, RTX_4090] if gpus is None else gpus
         self.init_error = init_error
@@ -83,7 +109,10 @@ class FakeNVML:
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> dict[str, Any]:
-        return self.gpus[index]
+        gpu = self.gpus[index]
+        if isinstance(gpu, Exception):  # a GPU NVML cannot reach (fallen off the bus)
+            raise gpu
+        return gpu
 
     def nvmlDeviceGetName(self, handle: dict[str, Any]) -> str:
         return str(self._read(handle, "name"))
@@ -122,3 +151,14 @@ class FakeNVML:
 
     def nvmlDeviceGetCurrPcieLinkWidth(self, handle: dict[str, Any]) -> int:
         return int(self._read(handle, "pcie_width"))
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: dict[str, Any]) -> int:
+        return len(handle.get("mig_devices", []))
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(
+        self, handle: dict[str, Any], index: int
+    ) -> dict[str, Any]:
+        instance = handle.get("mig_devices", [])[index]
+        if instance is None:
+            raise FakeNVMLErrorNotFound()
+        return dict(instance)

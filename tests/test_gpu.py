@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from helpers import view
-from repro.runner import launch, prepare_run
+from repro.manifest.keys import environment_key
+from repro.manifest.nvml import cuda_device_uuids, hash_uuid
+from repro.runner import CUBLAS_WORKSPACE_CONFIG, launch, prepare_run
 
 # A short full-profile run: the GPU code path (nccl, fp16 autocast + GradScaler, fused attention).
 SHORT = [
@@ -38,3 +44,44 @@ def test_bf16_differs_from_fp16_on_cuda(tmp_path):
     a, b = launch([fp16, bf16])
     assert a.ok and b.ok
     assert view(a.run_dir).record["steps"] != view(b.run_dir).record["steps"]
+
+
+@pytest.mark.gpu
+def test_direct_torchrun_of_the_full_profile_matches_repro_run(tmp_path):
+    """The README's direct-torchrun path sets up CUDA from the profile as `repro run` does."""
+    (ran,) = launch([prepare_run("full", SHORT, runs_dir=tmp_path / "repro", quiet=True)])
+    assert ran.ok, ran.reason
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    sets = [word for pair in SHORT for word in ("--set", pair)]
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1"),
+        *("--nproc-per-node", "1", "--max-restarts", "0", "-m", "repro.reference.train"),
+        *("--profile", "full", *sets, "--runs-dir", str(tmp_path / "torchrun"), "--quiet"),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (direct_dir,) = (tmp_path / "torchrun").iterdir()
+    assert (direct_dir / "record.json").read_bytes() == (ran.run_dir / "record.json").read_bytes()
+    a, b = view(ran.run_dir), view(direct_dir)
+    assert environment_key(a.manifest) == environment_key(b.manifest)
+    run = b.manifest["run"]
+    assert run["backend"] == "nccl" and run["collective_timeout_s"] == 60.0
+    assert run["deterministic"]["cublas_workspace_config"] == CUBLAS_WORKSPACE_CONFIG
+
+
+@pytest.mark.gpu
+def test_a_run_records_the_gpu_it_was_given_by_uuid(tmp_path):
+    """What `repro verify --per-device` does for each device, on the first one NVML names."""
+    uuid = cuda_device_uuids()[0]  # GPU-..., or MIG-... where MIG mode is on
+    entry = prepare_run("full", [*SHORT, "steps=20"], runs_dir=tmp_path, quiet=True)
+    (outcome,) = launch([entry], env={"CUDA_VISIBLE_DEVICES": uuid})
+    assert outcome.ok, outcome.reason
+    manifest = view(outcome.run_dir).manifest
+    run = manifest["run"]
+    assert run["cuda_index"] == 0 and run["cuda_visible_device"] == hash_uuid(uuid)
+    assert uuid not in str(manifest["run"])  # hashed, as every UUID in a manifest
+    if uuid.startswith("GPU-"):
+        assert run["gpu_uuid_sha256"] == hash_uuid(uuid)
+        assert run["gpu_uuid_sha256"] in [
+            gpu["uuid_sha256"] for gpu in manifest["hardware"]["gpus"]
+        ]

@@ -122,3 +122,13 @@ def test_deep_copies_do_not_differ() -> None:
     a = manifest(NCCL_DEBUG="INFO")
 
     assert diff_manifests(a, copy.deepcopy(a)) == []
+
+
+def test_volatile_readings_are_not_compared() -> None:
+    a, b = manifest(), manifest()
+    a["hardware"]["gpus"] = [{"name": "H100", "clocks_mhz": {"sm": 1980}, "pcie": {"width": 16}}]
+    b["hardware"]["gpus"] = [{"name": "H100", "clocks_mhz": {"sm": 345}, "pcie": {"width": 8}}]
+
+    assert diff_manifests(a, b) == []
+    b["hardware"]["gpus"][0]["name"] = "A100"
+    assert [d.key for d in diff_manifests(a, b)] == ["hardware.gpus.0.name"]

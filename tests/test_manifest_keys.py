@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repro.manifest import capture_manifest
-from repro.manifest.keys import KeyInfo, environment_key, flatten, key_info, table
+from repro.manifest.keys import KeyInfo, _parse_row, environment_key, flatten, key_info, table
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,52 @@ def test_hints_say_what_to_try() -> None:
     assert "seed band" in key_info("config.seed").hint
     assert "--set" in key_info("config.learning_rate").hint
     assert "on purpose" in key_info("config.fault.step").hint
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "hardware.gpus.0.clocks_mhz.sm",
+        "hardware.gpus.7.clocks_mhz.memory",
+        "hardware.gpus.0.pcie.generation",
+        "hardware.gpus.0.pcie.width",
+    ],
+)
+def test_current_clocks_and_pcie_link_are_volatile(key: str) -> None:
+    info = key_info(key)
+
+    assert info.volatile and not info.env_key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "hardware.gpus.0.name",
+        "hardware.gpus.0.compute_capability",
+        "hardware.gpus.0.sm_count",
+        "hardware.gpus.0.clocks_mhz.sm_max",  # the card's maximum, not a current reading
+        "hardware.gpus.0.clocks_mhz.memory_max",
+        "hardware.cpu.model_name",
+        "invocation.time_utc",
+    ],
+)
+def test_properties_are_not_volatile(key: str) -> None:
+    assert not key_info(key).volatile
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"volatile": "yes"}, "bad volatile"),
+        ({"volatile": True, "env_key": True}, "volatile and env_key"),
+        ({"colour": "red"}, "may have volatile"),
+    ],
+)
+def test_a_bad_volatile_row_fails_loudly(extra: dict[str, object], message: str) -> None:
+    row = {"pattern": "x.*", "env_key": False, "impact": "low", "hint": "", **extra}
+
+    with pytest.raises(ValueError, match=message):
+        _parse_row(1, row)
 
 
 def test_unknown_key_is_low_and_outside_the_environment_key() -> None:

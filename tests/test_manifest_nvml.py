@@ -9,6 +9,7 @@ import pytest
 
 from fake_nvml import H100, RTX_4090, FakeNVML, FakeNVMLError
 from repro.manifest import capture_manifest
+from repro.manifest.diff import diff_manifests
 from repro.manifest.nvml import decode_cuda_driver_version, gpu_probes, hash_uuid
 
 
@@ -72,6 +73,17 @@ def test_capture_uses_the_pynvml_module(monkeypatch: pytest.MonkeyPatch) -> None
 
     assert [gpu["name"] for gpu in hardware["gpus"]] == [H100["name"], RTX_4090["name"]]
     assert hardware["nvml"]["gpu_count"] == 2
+
+
+def test_current_clocks_and_pcie_link_are_recorded_but_not_compared() -> None:
+    # The same card, busy then idle: clocks down, the link trained down to save power.
+    idle = {**H100, "clocks": {1: 345, 2: 405}, "pcie_generation": 1, "pcie_width": 4}
+    busy_run = {"hardware": gpu_probes(sm_counts={}, nvml=FakeNVML([H100]))}
+    idle_run = {"hardware": gpu_probes(sm_counts={}, nvml=FakeNVML([idle]))}
+
+    gpu = idle_run["hardware"]["gpus"][0]
+    assert gpu["clocks_mhz"]["sm"] == 345 and gpu["pcie"] == {"generation": 1, "width": 4}
+    assert diff_manifests(busy_run, idle_run) == []
 
 
 def test_cuda_driver_version_and_uuid_hash() -> None:

@@ -165,3 +165,46 @@ def test_differing_fields_is_conservative_about_unknown_and_missing_names():
 def test_seed_must_fit_a_seed_tuple_word():
     with pytest.raises(UserError, match=r"seed=4294967296 must be in \[0, 2\*\*32\)"):
         load_profile("smoke", parse_overrides(["seed=4294967296"]))
+
+
+@pytest.mark.parametrize(
+    ("profile", "pairs", "message", "remedy"),
+    [
+        ("smoke", ["sdpa_backend=cudnn"], "sdpa_backend='cudnn' cannot run", "use math or default"),
+        ("full", ["sdpa_backend=cudnn"], "deterministic algorithms", "use math or default"),
+        (
+            "full",
+            ["sdpa_backend=flash", "amp_dtype=float32"],
+            "needs float16 or bfloat16",
+            "set amp_dtype=bfloat16 or sdpa_backend=math",
+        ),
+    ],
+)
+def test_attention_backends_that_cannot_run_are_refused(profile, pairs, message, remedy):
+    with pytest.raises(UserError, match=f"profile '{profile}'") as info:
+        load_profile(profile, parse_overrides(pairs))
+    assert message in str(info.value)
+    assert remedy in str(info.value)
+
+
+def test_attention_backend_errors_come_from_validation():
+    with pytest.raises(ValueError, match="sdpa_backend='cudnn'"):
+        Profile(sdpa_backend="cudnn")
+    with pytest.raises(ValueError, match="amp_dtype='float32' cannot run on CUDA"):
+        Profile(device="cuda", amp_dtype="float32", sdpa_backend="flash")
+
+
+@pytest.mark.parametrize(
+    ("profile", "pairs"),
+    [
+        ("full", ["sdpa_backend=flash"]),  # CUDA, float16
+        ("full", ["sdpa_backend=flash", "amp_dtype=bfloat16"]),
+        ("full", ["sdpa_backend=math", "amp_dtype=float32"]),
+        ("full", ["sdpa_backend=efficient", "amp_dtype=float32"]),
+        ("smoke", ["sdpa_backend=flash", "amp_dtype=float32"]),  # torch's CPU flash takes fp32
+        ("smoke", ["sdpa_backend=default"]),
+    ],
+)
+def test_attention_backends_that_can_run_still_load(profile, pairs):
+    loaded = load_profile(profile, parse_overrides(pairs))
+    assert loaded.sdpa_backend == parse_overrides(pairs)["sdpa_backend"]

@@ -42,7 +42,8 @@ def _sort_key(difference: Difference) -> tuple[tuple[int, str], int, str]:
 
 
 def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Difference]:
-    """Every flattened key whose value differs (``ABSENT`` on a side that lacks it).
+    """Every flattened key whose value differs (``ABSENT`` on a side that lacks it),
+    except volatile readings (keys.yaml), which differ between any two runs.
 
     Sorted by section in manifest order, then impact (high first), then key.
     """
@@ -53,6 +54,8 @@ def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Differenc
         if value_a == value_b and type(value_a) is type(value_b):
             continue  # `1 == 1.0 == True` in Python, but not in a manifest
         info = key_info(key)
+        if info.volatile:
+            continue
         differences.append(
             Difference(
                 key=key,

@@ -1,5 +1,6 @@
 """The keys table: for each manifest key, whether it is in the environment key, how much a
-difference matters, and what to try. The table is data (keys.yaml); this module reads it.
+difference matters, what to try, and whether it is a volatile reading that is never
+compared. The table is data (keys.yaml); this module reads it.
 
 No torch here: comparing manifests must work without it.
 """
@@ -38,6 +39,9 @@ class KeyInfo:
     """How likely a difference is to move the numbers."""
     hint: str
     """What to try when the key differs; empty when there is nothing to do."""
+    volatile: bool = False
+    """A reading that changes between runs on one machine (current clocks, PCIe link):
+    recorded in the manifest, never compared."""
 
 
 @dataclass(frozen=True)
@@ -46,22 +50,35 @@ class _Row:
     env_key: bool
     impact: Impact
     hint: str
+    volatile: bool
 
 
-_DEFAULT = _Row(pattern="*", env_key=False, impact="low", hint="")
+_DEFAULT = _Row(pattern="*", env_key=False, impact="low", hint="", volatile=False)
+_REQUIRED = {"pattern", "env_key", "impact", "hint"}
 
 
 def _parse_row(number: int, row: Any) -> _Row:
     # A bad row is a bug in the shipped table, not a user error: fail loudly.
-    if not isinstance(row, dict) or set(row) != {"pattern", "env_key", "impact", "hint"}:
-        raise ValueError(f"keys.yaml row {number} must have pattern, env_key, impact and hint")
+    if not isinstance(row, dict) or not _REQUIRED <= set(row) <= _REQUIRED | {"volatile"}:
+        raise ValueError(
+            f"keys.yaml row {number} must have pattern, env_key, impact and hint, "
+            "and may have volatile"
+        )
+    volatile = row.get("volatile", False)
     if row["impact"] not in IMPACTS or not isinstance(row["env_key"], bool):
         raise ValueError(f"keys.yaml row {number} ({row['pattern']}) has a bad impact or env_key")
+    if not isinstance(volatile, bool):
+        raise ValueError(f"keys.yaml row {number} ({row['pattern']}) has a bad volatile")
+    # The environment key decides what a run is compared with; a reading that changes
+    # from run to run would make every run its own environment.
+    if volatile and row["env_key"]:
+        raise ValueError(f"keys.yaml row {number} ({row['pattern']}) is volatile and env_key")
     return _Row(
         pattern=str(row["pattern"]),
         env_key=row["env_key"],
         impact=cast(Impact, row["impact"]),
         hint=str(row["hint"] or ""),
+        volatile=volatile,
     )
 
 
@@ -83,6 +100,7 @@ def key_info(dotted_key: str) -> KeyInfo:
         env_key=row.env_key,
         impact=row.impact,
         hint=row.hint,
+        volatile=row.volatile,
     )
 
 

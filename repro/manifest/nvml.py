@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from repro.errors import UserError
 from repro.manifest.probe import guarded, is_unavailable, read_each, reason_for, unavailable
 
 _MIB = 2**20
@@ -70,6 +71,9 @@ def _device(nvml: Any, index: int, sm_counts: Any) -> dict[str, Any]:
             ),
         }
     )
+    # The current clocks and PCIe link are volatile readings (keys.yaml): they follow load,
+    # power and temperature, and an idle link trains down to a lower generation and width.
+    # They are recorded for preflight and never compared; the maximum clocks are the card's.
     sm, memory = nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_MEM
     device["clocks_mhz"] = read_each(
         {
@@ -124,5 +128,58 @@ def gpu_probes(sm_counts: Any = None, nvml: Any = None) -> dict[str, Any]:
             return {"nvml": driver, "gpus": count}
         gpus = [_device(nvml, index, sm_counts or {}) for index in range(count)]
         return {"nvml": driver, "gpus": gpus}
+    finally:
+        guarded(nvml.nvmlShutdown)
+
+
+def _mig_enabled(nvml: Any, handle: Any) -> bool:
+    try:
+        current, _pending = nvml.nvmlDeviceGetMigMode(handle)
+    except Exception:  # NotSupported: a GPU without MIG
+        return False
+    return bool(current == nvml.NVML_DEVICE_MIG_ENABLE)
+
+
+def _mig_uuids(nvml: Any, handle: Any) -> list[str]:
+    uuids = []
+    for slot in range(int(nvml.nvmlDeviceGetMaxMigDeviceCount(handle))):
+        try:
+            instance = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError:  # NotFound: an empty slot
+            continue
+        uuids.append(_text(nvml.nvmlDeviceGetUUID(instance)))
+    return uuids
+
+
+def cuda_device_uuids(nvml: Any = None) -> list[str]:
+    """Every device CUDA can run on, by the UUID ``CUDA_VISIBLE_DEVICES`` accepts, in NVML's order.
+
+    One ``GPU-...`` per GPU, or, where MIG mode is on, one ``MIG-...`` per MIG instance (CUDA
+    cannot use such a GPU whole). Empty without NVML. A GPU NVML cannot read raises
+    ``UserError``: it may be the faulty card a per-device check is looking for.
+    """
+    if nvml is None:
+        nvml = guarded(_import_pynvml)
+        if is_unavailable(nvml):
+            return []
+    try:
+        nvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        uuids: list[str] = []
+        for index in range(int(nvml.nvmlDeviceGetCount())):
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                if _mig_enabled(nvml, handle):
+                    uuids += _mig_uuids(nvml, handle)
+                else:
+                    uuids.append(_text(nvml.nvmlDeviceGetUUID(handle)))
+            except Exception as exc:
+                raise UserError(
+                    f"NVML cannot read GPU {index} ({reason_for(exc)}); check it with "
+                    "`nvidia-smi`, or set CUDA_VISIBLE_DEVICES to the GPUs to test."
+                ) from None
+        return uuids
     finally:
         guarded(nvml.nvmlShutdown)

@@ -9,8 +9,13 @@ and the same module runs unchanged on a cluster (every node)::
     torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \\
         -m repro.reference.train --profile quick --runs-dir runs
 
+Nodes x ranks per node must equal the profile's ``world_size`` (``--set world_size=N``).
 A plan may hold several runs (band members, seeds): they execute one after
 another in this launch, paying the start-up once.
+
+Whoever launches it, the rank takes everything from the profile before the process
+group exists: the thread and cuBLAS variables, the backend (nccl or gloo), the
+rank's GPU and the collective timeout.
 
 This module is the rank's entry point and its I/O: plan loading, the manifest,
 progress, and the record, timings, checkpoint and status files. Everything that
@@ -37,8 +42,10 @@ import torch
 import torch.distributed as dist
 
 from repro import atomic
-from repro.profile import Profile, build_profile
+from repro.errors import EXIT_USAGE, UserError
+from repro.profile import Profile, build_profile, load_profile, parse_overrides
 from repro.reference.loop import AMP_DTYPES, Training, TrainingFailure
+from repro.runner import prepare_run, rank_env
 from repro.store import RECORD_SCHEMA_VERSION, write_status
 
 _SDPA_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
@@ -58,26 +65,60 @@ def _selected_sdpa_backend(profile: Profile, device: torch.device) -> str:
     return _SDPA_NAMES.get(choice, f"backend {choice}")
 
 
+def _collective_timeout_s(device: torch.device) -> float | str:
+    """The timeout the default process group enforces, read back from its backend."""
+    try:
+        backend = dist.distributed_c10d._get_default_group()._get_backend(device)
+        return float(backend.options._timeout.total_seconds())
+    except Exception as exc:  # a private API: record why it could not be read
+        return f"unknown ({exc.__class__.__name__})"
+
+
+def _cuda_device(device: torch.device) -> dict[str, Any]:
+    """Which GPU this rank used: its CUDA index, ``CUDA_VISIBLE_DEVICES`` entry and UUID.
+
+    The entry is what ``repro verify --per-device`` set: an index as written, a ``GPU-`` or
+    ``MIG-`` UUID as its ``uuid_sha256`` (manifests never hold a raw UUID); None when the
+    variable is unset. ``gpu_uuid_sha256`` is CUDA's own answer, hashed as
+    ``hardware.gpus[*].uuid_sha256`` is, so it names one of those GPUs (a MIG instance's
+    UUID matches none of them).
+    """
+    from repro.manifest.nvml import hash_uuid
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entries = [entry.strip() for entry in visible.split(",")] if visible is not None else []
+    entry = entries[index] if index < len(entries) else None
+    try:
+        bare = str(torch.cuda.get_device_properties(index).uuid).lower().removeprefix("gpu-")
+        uuid_sha256 = hash_uuid(f"GPU-{bare}")  # NVML's spelling, as hardware.gpus hashes it
+    except Exception as exc:  # an old driver or torch: record why
+        uuid_sha256 = f"unknown ({exc.__class__.__name__})"
+    return {
+        "cuda_index": index,
+        "cuda_visible_device": entry if entry is None or entry.isdigit() else hash_uuid(entry),
+        "gpu_uuid_sha256": uuid_sha256,
+    }
+
+
 class RankRun:
     """One planned run on one rank: ``Training`` does the work, this writes its files (rank 0).
 
     ``run`` returns normally, raises ``TrainingFailure`` once the failure is recorded, or crashes.
     """
 
-    def __init__(self, entry: dict[str, Any], rank: int, local_rank: int, world: int) -> None:
+    def __init__(self, entry: dict[str, Any], rank: int, device: torch.device, world: int) -> None:
         self.run_dir = Path(entry["run_dir"])
         self.profile = build_profile(entry["settings"], f"plan entry {self.run_dir.name}")
         self.entry = entry
-        self.rank, self.world = rank, world
-        if self.profile.world_size != world:
+        self.rank, self.world, self.device = rank, world, device
+        # The process group was made for the launch's first entry; repro.runner.launch keeps
+        # every entry of a launch on the same world size and device.
+        if (self.profile.world_size, self.profile.device) != (world, device.type):
             raise ValueError(
-                f"profile {self.profile.name!r} needs world_size={self.profile.world_size} but the "
-                f"launcher started {world} ranks; match --nnodes x --nproc-per-node to it."
+                f"plan entry {self.run_dir.name} needs {self.profile.world_size} ranks on "
+                f"{self.profile.device}, but this launch has {world} on {device.type}."
             )
-        cuda = self.profile.device == "cuda"
-        self.device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-        if cuda:
-            torch.cuda.set_device(self.device)
         self.talk = rank == 0 and not entry.get("quiet")
         self.step_seconds: list[float] = []
         self._last = 0.0  # when the previous step ended (perf_counter seconds)
@@ -135,6 +176,9 @@ class RankRun:
             "amp_dtype": p.amp_dtype,
             "sdpa_backend": _selected_sdpa_backend(p, self.device),
             "optimizer_impl": "foreach" if training.foreach else "for-loop",
+            "backend": str(dist.get_backend()),  # a str subclass YAML cannot write
+            "collective_timeout_s": _collective_timeout_s(self.device),
+            **(_cuda_device(self.device) if self.device.type == "cuda" else {}),
             "seeds": {k: v for k, v in determinism.items() if k.endswith("seed")},
             "deterministic": {k: v for k, v in determinism.items() if not k.endswith("seed")},
         }
@@ -199,13 +243,20 @@ def _write_rank_error(run_dir: Path, rank: int, exc: BaseException) -> None:
         )
 
 
-def _load_plan(args: argparse.Namespace, rank: int) -> list[dict[str, Any]]:
+def _launch_profile(args: argparse.Namespace) -> tuple[Profile, list[dict[str, Any]] | None]:
+    """The profile that sets up this launch, and the plan when ``repro run`` wrote one.
+
+    Read from the arguments alone: the process group does not exist yet. Under a direct
+    torchrun every rank resolves ``--profile``/``--set`` as rank 0's ``prepare_run`` will.
+    """
     if args.plan:
         plan: list[dict[str, Any]] = json.loads(Path(args.plan).read_text())
-        return plan
-    # Direct use under torchrun (multi-node): rank 0 prepares the run, the others learn where.
-    from repro.runner import prepare_run
+        return build_profile(plan[0]["settings"], f"plan {args.plan}"), plan
+    return load_profile(args.profile, parse_overrides(args.set)), None
 
+
+def _prepare_direct_run(args: argparse.Namespace, rank: int) -> dict[str, Any]:
+    """Direct torchrun (several nodes): rank 0 prepares the run, the others learn where."""
     box: list[Any] = [None]
     if rank == 0:
         box[0] = prepare_run(
@@ -217,7 +268,14 @@ def _load_plan(args: argparse.Namespace, rank: int) -> list[dict[str, Any]]:
             quiet=args.quiet,
         )
     dist.broadcast_object_list(box, src=0)
-    return [box[0]]
+    entry: dict[str, Any] = box[0]
+    return entry
+
+
+def _usage_error(rank: int, error: UserError) -> int:
+    if rank == 0:  # one line for the launch, not one per rank
+        print(error.message, file=sys.stderr)
+    return EXIT_USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,21 +290,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=os.environ.get("REPRO_RUNS_DIR", "runs"))
     parser.add_argument("--repo", default=None)
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--timeout", type=float, default=60.0, help="collective timeout in seconds")
     args = parser.parse_args(argv)
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = os.environ.get("REPRO_DEVICE", "cpu") == "cuda"
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=args.timeout))
+    try:
+        profile, plan = _launch_profile(args)
+    except UserError as exc:
+        return _usage_error(rank, exc)
+    if profile.world_size != world:
+        mismatch = UserError(
+            f"profile {profile.name!r} needs world_size={profile.world_size} but the launcher "
+            f"started {world} ranks; match --nnodes x --nproc-per-node to it, or add "
+            f"--set world_size={world}."
+        )
+        return _usage_error(rank, mismatch)
+    # Before any CUDA call: cuBLAS reads its workspace setting when it creates a handle, and
+    # the data-loader workers inherit the thread counts.
+    os.environ.update(rank_env(profile, os.environ))
+    cuda = profile.device == "cuda"
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo",
+        timeout=timedelta(seconds=profile.collective_timeout_s),
+        device_id=device if cuda else None,  # binds NCCL's communicator to this rank's GPU
+    )
     current: Path | None = None
     try:
-        for entry in _load_plan(args, rank):
+        for entry in plan if plan is not None else [_prepare_direct_run(args, rank)]:
             current = Path(entry["run_dir"])
             try:
-                RankRun(entry, rank, local_rank, world).run()
+                RankRun(entry, rank, device, world).run()
             except TrainingFailure:
                 continue  # recorded by rank 0; every rank agreed, so the launch goes on
         return 0
