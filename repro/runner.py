@@ -151,13 +151,19 @@ def rank_env(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
     applies it to itself before any CUDA call (``repro.reference.train``).
     """
     threads = str(profile.threads_per_rank)
-    return {
+    env = {
         # Thread counts come from the profile, never from the machine.
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
         # Deterministic cuBLAS needs a fixed workspace; a user's own setting wins.
         "CUBLAS_WORKSPACE_CONFIG": environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG),
     }
+    if profile.device == "cuda":
+        # A collective that times out raises in the rank's own thread (and so gets its
+        # error file and the step it hung at) instead of NCCL's watchdog aborting the
+        # process with SIGABRT before anything is written. A user's own setting wins.
+        env["TORCH_NCCL_BLOCKING_WAIT"] = environ.get("TORCH_NCCL_BLOCKING_WAIT", "1")
+    return env
 
 
 def _child_env(profile: Profile, extra: dict[str, str] | None) -> dict[str, str]:

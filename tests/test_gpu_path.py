@@ -45,6 +45,13 @@ def test_rank_env_takes_threads_from_the_profile_and_keeps_a_users_cublas_settin
     assert mine["CUBLAS_WORKSPACE_CONFIG"] == ":16:8" and mine["OMP_NUM_THREADS"] == "3"
 
 
+def test_a_cuda_rank_waits_blocking_so_a_hung_collective_raises():
+    cuda = load_profile("full")
+    assert rank_env(cuda, {})["TORCH_NCCL_BLOCKING_WAIT"] == "1"
+    assert rank_env(cuda, {"TORCH_NCCL_BLOCKING_WAIT": "0"})["TORCH_NCCL_BLOCKING_WAIT"] == "0"
+    assert "TORCH_NCCL_BLOCKING_WAIT" not in rank_env(load_profile("smoke"), {})
+
+
 def test_repro_run_gives_its_ranks_the_same_environment(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     profile = load_profile("smoke")
@@ -415,3 +422,15 @@ def test_nox_gpu_preflight_reports_this_interpreters_torch_and_missing_requireme
     assert Path(facts["torch"]).parent == Path(torch.__file__).parent
     assert facts["cuda_available"] is torch.cuda.is_available()
     assert facts["missing"] == ["scipy>=999", "surely-not-installed-xyz>=1"]
+
+
+@pytest.mark.parametrize(("forced", "recorded"), [("math", "math"), ("flash", "flash")])
+def test_the_recorded_attention_backend_is_the_forced_one(forced, recorded):
+    """The probe runs inside the profile's backend context: a forced backend is what runs."""
+    import torch
+
+    from repro.profile import load_profile
+    from repro.reference.train import selected_sdpa_backend
+
+    profile = load_profile("smoke", {"sdpa_backend": forced})
+    assert selected_sdpa_backend(profile, torch.device("cpu")) == recorded

@@ -44,22 +44,26 @@ import torch.distributed as dist
 from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
-from repro.reference.loop import AMP_DTYPES, Training, TrainingFailure
+from repro.reference.loop import AMP_DTYPES, Training, TrainingFailure, sdpa_context
 from repro.runner import prepare_run, rank_env
 from repro.store import RECORD_SCHEMA_VERSION, write_status
 
 _SDPA_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
 
 
-def _selected_sdpa_backend(profile: Profile, device: torch.device) -> str:
-    """Which SDPA kernel torch picks for this model's attention shapes and dtype."""
+def selected_sdpa_backend(profile: Profile, device: torch.device) -> str:
+    """Which SDPA kernel torch picks for this model's attention shapes and dtype.
+
+    Asked inside the profile's backend context (a forced backend is what runs) and with
+    a query that requires grad, as in training: some kernels have no backward.
+    """
     cfg = profile.model
     dtype = AMP_DTYPES.get(profile.amp_dtype, torch.float32)
-    q = torch.zeros(
-        1, cfg.n_heads, cfg.seq_len, cfg.d_model // cfg.n_heads, device=device, dtype=dtype
-    )
+    shape = (1, cfg.n_heads, cfg.seq_len, cfg.d_model // cfg.n_heads)
+    q = torch.zeros(shape, device=device, dtype=dtype, requires_grad=True)
     try:
-        choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, True))
+        with sdpa_context(profile):
+            choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, True))
     except Exception as exc:  # a private API: record why it could not be read
         return f"unknown ({exc.__class__.__name__})"
     return _SDPA_NAMES.get(choice, f"backend {choice}")
@@ -174,7 +178,7 @@ class RankRun:
             "world_size": self.world,
             "threads_per_rank": p.threads_per_rank,
             "amp_dtype": p.amp_dtype,
-            "sdpa_backend": _selected_sdpa_backend(p, self.device),
+            "sdpa_backend": selected_sdpa_backend(p, self.device),
             "optimizer_impl": "foreach" if training.foreach else "for-loop",
             "backend": str(dist.get_backend()),  # a str subclass YAML cannot write
             "collective_timeout_s": _collective_timeout_s(self.device),
