@@ -481,17 +481,22 @@ def checked_members(
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
-def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -> dict[str, Any]:
+def final_resolution(primary: RunView) -> dict[str, float]:
+    """The smallest meaningful step of each final metric: one token of accuracy.
+    Prediction intervals never get narrower than this."""
     settings = primary.config["settings"]
     tokens = settings["data"]["eval_samples"] * settings["model"]["seq_len"]
+    return {"eval_accuracy": 1.0 / tokens, "eval_loss": 0.0}
+
+
+def build_band(primary: RunView, members: list[RunView], seeds: list[RunView]) -> dict[str, Any]:
     return {
         "schema_version": BAND_SCHEMA_VERSION,
         "members": [
             {"run": m.name, "series": series(m.steps), "final": _final(m)} for m in members
         ],
         "seeds": [{"seed": s.seed, **_final(s)} for s in seeds],
-        # One token of accuracy; prediction intervals never get narrower than this.
-        "resolution": {"eval_accuracy": 1.0 / tokens, "eval_loss": 0.0},
+        "resolution": final_resolution(primary),
     }
 
 
@@ -622,9 +627,12 @@ def assemble_baseline(
         )
     primary, members = views[0], views[1 : 1 + numerics]
     seeds = [views[0], *views[1 + numerics :]]
-    resolution = build_band(primary, members, seeds)["resolution"]
     members, summary = checked_members(
-        primary, members, first_spare=numerics, replace=replace, resolution=resolution
+        primary,
+        members,
+        first_spare=numerics,
+        replace=replace,
+        resolution=final_resolution(primary),
     )
     band = build_band(primary, members, seeds)
     chosen = name or hardware_name(primary.config["profile"], primary.manifest)
