@@ -217,7 +217,21 @@ class Comparison:
 
 
 def series(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
-    return {s: [float(step[s]) for step in steps] for s in SCALARS}
+    """Each scalar per step; a step the GradScaler skipped has no gradient norm (None)."""
+    return {s: [_number(step[s]) for step in steps] for s in SCALARS}
+
+
+def _number(value: Any) -> Any:
+    return None if value is None else float(value)
+
+
+def deviations(run: list[float], primary: list[float], start: int, end: int) -> list[float | None]:
+    """|run - primary| per step; None where either has no value (a skipped step's norm):
+    a skip is judged through the loss it changes, not through a norm it does not have."""
+    return [
+        None if run[i] is None or primary[i] is None else abs(run[i] - primary[i])
+        for i in range(start, end)
+    ]
 
 
 def records_identical(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
@@ -353,8 +367,9 @@ def _windows(n: int, count: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(count) if edges[i + 1] > edges[i]]
 
 
-def _rms(values: list[float]) -> float:
-    return math.sqrt(math.fsum(v * v for v in values) / len(values)) if values else 0.0
+def _rms(values: list[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return math.sqrt(math.fsum(v * v for v in present) / len(present)) if present else 0.0
 
 
 def prediction_interval(
@@ -403,12 +418,10 @@ def window_bounds(
     for scalar in BAND_SCALARS:
         p = primary[scalar]
         for start, end in spans:
-            scale = math.fsum(abs(v) for v in p[start:end]) / (end - start)
+            scale = math.fsum(abs(v) for v in p[start:end] if v is not None) / (end - start)
             floor = 1e-9 * scale + 1e-30
             logs = [
-                math.log(
-                    _rms([abs(m["series"][scalar][i] - p[i]) for i in range(start, end)]) + floor
-                )
+                math.log(_rms(deviations(m["series"][scalar], p, start, end)) + floor)
                 for m in members
             ]
             mean, sd = _mean_sd(logs)
@@ -444,15 +457,17 @@ def numerics_check(
     largest: dict[str, Any] | None = None
     for scalar in BAND_SCALARS:
         p = primary[scalar]
-        dev_run = [abs(run[scalar][i] - p[i]) for i in range(n)]
+        dev_run = [d or 0.0 for d in deviations(run[scalar], p, 0, n)]
         for w in (b for b in bounds if b.scalar == scalar):
-            value = _rms(dev_run[w.start : w.end])
+            value = _rms(deviations(run[scalar], p, w.start, w.end))
             ok = math.log(value + w.floor) <= w.log_bound
             check.windows.append(WindowCheck(scalar, w.start, w.end, value, w.threshold, ok))
             if not ok:
                 outside = [i for i in range(w.start, w.end) if dev_run[i] > w.threshold]
                 failing_steps.append((outside or [w.start])[0])
-        dev_members = [[abs(m["series"][scalar][i] - p[i]) for i in range(n)] for m in members]
+        dev_members = [
+            [d or 0.0 for d in deviations(m["series"][scalar], p, 0, n)] for m in members
+        ]
         for i in range(n):
             band_max = max(d[i] for d in dev_members)
             # A deviation where no member deviates at all outranks any finite ratio.

@@ -111,6 +111,9 @@ class Faults:
 
     nan_step: int | None = harness(None)
     """Make the loss NaN at this step."""
+    overflow_step: int | None = harness(None)
+    """Make this step's gradients Inf on ``fault_rank`` (the loss stays finite), as an fp16
+    backward overflows: a GradScaler skips the step, training without one fails."""
     desync_step: int | None = harness(None)
     """Perturb one rank's parameters after this step's update."""
     lr_factor: float = harness(1.0)

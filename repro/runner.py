@@ -360,15 +360,40 @@ def _status(run_dir: Path) -> str:
         return "RUNNING"
 
 
-def _rank_errors(run_dir: Path) -> list[str]:
-    errors = []
+def _rank_errors(run_dir: Path, signalled: list[RankExit]) -> tuple[list[str], bool]:
+    """One sentence per rank that raised, led by the ranks that never joined a collective,
+    and whether such ranks were found (the run hung rather than crashed).
+
+    A rank that raised after waiting out the collective timeout (``timed_out_in``) was
+    waiting for another; the ranks that neither raised nor died of a signal of their own
+    are the ones it waited for (the agent ended them with SIGTERM afterwards).
+    """
+    errors, waits, raised, world = [], [], set(), 0
     for path in sorted(run_dir.glob("error-rank*.json")):
         try:
             data = json.loads(path.read_text())
             errors.append(f"rank {data['rank']} raised {data['error']}")
         except (OSError, ValueError, KeyError):
             errors.append(f"{path.name} is unreadable")
-    return errors
+            continue
+        raised.add(data["rank"])
+        world = max(world, int(data.get("world_size", 0)))
+        if data.get("timed_out_in"):
+            waits.append((data["rank"], data["timed_out_in"]))
+    silent = sorted(set(range(world)) - raised - {e.rank for e in signalled})
+    hung = bool(waits and silent)
+    if hung:
+        step = min(w["step"] for _, w in waits)
+        first = min(waits, key=lambda rw: rw[1]["step"])[1]
+        waiting = ", ".join(str(rank) for rank, _ in waits)
+        plural = "s" if len(waits) > 1 else ""
+        errors.insert(
+            0,
+            f"{_ranks(silent).rsplit(' ', 1)[0]} did not join the collective at step {step} "
+            f"({first['collective']}): rank{plural} {waiting} waited {first['waited_s']:g} s "
+            "(the profile's collective_timeout_s) for it",
+        )
+    return errors, hung
 
 
 def describe_signal(signum: int, env: Mapping[str, str] | None = None) -> str:
@@ -418,7 +443,10 @@ def failure_reason(run_dir: Path, end: LaunchEnd) -> tuple[str, str]:
     agent ends the surviving ranks with it once one has failed.
     """
     signalled = [e for e in end.rank_exits if e.exitcode < 0 and -e.exitcode != signal.SIGTERM]
-    causes = _killed(signalled, end.env) + _rank_errors(run_dir)
+    errors, hung = _rank_errors(run_dir, signalled)
+    causes = _killed(signalled, end.env) + errors
+    if hung and not signalled:
+        return "; ".join(causes) + _see_log(end), "hang"
     if not causes and end.returncode is None:
         stopped = f"the launch did not finish within {end.deadline:.0f} s and was stopped"
         return stopped + _see_log(end), "hang"

@@ -43,6 +43,7 @@ class Case:
     step: int | None = None
     gpu: bool = False
     control: str | None = None  # the row whose run must fail this row's expectation
+    against: str | None = None  # judged against that row's run instead of the baseline
 
 
 def load_cases(profile: str = "smoke") -> list[Case]:
@@ -69,6 +70,7 @@ def load_cases(profile: str = "smoke") -> list[Case]:
                 step=row.get("step"),
                 gpu=bool(row.get("gpu")),
                 control=row.get("control"),
+                against=row.get("against"),
             )
         )
     return cases
@@ -170,8 +172,12 @@ class CaseResult:
 
 
 def judge_case(case: Case, session: Session) -> Comparison:
-    paths = session.runs[case.name]
-    views = [RunView.from_run_dir(p) for p in paths]
+    """The row's run against the session's baseline, or against another row's run when the
+    row needs a reference of other settings than the baseline's (one setting apart)."""
+    views = [RunView.from_run_dir(p) for p in session.runs[case.name]]
+    if case.against is not None:
+        reference = RunView.from_run_dir(session.runs[case.against][0])
+        return compare(views[0], reference, bands=None, repeats=views[1:])
     return compare(
         views[0], session.baseline.primary(), bands=session.baseline.bands(), repeats=views[1:]
     )
@@ -196,7 +202,11 @@ def check(case: Case, comparison: Comparison) -> list[str]:
 
 
 def run_cases(session: Session, cases: list[Case]) -> list[CaseResult]:
-    judged = {c.name: judge_case(c, session) for c in cases if c.name in session.runs}
+    judged = {
+        c.name: judge_case(c, session)
+        for c in cases
+        if c.name in session.runs and (c.against is None or c.against in session.runs)
+    }
     results = []
     for case in cases:
         if case.name in session.skipped:

@@ -85,3 +85,38 @@ def test_a_run_records_the_gpu_it_was_given_by_uuid(tmp_path):
         assert run["gpu_uuid_sha256"] in [
             gpu["uuid_sha256"] for gpu in manifest["hardware"]["gpus"]
         ]
+
+
+@pytest.mark.gpu
+def test_an_untraced_step_never_waits_for_the_gpu(monkeypatch):
+    """The step's scalars stay on the device until the gather: no host sync inside a step.
+
+    bf16, so no GradScaler: ``GradScaler.step`` reads its Inf flag on the host by design.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from repro.profile import load_profile
+    from repro.reference.loop import Training
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29517")
+    device = torch.device("cuda", 0)
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", rank=0, world_size=1, device_id=device)
+    try:
+        profile = load_profile(
+            "full", {"world_size": 1, "amp_dtype": "bfloat16", "trace_steps": 0, "steps": 8}
+        )
+        training = Training(profile, 0, 1, device)
+        batches = iter(training.loader)
+        training._step(0, next(batches))  # the first step builds the optimiser's state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in (1, 2, 3):
+                training._step(step, next(batches))
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    finally:
+        dist.destroy_process_group()

@@ -213,7 +213,11 @@ def test_a_hung_rank_is_ended_by_the_collective_timeout(tmp_path):
     _out, err = proc.communicate(timeout=180)
     assert proc.returncode == 4, err
     (run_dir,) = tmp_path.iterdir()
-    assert Run(run_dir).status["status"] == "FAILED"
+    status = Run(run_dir).status
+    assert (status["status"], status["kind"]) == ("FAILED", "hang")
+    # The rank that hung is named, not the rank whose wait ran out.
+    assert status["reason"].startswith("rank 1 did not join the collective at step 2 ("), status
+    assert "rank 0 waited 5 s" in status["reason"]
     time.sleep(1)
     assert _orphans(marker) == []
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from repro.selftest import check, judge_case, load_cases, run_cases
 
 CASES = load_cases()
+BY_NAME = {c.name: c for c in CASES}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.gpu], ids=lambda c: c.name)
@@ -22,8 +25,25 @@ def test_row(case, smoke_session):
 def test_gpu_row(case, tmp_path):
     from repro.selftest import run_session
 
-    session = run_session("full", [case], workdir=tmp_path, cuda=True)
+    needed = [case] + ([BY_NAME[case.against]] if case.against else [])
+    session = run_session("full", needed, workdir=tmp_path, cuda=True)
     assert check(case, judge_case(case, session)) == []
+
+
+def test_every_row_judged_against_another_names_a_row_of_its_own_device():
+    for case in CASES:
+        if case.against is not None:
+            assert BY_NAME[case.against].gpu == case.gpu, case.name
+
+
+def test_a_row_judged_against_another_rows_run_sees_only_their_difference(smoke_session):
+    # The amp row (fp32) against the baseline's primary names the AMP dtype; judged against
+    # the rerun row (the baseline's own settings) instead, it must say the same: one
+    # setting apart, no band, so NO_BASELINE with the AMP dtype as the cause.
+    case = dataclasses.replace(BY_NAME["amp"], against="rerun")
+    comparison = judge_case(case, smoke_session)
+    assert check(case, comparison) == [], comparison.summary
+    assert comparison.baseline is None  # no band was used
 
 
 def test_negative_control_fails_every_row(smoke_session):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import struct
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -45,6 +47,16 @@ NO_BUFFER_SYNC: dict[str, Any] = (
     if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
     else {"broadcast_buffers": False}
 )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The collective a rank is in: if it raises after waiting about the profile's timeout,
+    another rank did not join it (the rank entry point reports which)."""
+
+    collective: str
+    step: int
+    since: float  # time.monotonic() on entry
 
 
 class TrainingFailure(Exception):
@@ -84,16 +96,80 @@ def sdpa_context(profile: Profile) -> AbstractContextManager[Any]:
     return sdpa_kernel(backend)
 
 
+class RankRow(NamedTuple):
+    """What every rank must see of every other after one step.
+
+    A step packs it on the device as one int64 vector (``pack``); nothing leaves the
+    device until the gather that moves many steps' rows at once, where ``unpack`` reads
+    it back. Floats travel as their exact bits.
+    """
+
+    params_sum: int  # odd-weighted sum of the parameter fingerprints: are the ranks in sync?
+    loss_nonfinite: bool  # this rank's loss is NaN/Inf
+    grad_nonfinite: bool  # the (all-reduced, so shared) gradient norm is NaN/Inf
+    skipped: bool  # the GradScaler skipped the update: its scale went down
+    loss: float  # this rank's loss (float32)
+    grad_norm: float  # float32, widened
+    loss_scale: float  # the scale this step used; 1.0 without a GradScaler
+    params: list[int]  # each parameter's fingerprint after the update
+    occurrences: list[int]  # which samples this rank's batch held
+
+    @staticmethod
+    def pack(
+        weights: torch.Tensor,
+        fps: torch.Tensor,
+        loss: torch.Tensor,
+        grad_norm: torch.Tensor,
+        scale_before: torch.Tensor,
+        scale_after: torch.Tensor,
+        occurrences: torch.Tensor,
+    ) -> torch.Tensor:
+        loss = loss.detach().float()
+        flags = (
+            (~torch.isfinite(loss)).to(torch.int64)
+            + 2 * (~torch.isfinite(grad_norm)).to(torch.int64)
+            + 4 * (scale_after < scale_before).to(torch.int64)
+        )
+        head = [
+            (fps * weights).sum().reshape(1),
+            flags.reshape(1),
+            loss.reshape(1).view(torch.int32).to(torch.int64),
+            grad_norm.detach().double().reshape(1).view(torch.int64),
+            scale_before.double().reshape(1).view(torch.int64),
+        ]
+        return torch.cat([*head, fps, occurrences.to(torch.int64)])
+
+    @classmethod
+    def unpack(cls, values: list[int], n_params: int) -> RankRow:
+        head, rest = values[:_ROW_HEAD], values[_ROW_HEAD:]
+        params_sum, flags, loss_bits, grad_bits, scale_bits = head
+        return cls(
+            params_sum=params_sum,
+            loss_nonfinite=bool(flags & 1),
+            grad_nonfinite=bool(flags & 2),
+            skipped=bool(flags & 4),
+            loss=_from_bits("<f", "<i", loss_bits),
+            grad_norm=_from_bits("<d", "<q", grad_bits),
+            loss_scale=_from_bits("<d", "<q", scale_bits),
+            params=rest[:n_params],
+            occurrences=rest[n_params:],
+        )
+
+
+_ROW_HEAD = 5  # the scalar fields ahead of the two lists
+
+
+def _from_bits(float_format: str, int_format: str, bits: int) -> float:
+    return float(struct.unpack(float_format, struct.pack(int_format, bits))[0])
+
+
 @dataclass
 class _Pending:
     """A step's results on this rank, waiting for the next cross-rank gather."""
 
     step: int
-    row: torch.Tensor  # (3 + local batch,) int64: see Training._row
-    grad_norm: float
+    row: torch.Tensor  # RankRow.pack's vector, still on the device
     lr: float
-    loss_scale: float
-    params: list[int]
     trace: list[dict[str, Any]] | None
 
 
@@ -133,6 +209,13 @@ class Training:
         # Per-parameter odd weights: the row's sum of fingerprints sees any one that differs.
         self._weights = torch.arange(len(self.params), dtype=torch.int64, device=device) * 2 + 1
         self.steps: list[dict[str, Any]] = []  # the record's steps, filled on rank 0
+        self.waiting: Waiting | None = None
+
+    @contextmanager
+    def _collective(self, name: str, step: int) -> Iterator[None]:
+        self.waiting = Waiting(name, step, time.monotonic())
+        yield
+        self.waiting = None
 
     def amp(self) -> AbstractContextManager[Any]:
         dtype = AMP_DTYPES.get(self.profile.amp_dtype)
@@ -158,12 +241,10 @@ class Training:
                     if not p.fault.skip_set_epoch:
                         self.sampler.set_epoch(epoch)
                     batches = iter(self.loader)
-                entry = self._step(step, next(batches))
-                pending.append(entry)
-                due = len(pending) == _GATHER_EVERY or step == p.steps - 1
-                # Gradients are all-reduced, so every rank sees the same norm: a NaN/Inf
-                # anywhere makes all ranks gather at this very step and stop together.
-                if due or not math.isfinite(entry.grad_norm):
+                pending.append(self._step(step, next(batches)))
+                # A NaN is found at the gather, up to _GATHER_EVERY - 1 steps late: every
+                # rank stops there together and the failure names the step it began.
+                if len(pending) == _GATHER_EVERY or step == p.steps - 1:
                     failure = self._gather_rows(pending)
                     pending = []
                     if failure:
@@ -181,53 +262,53 @@ class Training:
         seeds = batch["dropout_seed"].to(device, non_blocking=True)
         with self.amp():
             logits = self.ddp(tokens, seeds)  # (B, T, vocab)
+        faulty = self.rank == self.fault_rank
+        if p.fault.overflow_step == step and faulty:  # as an fp16 backward overflows
+            logits.register_hook(lambda grad: torch.full_like(grad, math.inf))
         loss = F.cross_entropy(logits.float().view(-1, p.model.vocab), targets.view(-1))
-        if p.fault.nan_step == step and self.rank == self.fault_rank:
+        if p.fault.nan_step == step and faulty:
             loss = loss * float("nan")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        with self._collective("the gradient all-reduce", step):
+            self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, p.grad_clip)
-        loss_scale = float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
+        scale_before = self._loss_scale()
         lr = float(self.schedule.get_last_lr()[0])
         before = [q.detach().clone() for q in self.params] if p.fault.update_scale else None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.schedule.step()
+        self.scaler.step(self.optimizer)  # skipped when the gradients hold an Inf/NaN
+        self.scaler.update()  # ... and then the scale goes down
+        with warnings.catch_warnings():
+            # The schedule is a function of the step, skipped or not (the exact check on the
+            # learning rate relies on it); torch warns when a skip leaves step 0 unstepped.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.schedule.step()
         if before is not None:
             with torch.no_grad():  # p_{k+1} = p_k + (1 + e) (p_{k+1} - p_k), the same on every rank
                 for q, q0 in zip(self.params, before):
                     q.add_(q - q0, alpha=p.fault.update_scale)
         band.perturb_update(p, self.params, step, device)
         self._inject_step_faults(step)
-        fps = self._param_fingerprints()  # p_{k+1}
-        row = self._row(fps, loss, grad_norm, batch["occurrence"])
-        trace = self._gather_trace(self.tracer.take()) if tracing else None
+        row = RankRow.pack(
+            self._weights,
+            self._param_fingerprints(),  # p_{k+1}
+            loss,
+            grad_norm,
+            scale_before,
+            self._loss_scale(),
+            batch["occurrence"].to(self.device, non_blocking=True),
+        )
+        trace = self._gather_trace(self.tracer.take(), step) if tracing else None
         if step + 1 == p.trace_steps:
             self.tracer.unwatch()  # no hook cost once tracing is over
-        return _Pending(step, row, float(grad_norm), lr, loss_scale, fps.tolist(), trace)
+        return _Pending(step, row, lr, trace)
 
-    def _row(
-        self,
-        fps: torch.Tensor,
-        loss: torch.Tensor,
-        grad_norm: torch.Tensor,
-        occurrences: torch.Tensor,
-    ) -> torch.Tensor:
-        """What every rank must see of every other: [weighted parameter fingerprint sum,
-        non-finite flags, loss as float32 bits, the batch's sample occurrences...]."""
-        return torch.cat(
-            [
-                (fps * self._weights).sum().view(1),
-                # 1: this rank's loss is NaN/Inf; 2: the (shared) gradient norm is.
-                (
-                    (~torch.isfinite(loss.detach())).to(torch.int64)
-                    + 2 * (~torch.isfinite(grad_norm)).to(torch.int64)
-                ).view(1),
-                loss.detach().float().view(1).view(torch.int32).to(torch.int64),
-                occurrences.to(self.device, torch.int64),
-            ]
-        )
+    def _loss_scale(self) -> torch.Tensor:
+        """The GradScaler's current scale as a device tensor (``get_scale()`` would sync)."""
+        scale = self.scaler._get_scale_async() if self.scaler.is_enabled() else None
+        if scale is None:
+            return torch.ones((), device=self.device)
+        return scale.detach().clone()  # update() changes the scale in place
 
     def _inject_step_faults(self, step: int) -> None:
         p = self.profile
@@ -243,10 +324,11 @@ class Training:
 
     # -- across ranks -----------------------------------------------------------------------
 
-    def _gather_trace(self, local: dict[str, Any]) -> list[dict[str, Any]]:
+    def _gather_trace(self, local: dict[str, Any], step: int) -> list[dict[str, Any]]:
         """Every rank's trace on every rank (traced steps only): a rank's own backward can part first."""
         traces: list[Any] = [None] * self.world
-        dist.all_gather_object(traces, local)
+        with self._collective("the trace gather", step):
+            dist.all_gather_object(traces, local)
         return traces
 
     def _gather_rows(self, pending: list[_Pending]) -> TrainingFailure | None:
@@ -254,8 +336,10 @@ class Training:
         reaches the same decision. Rank 0 keeps the step records."""
         block = torch.stack([entry.row for entry in pending])  # (steps, row)
         gathered = [torch.empty_like(block) for _ in range(self.world)]
-        dist.all_gather(gathered, block)
-        per_rank = [g.tolist() for g in gathered]
+        with self._collective("the per-step check", pending[-1].step):
+            dist.all_gather(gathered, block)
+        n = len(self.params)
+        per_rank = [[RankRow.unpack(values, n) for values in g.tolist()] for g in gathered]
         for i, entry in enumerate(pending):
             rows = [per_rank[r][i] for r in range(self.world)]
             if self.rank == 0:
@@ -265,18 +349,22 @@ class Training:
                 return failure
         return None
 
-    def _check_ranks(self, step: int, rows: list[list[int]]) -> TrainingFailure | None:
-        # Name the rank whose own loss went bad; a NaN gradient norm is shared by all ranks.
-        flagged = sorted((row[1] & 1 == 0, rank) for rank, row in enumerate(rows) if row[1])
-        if flagged:
-            rank = flagged[0][1]
+    def _check_ranks(self, step: int, rows: list[RankRow]) -> TrainingFailure | None:
+        bad_loss = [rank for rank, row in enumerate(rows) if row.loss_nonfinite]
+        if bad_loss:  # name the first rank whose own loss went bad
             return TrainingFailure(
-                step, rank, "nonfinite", f"NaN/Inf loss or gradient at step {step} on rank {rank}"
+                step, bad_loss[0], "nonfinite", f"NaN/Inf loss at step {step} on rank {bad_loss[0]}"
+            )
+        # With a GradScaler an Inf/NaN gradient is the ordinary signal to skip the step and
+        # lower the scale; without one it is a failure. The norm is all-reduced: every rank's.
+        if rows[0].grad_nonfinite and not self.scaler.is_enabled():
+            return TrainingFailure(
+                step, 0, "nonfinite", f"NaN/Inf gradient norm at step {step} (no GradScaler)"
             )
         last = step == self.profile.steps - 1
         if step % self.profile.check_every == 0 or last:
             for rank, row in enumerate(rows[1:], start=1):
-                if row[0] != rows[0][0]:
+                if row.params_sum != rows[0].params_sum:
                     return TrainingFailure(
                         step,
                         rank,
@@ -343,23 +431,22 @@ class Training:
         return record
 
 
-def _step_record(entry: _Pending, rows: list[list[int]]) -> dict[str, Any]:
-    rank_losses = [_float32_from_bits(row[2]) for row in rows]
-    rank_batches = [row[3:] for row in rows]
+def _step_record(entry: _Pending, rows: list[RankRow]) -> dict[str, Any]:
+    """Rank 0's record of one step, from every rank's row."""
+    mine = rows[0]
     record: dict[str, Any] = {
         "step": entry.step,
-        "loss": math.fsum(rank_losses) / len(rank_losses),  # mean over the global batch
-        "grad_norm": entry.grad_norm,
+        "loss": math.fsum(r.loss for r in rows) / len(rows),  # mean over the global batch
+        # A skipped step's norm is Inf/NaN, which JSON cannot hold: null, with "skipped".
+        "grad_norm": mine.grad_norm if math.isfinite(mine.grad_norm) else None,
         "lr": entry.lr,
-        "loss_scale": entry.loss_scale,
-        "global_batch": digest_ints(sorted(i for b in rank_batches for i in b)),
-        "rank_batches": [digest_ints(b) for b in rank_batches],
-        "params": [to_hex(v) for v in entry.params],
+        "loss_scale": mine.loss_scale,
+        "global_batch": digest_ints(sorted(i for r in rows for i in r.occurrences)),
+        "rank_batches": [digest_ints(r.occurrences) for r in rows],
+        "params": [to_hex(v) for v in mine.params],
     }
+    if mine.skipped:
+        record["skipped"] = True
     if entry.trace is not None:
         record["trace"] = entry.trace
     return record
-
-
-def _float32_from_bits(bits: int) -> float:
-    return float(torch.tensor([bits], dtype=torch.int64).to(torch.int32).view(torch.float32).item())

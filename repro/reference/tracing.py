@@ -75,11 +75,22 @@ class Tracer:
         return future.then(after)
 
     def take(self) -> dict[str, list[list[Any]]]:
-        """The step's trace as hex fingerprints; clears it for the next step."""
-        trace = {
-            "forward": [[name, to_hex(int(fp))] for name, fp in self.forward],
-            "grad_local": [[name, to_hex(int(fp))] for name, fp in self.grad_local],
-            "grad_reduced": [[name, to_hex(int(fp))] for name, fp in self.grad_reduced],
+        """The step's trace as hex fingerprints; clears it for the next step.
+
+        Every fingerprint of the step leaves the device in one transfer.
+        """
+        parts = {
+            "forward": self.forward,
+            "grad_local": self.grad_local,
+            "grad_reduced": self.grad_reduced,
         }
+        entries = [entry for part in parts.values() for entry in part]
+        values = torch.stack([fp for _, fp in entries]).tolist() if entries else []
+        trace: dict[str, list[list[Any]]] = {}
+        start = 0
+        for kind, part in parts.items():
+            names = [name for name, _ in part]
+            trace[kind] = [[n, to_hex(v)] for n, v in zip(names, values[start : start + len(part)])]
+            start += len(part)
         self.forward, self.grad_local, self.grad_reduced = [], [], []
         return trace

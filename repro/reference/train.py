@@ -123,12 +123,13 @@ class RankRun:
                 f"plan entry {self.run_dir.name} needs {self.profile.world_size} ranks on "
                 f"{self.profile.device}, but this launch has {world} on {device.type}."
             )
+        self.training: Training | None = None
         self.talk = rank == 0 and not entry.get("quiet")
         self.step_seconds: list[float] = []
         self._last = 0.0  # when the previous step ended (perf_counter seconds)
 
     def run(self) -> None:
-        training = Training(self.profile, self.rank, self.world, self.device)
+        training = self.training = Training(self.profile, self.rank, self.world, self.device)
         if self.rank == 0:
             self._write_manifest(training)
         start = self._last = time.perf_counter()
@@ -235,16 +236,30 @@ class RankRun:
         )
 
 
-def _write_rank_error(run_dir: Path, rank: int, exc: BaseException) -> None:
+def _write_rank_error(
+    run_dir: Path, rank: int, world: int, exc: BaseException, run: RankRun | None
+) -> None:
+    """``error-rank{N}.json``; with ``timed_out_in`` when the rank raised after waiting in a
+    collective for about the profile's timeout: then a rank that wrote no error file did
+    not join it (``repro.runner`` names it)."""
+    error: dict[str, Any] = {
+        "rank": rank,
+        "world_size": world,
+        "error": f"{exc.__class__.__name__}: {exc}",
+        "traceback": traceback.format_exc(),
+    }
+    waiting = run.training.waiting if run is not None and run.training is not None else None
+    if run is not None and waiting is not None:
+        waited = time.monotonic() - waiting.since
+        # Any other error ends the wait long before the timeout does.
+        if waited >= 0.9 * run.profile.collective_timeout_s:
+            error["timed_out_in"] = {
+                "collective": waiting.collective,
+                "step": waiting.step,
+                "waited_s": round(waited, 1),
+            }
     with suppress(OSError):
-        atomic.write_json(
-            run_dir / f"error-rank{rank}.json",
-            {
-                "rank": rank,
-                "error": f"{exc.__class__.__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            },
-        )
+        atomic.write_json(run_dir / f"error-rank{rank}.json", error)
 
 
 def _launch_profile(args: argparse.Namespace) -> tuple[Profile, list[dict[str, Any]] | None]:
@@ -321,18 +336,20 @@ def main(argv: list[str] | None = None) -> int:
         timeout=timedelta(seconds=profile.collective_timeout_s),
         device_id=device if cuda else None,  # binds NCCL's communicator to this rank's GPU
     )
-    current: Path | None = None
+    current_dir: Path | None = None
+    current: RankRun | None = None
     try:
         for entry in plan if plan is not None else [_prepare_direct_run(args, rank)]:
-            current = Path(entry["run_dir"])
+            current_dir, current = Path(entry["run_dir"]), None
+            current = RankRun(entry, rank, device, world)
             try:
-                RankRun(entry, rank, device, world).run()
+                current.run()
             except TrainingFailure:
                 continue  # recorded by rank 0; every rank agreed, so the launch goes on
         return 0
     except BaseException as exc:
-        if current is not None:
-            _write_rank_error(current, rank, exc)
+        if current_dir is not None:
+            _write_rank_error(current_dir, rank, world, exc, current)
         raise
     finally:
         if dist.is_initialized():
