@@ -7,7 +7,7 @@ Variants of the smoke profile: steps x1, x2, x4 and model width (d_model) x2, al
 (primary, band members 0 and 1, seed 1, and a candidate, band member 2), all variants in
 one launch after one warm-up run, so every run's time is that of a warm process: the gap
 between its status file and the previous run's. The candidate is judged (15 times) against the
-primary with a K=2 band built by ``baseline.build_band`` from that variant's runs (no
+primary with a K=2 band built by ``band_build.build_band`` from that variant's runs (no
 baseline is written); judging includes loading both records. Reported: run seconds,
 training seconds, judge milliseconds and record.json bytes, the ratio per doubling of
 steps, and a least-squares line ``a + b * steps`` with its largest residual.
@@ -22,10 +22,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from repro.baseline import DEFAULT_ALPHA, DEFAULT_WINDOWS, build_band
-from repro.judge import Bands, RunView, compare, series
+from repro.band_build import build_band
+from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
+from repro.bands import Bands
+from repro.judge import compare
 from repro.profile import load_profile
 from repro.runner import run_many
+from repro.runview import RunView, series
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
 from runner import Timing, print_table, time_callable
 

@@ -81,8 +81,9 @@ def one_verify(profile: str, baseline_dir: Path, runs_dir: Path) -> tuple[dict[s
 def in_process(run_dir: Path, baseline_dir: Path) -> list[Timing]:
     """Judging (load run and baseline, compare) and rendering the report, alone."""
     from repro.baseline import find_baseline
-    from repro.judge import RunView, compare
+    from repro.judge import compare
     from repro.report.terminal import render_terminal
+    from repro.runview import RunView
 
     chosen = json.loads((run_dir / "verdict.json").read_text())["baseline"]
     baseline = find_baseline(chosen, [baseline_dir])

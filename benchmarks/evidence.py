@@ -35,18 +35,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.baseline import (
-    Baseline,
-    assemble_baseline,
-    baseline_plan,
-    load_baseline,
-    search_dirs,
-    select_baseline,
-    spare_members,
-)
-from repro.judge import Bands, Comparison, RunView, compare, window_bounds
+from repro.bands import Bands, window_bounds
+from repro.baseline import Baseline, load_baseline, search_dirs, select_baseline
+from repro.judge import Comparison, compare
+from repro.prepare import prepare_run
 from repro.profile import load_profile
-from repro.runner import launch, prepare_run
+from repro.recording import assemble_baseline, baseline_plan, spare_members
+from repro.runner import launch
+from repro.runview import RunView
 from repro.verdict import Verdict
 from repro.workload import workload_hash
 
@@ -163,6 +159,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--per-cell", type=int, default=62, help="candidates per false-alarm cell")
     parser.add_argument("--trials", type=int, default=20, help="candidates per power level")
+    parser.add_argument(
+        "--levels",
+        type=lambda text: tuple(float(v) for v in text.split(",")),
+        default=POWER_LEVELS,
+        help="update-scale effect sizes e, comma-separated (default: %(default)s)",
+    )
     parser.add_argument("--record", action="store_true", help="record a fresh baseline first")
     parser.add_argument("--skip-power", action="store_true")
     parser.add_argument("--skip-alarms", action="store_true")
@@ -260,12 +262,12 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.skip_power:
             sets = [
                 [f"fault.update_scale={e}", f"band_member={5000 + 100 * j + i}"]
-                for j, e in enumerate(POWER_LEVELS)
+                for j, e in enumerate(args.levels)
                 for i in range(args.trials)
             ]
             views = run_cell(args.profile, sets, {}, folder / "runs")
             power = []
-            for j, e in enumerate(POWER_LEVELS):
+            for j, e in enumerate(args.levels):
                 chunk = views[j * args.trials : (j + 1) * args.trials]
                 comparisons = [compare(v, primary, bands=bands) for v in chunk]
                 drift = [c for c in comparisons if c.verdict == Verdict.DRIFT]

@@ -43,5 +43,26 @@ def write_json(path: Path, data: Any, *, indent: int | None = 1) -> None:
     write_text(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
 
 
+def write_json_lines(path: Path, data: Any, *, expand: int) -> None:
+    """JSON a reviewer can diff: containers nested up to ``expand`` levels deep get a line
+    per item, deeper ones one line each (a record's steps, a band member's series).
+    ``json.loads`` reads it as any JSON; identical data gives identical bytes."""
+    write_text(path, dumps_lines(data, expand) + "\n")
+
+
+def dumps_lines(value: Any, expand: int, depth: int = 0) -> str:
+    if depth >= expand or not isinstance(value, (dict, list)) or not value:
+        return json.dumps(value, sort_keys=True)
+    pad, inner = " " * depth, " " * (depth + 1)
+    if isinstance(value, dict):
+        items = [
+            f"{inner}{json.dumps(key)}: {dumps_lines(value[key], expand, depth + 1)}"
+            for key in sorted(value)
+        ]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [f"{inner}{dumps_lines(item, expand, depth + 1)}" for item in value]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
+
+
 def write_yaml(path: Path, data: Any) -> None:
     write_text(path, yaml.safe_dump(data, sort_keys=True, default_flow_style=False))

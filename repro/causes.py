@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -17,13 +18,24 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from repro.judge import Cause, Divergence, RunView
+    from repro.divergence import Divergence
     from repro.manifest.diff import Difference
+    from repro.runview import RunView
 
 _IMPACT = {"high": 3, "medium": 2, "low": 1}
 # ATen's x86 kernel levels, lowest first, as ATEN_CPU_CAPABILITY spells them; the other
 # architectures know only "default" and one level of their own (vsx, zvector, sve256).
 _X86_LEVELS = ("default", "avx2", "avx512")
+
+
+@dataclass
+class Cause:
+    """One probable cause of a difference, its score, the evidence and what to try."""
+
+    cause: str
+    score: float
+    evidence: list[str]
+    try_next: str
 
 
 class UnknownValue(LookupError):
@@ -127,7 +139,6 @@ def rank_causes(
     candidate: RunView,
     reference: RunView,
 ) -> list[Cause]:
-    from repro.judge import Cause
     from repro.manifest.diff import render_change
 
     if verdict == "IDENTICAL":

@@ -75,7 +75,8 @@ def _common_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from repro.runner import launch, prepare_run
+    from repro.prepare import prepare_run
+    from repro.runner import launch
 
     entry = prepare_run(
         _profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet
@@ -84,7 +85,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     (outcome,) = launch([entry], verbose=args.verbose)
     if not outcome.ok:
         raise RunFailed(outcome.reason or outcome.status, run_dir=str(outcome.run_dir))
-    from repro.judge import RunView
+    from repro.runview import RunView
 
     final = RunView.from_run_dir(outcome.run_dir).final or {}
     print(
@@ -151,7 +152,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline_record(args: argparse.Namespace) -> int:
-    from repro.baseline import record_baseline, write_dir
+    from repro.baseline import write_dir
+    from repro.recording import record_baseline
 
     profile = _profile(args)
     path, summary = record_baseline(

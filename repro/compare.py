@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repro.bands import Bands
 from repro.baseline import Baseline, find_baseline, load_baseline, search_dirs, select_baseline
 from repro.errors import UserError
-from repro.judge import Bands, Comparison, RunView, compare
+from repro.judge import Comparison, compare
+from repro.runview import RunView
 
 
 def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:

@@ -21,9 +21,12 @@ from typing import Any
 import yaml
 
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baseline import Baseline, assemble_baseline, baseline_plan, spare_members
-from repro.judge import Comparison, RunView, compare
-from repro.runner import launch, prepare_run
+from repro.baseline import Baseline
+from repro.judge import Comparison, compare
+from repro.prepare import prepare_run
+from repro.recording import assemble_baseline, baseline_plan, spare_members
+from repro.runner import launch
+from repro.runview import RunView
 
 # One level below each CPU capability torch dispatches to (x86); absent: nothing lower.
 LOWER_CAPABILITY = {"AVX512": "avx2", "AVX2": "default"}

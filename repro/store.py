@@ -28,6 +28,8 @@ from repro.documents import load_document
 from repro.errors import UserError
 
 RECORD_SCHEMA_VERSION = 1
+# record.json: a line per step (the top level and its lists expanded, each step on one line).
+RECORD_LINES = 2
 STATUS_SCHEMA_VERSION = 1
 CONFIG_SCHEMA_VERSION = 1
 

@@ -16,19 +16,15 @@ from typing import Any
 
 from repro import atomic
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baseline import (
-    baseline_plan,
-    find_baseline,
-    record_baseline,
-    search_dirs,
-    select_baseline,
-    write_dir,
-)
+from repro.baseline import find_baseline, search_dirs, select_baseline, write_dir
 from repro.errors import UserError
-from repro.judge import Comparison, RunView, compare
+from repro.judge import Comparison, compare
 from repro.manifest.nvml import cuda_device_uuids
+from repro.prepare import prepare_run
 from repro.profile import load_profile, parse_overrides
-from repro.runner import launch, prepare_run
+from repro.recording import baseline_plan, record_baseline
+from repro.runner import launch
+from repro.runview import RunView
 from repro.workload import workload_hash
 
 

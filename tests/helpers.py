@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from repro.baseline import load_baseline
-from repro.judge import Comparison, RunView, compare
+from repro.judge import Comparison, compare
+from repro.runview import RunView
 
 
 def view(path: Path) -> RunView:

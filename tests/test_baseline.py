@@ -10,10 +10,8 @@ import pytest
 import yaml
 
 from helpers import view
+from repro.band_build import BandRejected
 from repro.baseline import (
-    BandRejected,
-    assemble_baseline,
-    baseline_plan,
     load_baseline,
     record_command,
     search_dirs,
@@ -23,6 +21,7 @@ from repro.baseline import (
 from repro.cli import main
 from repro.errors import UserError
 from repro.profile import load_profile, parse_overrides
+from repro.recording import assemble_baseline, baseline_plan
 from repro.workload import workload_hash
 
 
@@ -143,7 +142,7 @@ def test_never_overwrites_without_force(smoke_baseline, tmp_path):
     shutil.copytree(smoke_baseline, copy)
     meta = (copy / "baseline.yaml").read_bytes()
     with pytest.raises(UserError, match="already exists; pass --force"):
-        from repro.baseline import write_baseline
+        from repro.recording import write_baseline
 
         write_baseline(
             tmp_path,

@@ -11,7 +11,8 @@ import pytest
 from helpers import view
 from repro.manifest.keys import environment_key
 from repro.manifest.nvml import cuda_device_uuids, hash_uuid
-from repro.runner import CUBLAS_WORKSPACE_CONFIG, launch, prepare_run
+from repro.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run
+from repro.runner import launch
 
 # A short full-profile run: the GPU code path (nccl, fp16 autocast + GradScaler, fused attention).
 SHORT = [

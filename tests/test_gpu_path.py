@@ -23,8 +23,9 @@ import torch
 from fake_nvml import A100_MIG, H100, RTX_4090, FakeNVML, FakeNVMLErrorGpuIsLost
 from repro.errors import UserError
 from repro.manifest.nvml import cuda_device_uuids
+from repro.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run, rank_env
 from repro.profile import load_profile
-from repro.runner import CUBLAS_WORKSPACE_CONFIG, _child_env, launch, prepare_run, rank_env
+from repro.runner import _child_env, launch
 from repro.store import Run
 from repro.verify import devices_to_test, verify_per_device
 

@@ -20,18 +20,11 @@ import pytest
 
 from repro import atomic
 from repro.causes import rank_causes, render_try, rules
-from repro.judge import RunView
+from repro.failures import LaunchEnd, RankExit, describe_signal, failure_reason
 from repro.manifest.diff import diff_manifests
-from repro.runner import (
-    LAUNCHER_LOG,
-    LaunchEnd,
-    RankExit,
-    _descendants,
-    describe_signal,
-    failure_reason,
-    launch,
-    prepare_run,
-)
+from repro.prepare import prepare_run
+from repro.runner import LAUNCHER_LOG, _descendants, launch
+from repro.runview import RunView
 from repro.store import Run
 
 SIGILL, SIGKILL, SIGTERM = int(signal.SIGILL), int(signal.SIGKILL), int(signal.SIGTERM)

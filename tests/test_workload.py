@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import repro.reference
+from repro.prepare import prepare_run
 from repro.profile import Profile, load_profile, parse_overrides
 from repro.reference import band, loop
-from repro.runner import prepare_run
 from repro.store import Run
 from repro.workload import (
     HASHED_MODULES,

@@ -43,10 +43,10 @@ import torch.distributed as dist
 
 from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
+from repro.prepare import prepare_run, rank_env
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
 from repro.reference.loop import AMP_DTYPES, Training, TrainingFailure, sdpa_context
-from repro.runner import prepare_run, rank_env
-from repro.store import RECORD_SCHEMA_VERSION, write_status
+from repro.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
 
 _SDPA_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
 
@@ -191,8 +191,10 @@ class RankRun:
         write_manifest(self.run_dir / "manifest.yaml", manifest)
 
     def _write_record(self, record: dict[str, Any]) -> None:
-        atomic.write_json(
-            self.run_dir / "record.json", {"schema_version": RECORD_SCHEMA_VERSION, **record}
+        atomic.write_json_lines(
+            self.run_dir / "record.json",
+            {"schema_version": RECORD_SCHEMA_VERSION, **record},
+            expand=RECORD_LINES,
         )
 
     def _finish(self, training: Training, train_s: float) -> None:

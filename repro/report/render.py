@@ -20,7 +20,8 @@ from repro.manifest.diff import Difference, render_change
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.judge import BandCheck, Comparison, ExactCheck, MetricCheck, SeedCheck, WindowCheck
+    from repro.bands import BandCheck, MetricCheck, SeedCheck, WindowCheck
+    from repro.judge import Comparison, ExactCheck
 
 Tone = Literal["good", "bad", "warn", "muted"] | None
 

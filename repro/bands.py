@@ -1,0 +1,287 @@
+"""The statistics of the bands: prediction bounds over band members, and the checks of one run.
+
+With K band members and a family-wise false-alarm rate alpha:
+
+* numerics band (same seed as the baseline's primary): for each band scalar and each of
+  W step windows, the RMS deviation from the primary run is log-normal across members;
+  the run's log-RMS must stay below a one-sided prediction bound
+  ``mean + t(1 - a, K-1) * sd * sqrt(1 + 1/K)`` with ``a`` Bonferroni-corrected over all
+  windows and final metrics.
+* seed band: the final evaluation loss and accuracy must fall inside the two-sided
+  prediction interval of the K2 seeds (again corrected per metric).
+
+A run faces one of the two, never both, so the verdict's false-alarm rate is alpha.
+Pure functions of numbers: no files, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from repro.runview import FINAL_METRICS, RunView, deviations, series
+
+# Judged by the numerics band. The learning rate follows a schedule and the loss scale is
+# 1 without a GradScaler: both are exact, so they get exact checks, not bands.
+BAND_SCALARS = ("loss", "grad_norm")
+
+
+@dataclass(frozen=True)
+class Bands:
+    """A baseline's numerics and seed bands; their parameters live in the baseline."""
+
+    name: str
+    alpha: float
+    windows: int
+    primary_seed: int
+    primary: dict[str, list[float]]  # the primary run's series: every deviation is measured from it
+    workload_hash: str
+    members: list[dict[str, Any]]  # {"series": {scalar: [...]}, "final": {...}}
+    seeds: list[dict[str, Any]]  # {"seed": s, "eval_loss": x, "eval_accuracy": y}
+    resolution: dict[str, float]  # smallest meaningful step of a final metric
+
+
+@dataclass
+class WindowCheck:
+    scalar: str
+    start: int
+    end: int  # exclusive
+    value: float
+    threshold: float
+    ok: bool
+
+
+@dataclass
+class MetricCheck:
+    metric: str
+    value: float
+    reference: float
+    low: float
+    high: float
+    ok: bool
+
+
+@dataclass
+class BandCheck:
+    applied: bool
+    reason: str
+    ok: bool = True
+    alpha: float = 0.0
+    windows: list[WindowCheck] = field(default_factory=list)
+    finals: list[MetricCheck] = field(default_factory=list)
+    first_step_outside: int | None = None
+    largest: dict[str, Any] | None = None
+
+
+@dataclass
+class SeedCheck:
+    applied: bool
+    reason: str
+    ok: bool = True
+    alpha: float = 0.0
+    metrics: list[MetricCheck] = field(default_factory=list)
+
+
+def _t(p: float, dof: int) -> float:
+    """Student t quantile. scipy.special's inverse CDF gives the same bits as
+    ``scipy.stats.t.ppf`` at a fraction of the import time (compare's start-up)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(dof, p))
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def _windows(n: int, count: int) -> list[tuple[int, int]]:
+    count = max(1, min(count, n))
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(count) if edges[i + 1] > edges[i]]
+
+
+def _rms(values: list[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return math.sqrt(math.fsum(v * v for v in present) / len(present)) if present else 0.0
+
+
+def prediction_interval(
+    values: list[float], alpha: float, resolution: float = 0.0
+) -> tuple[float, float, float]:
+    """Two-sided (1 - alpha) prediction interval for one new draw: (mean, low, high)."""
+    k = len(values)
+    mean, sd = _mean_sd(values)
+    sd = max(sd, resolution)
+    half = _t(1 - alpha / 2, k - 1) * sd * math.sqrt(1 + 1 / k)
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class WindowBound:
+    """The numerics band's bound on one scalar's RMS deviation over one step window."""
+
+    scalar: str
+    start: int
+    end: int  # exclusive
+    typical: float  # the members' geometric-mean RMS deviation
+    threshold: float  # a run's RMS deviation above this is outside
+    log_bound: float
+    floor: float  # below this a deviation is float noise of the printout
+
+    @property
+    def tolerance(self) -> float:
+        """How many times the typical member a run may deviate: the band's real width."""
+        return self.threshold / self.typical if self.typical > 0 else math.inf
+
+
+def window_bounds(
+    primary: dict[str, list[float]], members: list[dict[str, Any]], *, alpha: float, windows: int
+) -> tuple[list[WindowBound], float]:
+    """Each window's one-sided log-normal prediction bound, and the per-test level ``a``.
+
+    ``a`` is alpha Bonferroni-divided over every window of every band scalar and the
+    final metrics, so the whole band is one test at level alpha.
+    """
+    k = len(members)
+    n = min(len(primary["loss"]), *(len(m["series"]["loss"]) for m in members))
+    spans = _windows(n, windows)
+    a = alpha / (len(spans) * len(BAND_SCALARS) + len(FINAL_METRICS))
+    t = _t(1 - a, k - 1) * math.sqrt(1 + 1 / k)
+    bounds = []
+    for scalar in BAND_SCALARS:
+        p = primary[scalar]
+        for start, end in spans:
+            scale = math.fsum(abs(v) for v in p[start:end] if v is not None) / (end - start)
+            floor = 1e-9 * scale + 1e-30
+            logs = [
+                math.log(_rms(deviations(m["series"][scalar], p, start, end)) + floor)
+                for m in members
+            ]
+            mean, sd = _mean_sd(logs)
+            bound = mean + t * sd
+            # Clamped: with a tiny band t is huge and exp would overflow; never below 0.
+            threshold = max(0.0, math.exp(min(bound, 700.0)) - floor)
+            typical = max(0.0, math.exp(mean) - floor)
+            bounds.append(WindowBound(scalar, start, end, typical, threshold, bound, floor))
+    return bounds, a
+
+
+def numerics_check(
+    run: dict[str, list[float]],
+    run_final: dict[str, Any] | None,
+    primary: dict[str, list[float]],
+    members: list[dict[str, Any]],
+    *,
+    alpha: float,
+    windows: int,
+    resolution: dict[str, float],
+) -> BandCheck:
+    k = len(members)
+    if k < 2:
+        return BandCheck(False, f"the numerics band has {k} members; at least 2 are needed")
+    bounds, a = window_bounds(primary, members, alpha=alpha, windows=windows)
+    n = bounds[-1].end
+    check = BandCheck(
+        True,
+        f"same seed as the baseline's primary run; {k} rounding-perturbed members",
+        alpha=alpha,
+    )
+    failing_steps: list[int] = []
+    largest: dict[str, Any] | None = None
+    for scalar in BAND_SCALARS:
+        p = primary[scalar]
+        dev_run = [d or 0.0 for d in deviations(run[scalar], p, 0, n)]
+        for w in (b for b in bounds if b.scalar == scalar):
+            value = _rms(deviations(run[scalar], p, w.start, w.end))
+            ok = math.log(value + w.floor) <= w.log_bound
+            check.windows.append(WindowCheck(scalar, w.start, w.end, value, w.threshold, ok))
+            if not ok:
+                outside = [i for i in range(w.start, w.end) if dev_run[i] > w.threshold]
+                failing_steps.append((outside or [w.start])[0])
+        dev_members = [
+            [d or 0.0 for d in deviations(m["series"][scalar], p, 0, n)] for m in members
+        ]
+        for i in range(n):
+            band_max = max(d[i] for d in dev_members)
+            # A deviation where no member deviates at all outranks any finite ratio.
+            rank = dev_run[i] / band_max if band_max > 0 else (1e300 if dev_run[i] > 0 else 0.0)
+            if dev_run[i] > 0 and (largest is None or rank > largest["rank"]):
+                largest = {
+                    "scalar": scalar,
+                    "step": i,
+                    "deviation": dev_run[i],
+                    "band_max": band_max,
+                    "ratio": rank if band_max > 0 else None,
+                    "rank": rank,
+                }
+    if run_final:
+        for metric in FINAL_METRICS:
+            values = [float(m["final"][metric]) for m in members]
+            mean, low, high = prediction_interval(values, a, resolution.get(metric, 0.0))
+            value = float(run_final[metric])
+            check.finals.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
+    check.ok = all(w.ok for w in check.windows) and all(f.ok for f in check.finals)
+    check.first_step_outside = min(failing_steps) if failing_steps else None
+    check.largest = largest
+    return check
+
+
+def seed_check(
+    run_final: dict[str, Any] | None,
+    seeds: list[dict[str, Any]],
+    *,
+    alpha: float,
+    resolution: dict[str, float],
+) -> SeedCheck:
+    if len(seeds) < 2:
+        return SeedCheck(False, f"the seed band has {len(seeds)} seeds; at least 2 are needed")
+    if not run_final:
+        return SeedCheck(False, "the run has no final evaluation")
+    check = SeedCheck(True, f"final metrics of {len(seeds)} master seeds", alpha=alpha)
+    a = alpha / len(FINAL_METRICS)
+    for metric in FINAL_METRICS:
+        mean, low, high = prediction_interval(
+            [float(s[metric]) for s in seeds], a, resolution.get(metric, 0.0)
+        )
+        value = float(run_final[metric])
+        check.metrics.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
+    check.ok = all(m.ok for m in check.metrics)
+    return check
+
+
+def same_as_primary(view: RunView, bands: Bands) -> bool:
+    return view.seed == bands.primary_seed and series(view.steps) == bands.primary
+
+
+def judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
+    """The numerics band (same master seed as the primary) or the seed interval (another seed).
+
+    Never both: each run faces one test, so the verdict's false-alarm rate is the stated alpha.
+    """
+    if view.seed != bands.primary_seed:
+        numerics = BandCheck(
+            False,
+            f"the run's master seed ({view.seed}) differs from the baseline's "
+            f"primary seed ({bands.primary_seed}), so only the seed interval applies",
+        )
+        seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
+    else:
+        seeds = SeedCheck(
+            False,
+            "the run has the primary's seed, so the numerics band judges it "
+            "(final metrics included); one test per run keeps one false-alarm rate",
+        )
+        numerics = numerics_check(
+            series(view.steps),
+            view.final,
+            bands.primary,
+            bands.members,
+            alpha=bands.alpha,
+            windows=bands.windows,
+            resolution=bands.resolution,
+        )
+    return numerics, seeds

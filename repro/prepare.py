@@ -1,0 +1,124 @@
+"""A run before it is launched: its folder and config, and what its ranks' environment needs.
+
+``prepare_run`` resolves the profile, creates ``runs/<id>/`` with ``config.yaml`` and
+status RUNNING, and returns the plan entry the ranks execute. ``repro run`` calls it in
+the parent; under a direct torchrun rank 0 calls it. ``rank_env`` is what every rank's
+environment needs from its profile, whoever launches it. Neither imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from repro import atomic
+from repro.profile import Profile, load_profile, parse_overrides
+from repro.store import CONFIG_SCHEMA_VERSION, create_unique_run_dir, write_status
+from repro.workload import workload_hash
+
+# Variables a user sets to steer kernels or communication; they pass through
+# untouched, and the reproduce command repeats them.
+STEERING_ENV_PREFIXES = (
+    "ATEN_",
+    "DNNL_",
+    "ONEDNN_",
+    "NCCL_",
+    "TORCH_",
+    "CUBLAS_",
+    "CUDA_VISIBLE_DEVICES",
+)
+INTERNAL_KEYS = ("band_member",)
+
+
+def steering_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    environ = dict(os.environ if environ is None else environ)
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(STEERING_ENV_PREFIXES)}
+
+
+def reproduce_command(profile: str, set_pairs: list[str], env: dict[str, str]) -> str:
+    words = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+    words += ["repro", "run", "--profile", profile]
+    for pair in set_pairs:
+        words += ["--set", shlex.quote(pair)]
+    return " ".join(words)
+
+
+def prepare_run(
+    profile_name: str,
+    set_pairs: list[str] | None,
+    *,
+    runs_dir: Path,
+    repo: str | None = None,
+    argv: list[str] | None = None,
+    quiet: bool = False,
+    git_sha: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Create and describe one run directory; returns its launch-plan entry."""
+    set_pairs = list(set_pairs or [])
+    overrides = parse_overrides(set_pairs)
+    profile = load_profile(profile_name, overrides)
+    internal = {k: overrides[k] for k in INTERNAL_KEYS if k in overrides}
+    user_overrides = {k: v for k, v in overrides.items() if k not in INTERNAL_KEYS}
+    if git_sha is None:
+        from repro.manifest.git_info import head_sha
+
+        git_sha = head_sha(repo)
+    run_dir = create_unique_run_dir(runs_dir, git_sha)
+    config = {
+        "schema_version": CONFIG_SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "profile": profile.name,
+        "settings": profile.to_dict(),
+        "overrides": user_overrides,
+        "internal": internal,
+        "faults": profile.fault.active(),
+        # Only an untouched profile run may ever become (the primary of) a baseline.
+        "reference": not overrides,
+        "workload_hash": workload_hash(profile.to_dict()),
+        "argv": list(argv if argv is not None else sys.argv),
+        "command": reproduce_command(
+            profile_name, set_pairs, steering_env({**os.environ, **(env or {})})
+        ),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic.write_yaml(run_dir / "config.yaml", config)
+    write_status(run_dir, "RUNNING")
+    return {
+        "run_dir": str(run_dir),
+        "settings": profile.to_dict(),
+        "quiet": quiet,
+        "repo": repo,
+        "argv": config["argv"],
+    }
+
+
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+"""The fixed cuBLAS workspace deterministic algorithms need (``:16:8`` would do too)."""
+
+
+def rank_env(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
+    """What every rank's environment needs from its profile, whoever launches it.
+
+    ``repro run`` puts it in the ranks' environment; under a direct torchrun each rank
+    applies it to itself before any CUDA call (``repro.reference.train``).
+    """
+    threads = str(profile.threads_per_rank)
+    env = {
+        # Thread counts come from the profile, never from the machine.
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        # Deterministic cuBLAS needs a fixed workspace; a user's own setting wins.
+        "CUBLAS_WORKSPACE_CONFIG": environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG),
+    }
+    if profile.device == "cuda":
+        # A collective that times out raises in the rank's own thread (and so gets its
+        # error file and the step it hung at) instead of NCCL's watchdog aborting the
+        # process with SIGABRT before anything is written. A user's own setting wins.
+        env["TORCH_NCCL_BLOCKING_WAIT"] = environ.get("TORCH_NCCL_BLOCKING_WAIT", "1")
+    return env
