@@ -63,7 +63,7 @@ def _common_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repo", help="git repository whose state is recorded (default: the current folder)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress")
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -165,7 +165,7 @@ def _cmd_baseline_record(args: argparse.Namespace) -> int:
         runs_dir=_runs_dir(args),
         force=args.force,
         repo=args.repo,
-        quiet=not args.progress,
+        quiet=args.quiet,
         sets=args.set,
     )
     replaced = summary["replaced"]
@@ -232,22 +232,35 @@ def _build_parser() -> argparse.ArgumentParser:
     from repro.manifest import cli as manifest_cli
 
     manifest_cli.add_parser(sub)
+    for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
+        add(sub)
+    return parser
 
-    p = sub.add_parser(
-        "run",
-        help="run the reference training once",
+
+def _command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--md", metavar="FILE", help="also write a Markdown report")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+
+
+def _add_run(sub: Any) -> None:
+    p = _command(sub, "run", "run the reference training once")
     _common_run_options(p)
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser(
-        "verify",
-        help="run the reference and judge it against a baseline",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _add_verify(sub: Any) -> None:
+    p = _command(sub, "verify", "run the reference and judge it against a baseline")
     _common_run_options(p)
     p.add_argument(
         "--baseline", help="baseline name (default: best match on profile, workload, environment)"
@@ -268,17 +281,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="record a baseline when none matches (still exits 3)",
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per check)")
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    p.add_argument("--md", metavar="FILE", help="also write a Markdown report")
-    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    _report_options(p)
     p.set_defaults(handler=_cmd_verify)
 
-    p = sub.add_parser(
-        "compare",
-        help="explain why runs disagree (reads files only)",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _add_compare(sub: Any) -> None:
+    p = _command(sub, "compare", "explain why runs disagree (reads files only)")
     p.add_argument(
         "runs",
         nargs="+",
@@ -287,13 +295,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", help="judge against this baseline's bands")
     p.add_argument("--baseline-dir")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--md", metavar="FILE")
-    p.add_argument("--html", metavar="FILE")
+    _report_options(p)
     p.set_defaults(handler=_cmd_compare)
 
-    p = sub.add_parser(
-        "selftest", help="prove the verdicts on this machine under controlled perturbations"
+
+def _add_selftest(sub: Any) -> None:
+    p = _command(
+        sub, "selftest", "prove the verdicts on this machine under controlled perturbations"
     )
     p.add_argument(
         "--quick",
@@ -304,9 +312,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", metavar="FILE", help="also write the table as Markdown")
     p.set_defaults(handler=_cmd_selftest)
 
+
+def _add_baseline(sub: Any) -> None:
     p = sub.add_parser("baseline", help="record or list baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
-    r = bsub.add_parser("record", help="record a baseline: primary run, numerics band, seed band")
+    r = _command(bsub, "record", "record a baseline: primary run, numerics band, seed band")
     r.add_argument("--name", help="default: named by profile and hardware key")
     r.add_argument("--profile")
     r.add_argument(
@@ -334,12 +344,11 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baseline-dir")
     r.add_argument("--runs-dir")
     r.add_argument("--repo")
-    r.add_argument("--progress", action="store_true", help="show each run's progress")
+    r.add_argument("--quiet", action="store_true", help="no per-step progress")
     r.set_defaults(handler=_cmd_baseline_record)
     ls = bsub.add_parser("list", help="list baselines and whether they match the current workload")
     ls.add_argument("--baseline-dir")
     ls.set_defaults(handler=_cmd_baseline_list)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,59 +50,19 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
     """
     ra, rb = a.record or {}, b.record or {}
     steps_a, steps_b = a.steps, b.steps
-    initial_differs = ra.get("initial_params") != rb.get("initial_params")
     names = ra.get("param_names", [])
     for k, (sa, sb) in enumerate(zip(steps_a, steps_b)):
-        found: list[tuple[str, str, str | None]] = []
-        if sa.get("global_batch") != sb.get("global_batch"):
-            found.append(
-                ("global_batch", "the global batch's sample indices differ (data or sampler)", None)
-            )
-        if sa.get("rank_batches") != sb.get("rank_batches"):
-            na, nb = len(sa.get("rank_batches", [])), len(sb.get("rank_batches", []))
-            split = (
-                f"({na} vs {nb} ranks)"
-                if na != nb
-                else f"(each of the {na} ranks got other samples)"
-            )
-            found.append(
-                ("batch_split", f"the batch is split across ranks differently {split}", None)
-            )
-        if k == 0 and initial_differs:
+        found = _step_differences(sa, sb, names)
+        if k == 0 and ra.get("initial_params") != rb.get("initial_params"):
             i = first_list_difference(ra.get("initial_params", []), rb.get("initial_params", []))
-            what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
-            found.append(("initial", f"the initial parameters differ (first: {what})", what))
-        ta: list[dict[str, Any]] = sa.get("trace") or []
-        tb: list[dict[str, Any]] = sb.get("trace") or []
-        traced = bool(ta) and bool(tb)
-        if traced:
-            hit = _first_trace_difference(ta, tb, "forward")
-            if hit is not None:
-                found.append(("forward", f"{hit[0]}, forward output{hit[1]} differs first", hit[0]))
-        if sa["loss"] != sb["loss"]:
-            found.append(("loss", f"loss {sa['loss']!r} vs {sb['loss']!r}", None))
-        if traced:
-            for kind, label in (
-                ("grad_local", "local gradient (before the all-reduce)"),
-                ("grad_reduced", "gradient after the all-reduce"),
-            ):
-                hit = _first_trace_difference(ta, tb, kind)
-                if hit is not None:
-                    found.append((kind, f"{hit[0]}, {label}{hit[1]} differs first", hit[0]))
-        if sa["grad_norm"] != sb["grad_norm"]:
-            found.append(
-                ("grad_norm", f"gradient norm {sa['grad_norm']!r} vs {sb['grad_norm']!r}", None)
+            what = _parameter(names, i)
+            found.insert(
+                _position(found, "initial"),
+                ("initial", f"the initial parameters differ (first: {what})", what),
             )
-        if sa["lr"] != sb["lr"] or sa["loss_scale"] != sb["loss_scale"]:
-            found.append(
-                ("update", f"the update differs (learning rate {sa['lr']!r} vs {sb['lr']!r})", None)
-            )
-        if sa["params"] != sb["params"]:
-            i = first_list_difference(sa["params"], sb["params"])
-            what = readable(names[i]) if i is not None and i < len(names) else "a parameter"
-            found.append(("update", f"parameters after the update differ (first: {what})", what))
         if found:
             where, detail, module = found[0]
+            traced = bool(sa.get("trace")) and bool(sb.get("trace"))
             # A difference seen only after the loss, with nothing traced, may have started earlier in the step.
             if not traced and where in ("loss", "grad_norm"):
                 detail += " (step not traced: the forward and gradients were not fingerprinted)"
@@ -121,3 +81,67 @@ def first_difference(a: RunView, b: RunView) -> Divergence | None:
             False,
         )
     return None
+
+
+# The stages of a step in the order the computation meets them.
+_ORDER = (
+    "global_batch",
+    "batch_split",
+    "initial",
+    "forward",
+    "loss",
+    "grad_local",
+    "grad_reduced",
+    "grad_norm",
+    "update",
+)
+Found = list[tuple[str, str, "str | None"]]
+
+
+def _position(found: Found, where: str) -> int:
+    rank = _ORDER.index(where)
+    return next((i for i, f in enumerate(found) if _ORDER.index(f[0]) > rank), len(found))
+
+
+def _parameter(names: list[str], index: int | None) -> str:
+    return readable(names[index]) if index is not None and index < len(names) else "a parameter"
+
+
+def _step_differences(sa: dict[str, Any], sb: dict[str, Any], names: list[str]) -> Found:
+    """Everything that differs in one step's records, in computation order."""
+    found: Found = []
+    if sa.get("global_batch") != sb.get("global_batch"):
+        found.append(
+            ("global_batch", "the global batch's sample indices differ (data or sampler)", None)
+        )
+    if sa.get("rank_batches") != sb.get("rank_batches"):
+        na, nb = len(sa.get("rank_batches", [])), len(sb.get("rank_batches", []))
+        split = (
+            f"({na} vs {nb} ranks)" if na != nb else f"(each of the {na} ranks got other samples)"
+        )
+        found.append(("batch_split", f"the batch is split across ranks differently {split}", None))
+    ta: list[dict[str, Any]] = sa.get("trace") or []
+    tb: list[dict[str, Any]] = sb.get("trace") or []
+    traced = bool(ta) and bool(tb)
+    if traced and (hit := _first_trace_difference(ta, tb, "forward")) is not None:
+        found.append(("forward", f"{hit[0]}, forward output{hit[1]} differs first", hit[0]))
+    if sa["loss"] != sb["loss"]:
+        found.append(("loss", f"loss {sa['loss']!r} vs {sb['loss']!r}", None))
+    for kind, label in (
+        ("grad_local", "local gradient (before the all-reduce)"),
+        ("grad_reduced", "gradient after the all-reduce"),
+    ):
+        if traced and (hit := _first_trace_difference(ta, tb, kind)) is not None:
+            found.append((kind, f"{hit[0]}, {label}{hit[1]} differs first", hit[0]))
+    if sa["grad_norm"] != sb["grad_norm"]:
+        found.append(
+            ("grad_norm", f"gradient norm {sa['grad_norm']!r} vs {sb['grad_norm']!r}", None)
+        )
+    if sa["lr"] != sb["lr"] or sa["loss_scale"] != sb["loss_scale"]:
+        found.append(
+            ("update", f"the update differs (learning rate {sa['lr']!r} vs {sb['lr']!r})", None)
+        )
+    if sa["params"] != sb["params"]:
+        what = _parameter(names, first_list_difference(sa["params"], sb["params"]))
+        found.append(("update", f"parameters after the update differ (first: {what})", what))
+    return found

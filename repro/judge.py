@@ -25,21 +25,14 @@ from repro.bands import (
 )
 from repro.causes import Cause, rank_causes
 from repro.divergence import Divergence, first_difference
+from repro.exact import ExactCheck, exact_checks
 from repro.manifest.diff import Difference, diff_manifests
 from repro.manifest.keys import environment_key
 from repro.profile import differing_fields
-from repro.runview import RunView, first_list_difference, records_identical, series
+from repro.runview import RunView, records_identical, series
+from repro.summary import summary as summary_line
+from repro.summary import unexplained
 from repro.verdict import Verdict
-
-
-@dataclass
-class ExactCheck:
-    """A recorded sequence that must be bit-equal between two runs of one training."""
-
-    name: str
-    ok: bool
-    first_step: int | None = None
-    detail: str = ""
 
 
 @dataclass
@@ -154,39 +147,6 @@ def _bitwise_expected(
         return False
     loud = [n for cls, names in classes.items() for n in names if n not in _QUIET_HARNESS]
     return not loud
-
-
-def _exact(name: str, a: list[float], b: list[float]) -> ExactCheck:
-    step = first_list_difference(a, b)
-    if step is None:
-        return ExactCheck(name, True)
-    va = a[step] if step < len(a) else None
-    vb = b[step] if step < len(b) else None
-    return ExactCheck(name, False, step, f"{name} differs from step {step} ({va!r} vs {vb!r})")
-
-
-def exact_checks(candidate: RunView, reference: RunView) -> tuple[list[ExactCheck], list[str]]:
-    """Sequences that must match exactly between two runs of one training, and notes.
-
-    The learning rate follows the schedule whatever the arithmetic does. Without a
-    GradScaler the loss scale is 1 at every step; with one, a step skipped for
-    overflowing gradients halves the scale for the rest of the run, so the scale is
-    reported where it parts and judged by neither an exact check nor a band.
-    """
-    a, b = series(candidate.steps), series(reference.steps)
-    checks = [_exact("learning-rate schedule", a["lr"], b["lr"])]
-    notes = []
-    if candidate.settings.get("amp_dtype") == "float16":
-        step = first_list_difference(a["loss_scale"], b["loss_scale"])
-        if step is not None:
-            notes.append(
-                f"The GradScaler's loss scale parts at step {step} "
-                f"({a['loss_scale'][step]!r} vs {b['loss_scale'][step]!r}): a skipped step there "
-                "halves it for the rest of the run; it is reported, not judged."
-            )
-    else:
-        checks.append(_exact("loss scale", a["loss_scale"], b["loss_scale"]))
-    return checks, notes
 
 
 def _not_applied(reason: str) -> tuple[BandCheck, SeedCheck]:
@@ -339,24 +299,15 @@ def compare(
         )
     verdict = _verdict(pair, numerics, seeds, failure, nondeterminism)
     if reference_verdict is not None and verdict in (Verdict.EQUIVALENT, Verdict.DRIFT):
-        candidate_verdict, verdict = verdict, Verdict.worst([verdict, reference_verdict])
-        notes.append(
-            f"Neither run is the primary run of baseline {bands.name if bands else '?'}: each was "
-            f"judged against its bands (candidate {candidate_verdict}, reference "
-            f"{reference_verdict}) and the pair takes the worse, {verdict}."
-        )
+        verdict = _pair_verdict(verdict, reference_verdict, bands, notes)
     if (
         pair.bitwise_expected
         and verdict not in (Verdict.IDENTICAL, Verdict.FAILED)
         and not nondeterminism
     ):
-        notes.append(_unexplained(pair.differences))
-    causes = rank_causes(
-        verdict, pair.divergence, pair.differences, candidate, reference or candidate
-    )
-    if pair.other_training and reference is not None:
-        causes.insert(0, _training_cause(pair.classes["semantic"], candidate, reference))
-    summary = _summary(
+        notes.append(unexplained(pair.differences))
+    causes = _causes(verdict, pair, candidate, reference)
+    summary = summary_line(
         verdict,
         pair.divergence,
         numerics,
@@ -395,20 +346,29 @@ def compare(
     )
 
 
-def _unexplained(differences: list[Any]) -> str:
-    """Which recorded facts were checked and could not explain a difference."""
-    outside = [d.key for d in differences if not d.env_key]
-    recorded = (
-        f"the recorded differences outside the key ({', '.join(outside[:5])}"
-        f"{' and more' if len(outside) > 5 else ''}) are not expected to move the numbers"
-        if outside
-        else "no other recorded fact differs"
+def _pair_verdict(
+    candidate: Verdict, reference: Verdict, bands: Bands | None, notes: list[str]
+) -> Verdict:
+    """Neither run is the bands' primary: both were judged, the pair takes the worse."""
+    verdict = Verdict.worst([candidate, reference])
+    notes.append(
+        f"Neither run is the primary run of baseline {bands.name if bands else '?'}: each was "
+        f"judged against its bands (candidate {candidate}, reference {reference}) and the "
+        f"pair takes the worse, {verdict}."
     )
-    return (
-        "The environment key and every setting match the reference, so bit-identity is "
-        f"expected, yet the runs differ; {recorded}. On a deterministic setup that is itself "
-        "a finding: a nondeterministic kernel, a setting repro does not record, or faulty hardware."
+    return verdict
+
+
+def _causes(
+    verdict: Verdict, pair: _Pair, candidate: RunView, reference: RunView | None
+) -> list[Cause]:
+    """Ranked causes; another training outranks whatever the environment says."""
+    causes = rank_causes(
+        verdict, pair.divergence, pair.differences, candidate, reference or candidate
     )
+    if pair.other_training and reference is not None:
+        causes.insert(0, _training_cause(pair.classes["semantic"], candidate, reference))
+    return causes
 
 
 def _training_cause(fields: list[str], candidate: RunView, reference: RunView) -> Cause:
@@ -440,42 +400,3 @@ def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> dict[str, Any
                 "first_difference": asdict(where) if where else None,
             }
     return None
-
-
-def _summary(
-    verdict: Verdict,
-    divergence: Divergence | None,
-    numerics: BandCheck,
-    seeds: SeedCheck,
-    failure: dict[str, Any] | None,
-    nondeterminism: dict[str, Any] | None,
-    mismatches: list[str],
-) -> str:
-    if verdict == Verdict.FAILED and failure:
-        return f"{failure['run']} {failure['status'].lower()}: {failure['message']}"
-    if verdict == Verdict.NONDETERMINISTIC and nondeterminism:
-        fd = nondeterminism.get("first_difference") or {}
-        return f"repeated runs on this machine differ (first at step {fd.get('step')}: {fd.get('detail')})"
-    if verdict == Verdict.IDENTICAL:
-        return "bit-identical: every step's record and the checkpoint identity match"
-    first = (
-        f"first differs at step {divergence.step}: {divergence.detail}"
-        if divergence
-        else "records differ"
-    )
-    if mismatches and verdict in (Verdict.DRIFT, Verdict.NO_BASELINE):
-        return f"{mismatches[0]}; {first}"
-    if verdict == Verdict.NO_BASELINE:
-        return f"no band to judge against; {first}"
-    if verdict == Verdict.DRIFT:
-        parts = []
-        if numerics.applied and not numerics.ok:
-            parts.append(f"outside the numerics band from step {numerics.first_step_outside}")
-        for m in seeds.metrics:
-            if not m.ok:
-                parts.append(
-                    f"{m.metric} {m.value:.4f} outside the seed interval [{m.low:.4f}, {m.high:.4f}]"
-                )
-        return "; ".join([*parts, first])
-    applied = [n for n, c in (("numerics band", numerics), ("seed interval", seeds)) if c.applied]
-    return f"not bit-identical but inside the {' and the '.join(applied)}; {first}"

@@ -113,76 +113,20 @@ def launch(
     when empty), and also to the terminal with ``verbose``; the ranks' output (rank 0's
     progress) always reaches it.
     """
-    from repro.profile import build_profile
-
-    profiles = [build_profile(e["settings"], e["run_dir"]) for e in entries]
+    profiles = _launch_profiles(entries)
     first = profiles[0]
-    for p in profiles[1:]:
-        shared = (p.world_size, p.threads_per_rank, p.device, p.collective_timeout_s)
-        if shared != (
-            first.world_size,
-            first.threads_per_rank,
-            first.device,
-            first.collective_timeout_s,
-        ):
-            raise ValueError(
-                "runs in one launch must share world size, threads, device and timeout"
-            )
-    needed = first.world_size * first.threads_per_rank
-    usable = usable_cpus()
-    if first.device == "cpu" and usable < needed:
-        print(
-            f"repro: warning: {usable} usable CPUs for {first.world_size} ranks x "
-            f"{first.threads_per_rank} threads; the run will be slow (the numbers are unaffected).",
-            file=sys.stderr,
-        )
     child_env = _child_env(first, env)
     log = Path(entries[0]["run_dir"]) / LAUNCHER_LOG
     deadline = timeout if timeout is not None else _launch_timeout(profiles)
     with tempfile.TemporaryDirectory(prefix="repro-launch-") as scratch:
         plan_path, report_path = Path(scratch) / "plan.json", Path(scratch) / "report.json"
         plan_path.write_text(json.dumps(entries))
-        command = [
-            sys.executable,
-            "-m",
-            "repro.runner",
-            "--report",
-            str(report_path),
-            "--log",
-            str(log),
-            *(["--verbose"] if verbose else []),
-            "--",
-            "--standalone",
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            str(first.world_size),
-            "--max-restarts",
-            "0",
-            "--monitor-interval",
-            "0.2",
-            "-m",
-            "repro.reference.train",
-            "--plan",
-            str(plan_path),
-        ]
-        # A session of its own, so a timeout or Ctrl-C can end every rank and data worker at once.
-        proc = subprocess.Popen(command, env=child_env, start_new_session=True)
-        try:
-            returncode: int | None = proc.wait(timeout=deadline)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            returncode = None
-        except KeyboardInterrupt:
-            _stop(proc, grace=5.0)
-            for entry in entries:
-                if _status(Path(entry["run_dir"])) == "RUNNING":
-                    write_status(
-                        Path(entry["run_dir"]),
-                        "INTERRUPTED",
-                        reason="interrupted by the user (Ctrl-C)",
-                    )
-            raise RunInterrupted() from None
+        command = [sys.executable, "-m", "repro.runner", "--report", str(report_path)]
+        command += ["--log", str(log), *(["--verbose"] if verbose else []), "--"]
+        command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
+        command += ["--max-restarts", "0", "--monitor-interval", "0.2"]
+        command += ["-m", "repro.reference.train", "--plan", str(plan_path)]
+        returncode = _wait(command, child_env, deadline, entries)
         end = read_report(report_path, returncode, deadline, log, child_env)
     outcomes, ended = [], False
     for entry in entries:
@@ -196,6 +140,52 @@ def launch(
         if log.stat().st_size == 0:
             log.unlink()
     return outcomes
+
+
+def _launch_profiles(entries: list[dict[str, Any]]) -> list[Profile]:
+    """The entries' profiles, which must share what one launch fixes; warns when the CPUs
+    are fewer than ranks x threads."""
+    from repro.profile import build_profile
+
+    profiles = [build_profile(e["settings"], e["run_dir"]) for e in entries]
+    first = profiles[0]
+
+    def shared(p: Profile) -> tuple[Any, ...]:
+        return (p.world_size, p.threads_per_rank, p.device, p.collective_timeout_s)
+
+    if any(shared(p) != shared(first) for p in profiles[1:]):
+        raise ValueError("runs in one launch must share world size, threads, device and timeout")
+    needed = first.world_size * first.threads_per_rank
+    usable = usable_cpus()
+    if first.device == "cpu" and usable < needed:
+        print(
+            f"repro: warning: {usable} usable CPUs for {first.world_size} ranks x "
+            f"{first.threads_per_rank} threads; the run will be slow (the numbers are unaffected).",
+            file=sys.stderr,
+        )
+    return profiles
+
+
+def _wait(
+    command: list[str], env: dict[str, str], deadline: float, entries: list[dict[str, Any]]
+) -> int | None:
+    """The launcher's exit status; None when stopped at the deadline. Ctrl-C ends every rank,
+    marks the runs still RUNNING as INTERRUPTED and raises ``RunInterrupted``."""
+    # A session of its own, so a timeout or Ctrl-C can end every rank and data worker at once.
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        return None
+    except KeyboardInterrupt:
+        _stop(proc, grace=5.0)
+        for entry in entries:
+            if _status(Path(entry["run_dir"])) == "RUNNING":
+                write_status(
+                    Path(entry["run_dir"]), "INTERRUPTED", reason="interrupted by the user (Ctrl-C)"
+                )
+        raise RunInterrupted() from None
 
 
 def _status(run_dir: Path) -> str:

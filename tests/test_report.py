@@ -16,9 +16,10 @@ import pytest
 
 from helpers import compare_runs
 from repro.judge import Comparison
+from repro.report.blocks import code_spans
 from repro.report.html import render_html, render_html_many
 from repro.report.markdown import render_markdown, render_markdown_many
-from repro.report.render import SECTION_TITLES, code_spans
+from repro.report.render import SECTION_TITLES
 from repro.report.terminal import render_terminal, render_terminal_many
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -1,12 +1,6 @@
-"""One run on one rank: everything that decides the numbers of record.json.
-
-``Training`` builds the model, optimiser, learning-rate schedule, GradScaler and
-data loader, runs the step loop, checks the ranks against each other and
-evaluates; it writes nothing and prints nothing (``train.py`` does the I/O).
-This module is part of the workload hash: a change here is another workload.
-
-Step k: loss_k is computed from parameters p_k; update k produces p_{k+1};
-p_0 is the initialisation.
+"""One run on one rank: everything that decides the numbers of record.json (``Training``
+builds, trains, checks the ranks and evaluates; ``train.py`` does the I/O). Part of the
+workload hash. Step k: loss_k comes from parameters p_k; update k makes p_{k+1}.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from repro.report.render import (
+from repro.report.blocks import (
     VERDICT_TONES,
     Block,
     Commands,
@@ -23,11 +23,9 @@ from repro.report.render import (
     Table,
     Text,
     Tone,
-    build_report,
     code_spans,
-    overview,
-    worst_verdict,
 )
+from repro.report.render import build_report, overview, worst_verdict
 
 if TYPE_CHECKING:
     from repro.judge import Comparison

@@ -9,7 +9,7 @@ import html
 import re
 from typing import TYPE_CHECKING
 
-from repro.report.render import (
+from repro.report.blocks import (
     Block,
     Commands,
     Folded,
@@ -19,11 +19,9 @@ from repro.report.render import (
     Report,
     Table,
     Text,
-    build_report,
     code_spans,
-    overview,
-    worst_verdict,
 )
+from repro.report.render import build_report, overview, worst_verdict
 
 if TYPE_CHECKING:
     from repro.judge import Comparison

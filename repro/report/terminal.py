@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from repro.report.render import (
+from repro.report.blocks import (
     Block,
     Commands,
     Folded,
@@ -23,10 +23,8 @@ from repro.report.render import (
     Table,
     Text,
     Tone,
-    build_report,
-    overview,
-    worst_verdict,
 )
+from repro.report.render import build_report, overview, worst_verdict
 
 if TYPE_CHECKING:
     from repro.judge import Comparison
