@@ -83,4 +83,4 @@ def load_document(
     missing = [key for key in required if key not in data]
     if missing:
         raise UserError(f"{path} is missing required key(s) {', '.join(missing)}; re-create it.")
-    return data
+    return dict(data)

@@ -213,7 +213,8 @@ def record_baseline(
     sets: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Run primary, band members and seeds in one launch; check the band; write the baseline."""
-    from repro.runner import launch, prepare_run
+    from repro.prepare import prepare_run
+    from repro.runner import launch
 
     plan, seed_list = baseline_plan(profile, numerics, seeds, sets)
     if name is not None and (root / name).exists() and not force:

@@ -135,7 +135,7 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return self.status["status"] == "COMPLETE"
+        return bool(self.status["status"] == "COMPLETE")
 
 
 def open_run(path: Path | str) -> Run:

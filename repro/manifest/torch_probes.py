@@ -79,11 +79,11 @@ def sm_count_by_uuid() -> dict[str, int]:
 
 
 def cudnn() -> Any:
-    if not torch.backends.cudnn.is_available():
+    if not torch.backends.cudnn.is_available():  # type: ignore[no-untyped-call]
         return unavailable("torch was built without cuDNN")
 
     def runtime_version() -> int:
-        version = torch.backends.cudnn.version()
+        version = torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
         if version is None:
             raise RuntimeError("cuDNN could not be loaded")
         return int(version)
@@ -111,7 +111,7 @@ def cublas(loaded: dict[str, dict[str, Any]]) -> Any:
 def nccl() -> Any:
     if not hasattr(torch._C, "_nccl_version"):
         return unavailable("torch was built without NCCL")
-    return ".".join(str(part) for part in torch.cuda.nccl.version())
+    return ".".join(str(part) for part in torch.cuda.nccl.version())  # type: ignore[no-untyped-call]
 
 
 def cpu_capability() -> str:

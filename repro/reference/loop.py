@@ -264,7 +264,7 @@ class Training:
             loss = loss * float("nan")
         self.optimizer.zero_grad(set_to_none=True)
         with self._collective("the gradient all-reduce", step):
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, p.grad_clip)
         scale_before = self._loss_scale()
