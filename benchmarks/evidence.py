@@ -31,15 +31,20 @@ import json
 import math
 import platform
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from repro import atomic
 from repro.bands import Bands, window_bounds
 from repro.baseline import Baseline, load_baseline, search_dirs, select_baseline
 from repro.judge import Comparison, compare
+from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.prepare import prepare_run
-from repro.profile import load_profile
+from repro.profile import load_profile, parse_overrides
 from repro.recording import assemble_baseline, baseline_plan, spare_members
 from repro.runner import launch
 from repro.runview import RunView
@@ -71,7 +76,11 @@ def clopper_pearson(events: int, trials: int, level: float = 0.95) -> tuple[floa
 
 def machine_cells(capability: str) -> list[Cell]:
     """The environment changes this machine can make (it cannot go above its own level)."""
-    cells = [Cell("threads per rank 2", sets=["threads_per_rank=2"])]
+    # 1 rank x 2 threads, not 2 x 2: more threads than cores makes DDP several times
+    # slower, and the cell's change (the BLAS and oneDNN thread split) is the same.
+    cells = [
+        Cell("1 rank x 2 threads (same global batch)", sets=["world_size=1", "threads_per_rank=2"])
+    ]
     own = (
         CAPABILITY_LEVELS.index(capability.lower())
         if capability.lower() in CAPABILITY_LEVELS
@@ -88,38 +97,49 @@ def machine_cells(capability: str) -> list[Cell]:
     return cells
 
 
-def run_cell(profile: str, sets: list[list[str]], env: dict[str, str], runs: Path) -> list[RunView]:
-    """All of a cell's runs in one launch; runs a crash left unstarted go into a new launch.
+CHUNK = 12  # runs per launch: a finished chunk is kept, so a stopped measurement loses little
 
-    With a kept work folder a cell that already ran is read back instead (``cells.json``),
-    so a changed judge can be measured again on the same runs.
+
+def run_cell(
+    profile: str, sets: list[list[str]], env: dict[str, str], runs: Path, *, only_kept: bool = False
+) -> list[RunView]:
+    """A cell's runs, CHUNK to a launch, as many launches at once as the CPUs hold.
+
+    Every finished run is kept in ``runs.json`` beside ``runs`` (its settings and
+    environment -> its folder), so a second call with the same work folder runs only
+    what is missing, and a changed judge can be measured again on the same runs;
+    ``only_kept`` runs nothing and returns what is kept.
     """
-    index_file = runs.parent / "cells.json"
-    index = json.loads(index_file.read_text()) if index_file.exists() else {}
-    key = json.dumps([sets, env], sort_keys=True)
-    if key in index:
-        return [RunView.from_run_dir(Path(p)) for p in index[key]]
-    done: dict[int, RunView] = {}
-    pending = list(range(len(sets)))
-    for _ in range(3):
-        entries = [
-            prepare_run(profile, sets[i], runs_dir=runs, quiet=True, env=env) for i in pending
-        ]
-        outcomes = launch(entries, env=env)
-        for i, outcome in zip(pending, outcomes):
-            done[i] = RunView.from_run_dir(outcome.run_dir)
-        pending = [
-            i for i, o in zip(pending, outcomes) if not o.ok and "not run" in (o.reason or "")
-        ]
-        if not pending:
-            break
-    views = [done[i] for i in range(len(sets))]
-    failed = [v for v in views if v.status.get("status") != "COMPLETE"]
-    if failed:  # never kept: a launch problem is not a verdict
-        raise SystemExit(f"{len(failed)} runs failed; first: {failed[0].path}: {failed[0].status}")
-    index[key] = [v.path for v in views]
-    index_file.write_text(json.dumps(index))
-    return views
+    index_file = runs.parent / "runs.json"
+    index: dict[str, str] = json.loads(index_file.read_text()) if index_file.exists() else {}
+    keys = [json.dumps([s, env], sort_keys=True) for s in sets]
+    missing = [i for i, k in enumerate(keys) if k not in index]
+    if missing and not only_kept:
+        ranks_x_threads = _cpus_per_run(profile, sets[0])
+        parallel = max(1, usable_cpus() // ranks_x_threads)
+        chunks = [missing[c : c + CHUNK] for c in range(0, len(missing), CHUNK)]
+        lock = threading.Lock()
+
+        def run_chunk(chunk: list[int]) -> None:
+            entries = [
+                prepare_run(profile, sets[i], runs_dir=runs, quiet=True, env=env) for i in chunk
+            ]
+            for i, outcome in zip(chunk, launch(entries, env=env)):
+                if outcome.ok:  # a launch problem is not a verdict: rerun it next time
+                    with lock:
+                        index[keys[i]] = str(outcome.run_dir)
+                        atomic.write_json(index_file, index)
+                else:
+                    print(f"warning: {outcome.run_dir}: {outcome.reason}", flush=True)
+
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(run_chunk, chunks))
+    return [RunView.from_run_dir(Path(index[k])) for k in keys if k in index]
+
+
+def _cpus_per_run(profile: str, sets: list[str]) -> int:
+    p = load_profile(profile, parse_overrides(sets))
+    return p.world_size * p.threads_per_rank
 
 
 def worst_ratio(comparison: Comparison) -> float:
@@ -154,6 +174,88 @@ def record(profile: str, folder: Path) -> Baseline:
     return load_baseline(path)
 
 
+def judged(views: list[RunView], primary: RunView, bands: Bands) -> list[Comparison]:
+    return [compare(v, primary, bands=bands) for v in views]
+
+
+def power(args: Any, primary: RunView, bands: Bands, runs: Path, kept: bool) -> list[dict]:
+    """Detection rate of the update-scale fault at each effect size."""
+    rows = []
+    for j, e in enumerate(args.levels):
+        sets = [
+            [f"fault.update_scale={e}", f"band_member={5000 + 100 * j + i}"]
+            for i in range(args.trials)
+        ]
+        comparisons = judged(run_cell(args.profile, sets, {}, runs, only_kept=kept), primary, bands)
+        if not comparisons:
+            continue
+        detected = sum(c.verdict == Verdict.DRIFT for c in comparisons)
+        ratios = sorted(worst_ratio(c) for c in comparisons)
+        rows.append(
+            {
+                "e": e,
+                "n": len(comparisons),
+                "detected": detected,
+                "interval": clopper_pearson(detected, len(comparisons)),
+                "worst_ratio_median": ratios[len(ratios) // 2],
+                "worst_ratio_min": ratios[0],
+            }
+        )
+        print(f"  e = {e}: {detected}/{len(comparisons)} detected", flush=True)
+    print("\npower: update scale (1 + e), band-member perturbed candidates")
+    print(f"{'e':>8} {'detected':>10} {'95 % CI':>15} {'worst/bound median (min)':>25}")
+    for row in rows:
+        low, high = row["interval"]
+        print(
+            f"{100 * row['e']:7.2f}% {row['detected']:>5}/{row['n']:<4} "
+            f"{100 * low:6.1f}-{100 * high:5.1f} % {row['worst_ratio_median']:17.2f} "
+            f"({row['worst_ratio_min']:.2f})"
+        )
+    return rows
+
+
+def false_alarms(
+    args: Any, capability: str, primary: RunView, bands: Bands, runs: Path, kept: bool
+) -> dict:
+    """Alarms on real environment changes, each candidate also band-member perturbed."""
+    cells = []
+    for c, cell in enumerate(machine_cells(capability)):
+        sets = [[*cell.sets, f"band_member={100 + 1000 * c + i}"] for i in range(args.per_cell)]
+        views = run_cell(args.profile, sets, cell.env, runs, only_kept=kept)
+        comparisons = judged(views, primary, bands)
+        if not comparisons:
+            continue
+        alarms = [
+            x for x in comparisons if x.verdict not in (Verdict.EQUIVALENT, Verdict.IDENTICAL)
+        ]
+        ratios = sorted(worst_ratio(x) for x in comparisons)
+        cells.append(
+            {
+                "cell": cell.name,
+                "n": len(comparisons),
+                "alarms": len(alarms),
+                "interval": clopper_pearson(len(alarms), len(comparisons)),
+                "worst_ratio_median": ratios[len(ratios) // 2],
+                "worst_ratio_max": ratios[-1],
+                "alarm_summaries": [f"{x.verdict}: {x.summary}" for x in alarms[:5]],
+            }
+        )
+        print(f"  {cell.name}: {len(alarms)}/{len(comparisons)} alarms", flush=True)
+    n = sum(c["n"] for c in cells)
+    total = sum(c["alarms"] for c in cells)
+    print("\nfalse alarms on real environment changes (band-member perturbed candidates)")
+    print(f"{'cell':40} {'alarms':>9} {'95 % CI':>15} {'worst/bound median':>19} {'max':>6}")
+    for c in cells:
+        low, high = c["interval"]
+        print(
+            f"{c['cell']:40} {c['alarms']:>4}/{c['n']:<4} {100 * low:6.2f}-{100 * high:5.2f} % "
+            f"{c['worst_ratio_median']:19.2f} {c['worst_ratio_max']:6.2f}"
+        )
+    low, high = clopper_pearson(total, n) if n else (0.0, 1.0)
+    print(f"{'pooled':40} {total:>4}/{n:<4} {100 * low:6.2f}-{100 * high:5.2f} %")
+    return {"cells": cells, "pooled": {"n": n, "alarms": total, "interval": (low, high)}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick")
@@ -168,6 +270,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--record", action="store_true", help="record a fresh baseline first")
     parser.add_argument("--skip-power", action="store_true")
     parser.add_argument("--skip-alarms", action="store_true")
+    parser.add_argument(
+        "--only-kept", action="store_true", help="run nothing: judge the runs the work folder keeps"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--workdir", type=Path, help="keep the runs here; a second call judges them again"
@@ -210,88 +315,13 @@ def main(argv: list[str] | None = None) -> dict:
         for scalar, start, end, typical, factor in results["tolerance"]:
             print(f"  {scalar:9} steps {start:3}-{end:3}  typical {typical:.3g}  x {factor:.2f}")
 
+        kept = args.only_kept
+        if not args.skip_power:  # first: it is short, and the threshold is a target of its own
+            results["power"] = power(args, primary, bands, folder / "runs", kept)
         if not args.skip_alarms:
-            cells = []
-            for c, cell in enumerate(machine_cells(capability)):
-                sets = [
-                    [*cell.sets, f"band_member={100 + 1000 * c + i}"] for i in range(args.per_cell)
-                ]
-                views = run_cell(args.profile, sets, cell.env, folder / "runs")
-                comparisons = [compare(v, primary, bands=bands) for v in views]
-                alarms = [
-                    c
-                    for c in comparisons
-                    if c.verdict not in (Verdict.EQUIVALENT, Verdict.IDENTICAL)
-                ]
-                ratios = sorted(worst_ratio(c) for c in comparisons)
-                cells.append(
-                    {
-                        "cell": cell.name,
-                        "n": len(comparisons),
-                        "alarms": len(alarms),
-                        "interval": clopper_pearson(len(alarms), len(comparisons)),
-                        "worst_ratio_median": ratios[len(ratios) // 2],
-                        "worst_ratio_max": ratios[-1],
-                        "alarm_summaries": [f"{c.verdict}: {c.summary}" for c in alarms[:5]],
-                    }
-                )
-                print(f"  {cell.name}: {len(alarms)}/{len(comparisons)} alarms", flush=True)
-            n = sum(c["n"] for c in cells)
-            alarms_total = sum(c["alarms"] for c in cells)
-            results["false_alarms"] = {
-                "cells": cells,
-                "pooled": {
-                    "n": n,
-                    "alarms": alarms_total,
-                    "interval": clopper_pearson(alarms_total, n),
-                },
-            }
-            print("\nfalse alarms on real environment changes (band-member perturbed candidates)")
-            print(
-                f"{'cell':34} {'alarms':>9} {'95 % CI':>15} {'worst/bound median':>19} {'max':>6}"
+            results["false_alarms"] = false_alarms(
+                args, capability, primary, bands, folder / "runs", kept
             )
-            for c in cells:
-                low, high = c["interval"]
-                print(
-                    f"{c['cell']:34} {c['alarms']:>4}/{c['n']:<4} {100 * low:6.2f}-{100 * high:5.2f} % "
-                    f"{c['worst_ratio_median']:19.2f} {c['worst_ratio_max']:6.2f}"
-                )
-            low, high = results["false_alarms"]["pooled"]["interval"]
-            print(f"{'pooled':34} {alarms_total:>4}/{n:<4} {100 * low:6.2f}-{100 * high:5.2f} %")
-
-        if not args.skip_power:
-            sets = [
-                [f"fault.update_scale={e}", f"band_member={5000 + 100 * j + i}"]
-                for j, e in enumerate(args.levels)
-                for i in range(args.trials)
-            ]
-            views = run_cell(args.profile, sets, {}, folder / "runs")
-            power = []
-            for j, e in enumerate(args.levels):
-                chunk = views[j * args.trials : (j + 1) * args.trials]
-                comparisons = [compare(v, primary, bands=bands) for v in chunk]
-                drift = [c for c in comparisons if c.verdict == Verdict.DRIFT]
-                detected = len(drift)
-                ratios = sorted(worst_ratio(c) for c in comparisons)
-                power.append(
-                    {
-                        "e": e,
-                        "n": len(comparisons),
-                        "detected": detected,
-                        "interval": clopper_pearson(detected, len(comparisons)),
-                        "worst_ratio_median": ratios[len(ratios) // 2],
-                        "drift_summaries": [c.summary for c in drift[:5]],
-                    }
-                )
-            results["power"] = power
-            print("\npower: update scale (1 + e), band-member perturbed candidates")
-            print(f"{'e':>8} {'detected':>10} {'95 % CI':>15} {'worst/bound median':>19}")
-            for row in power:
-                low, high = row["interval"]
-                print(
-                    f"{100 * row['e']:7.2f}% {row['detected']:>5}/{row['n']:<4} "
-                    f"{100 * low:6.1f}-{100 * high:5.1f} % {row['worst_ratio_median']:19.2f}"
-                )
     results["minutes"] = (time.time() - started) / 60
     print(f"\n{results['machine']}; {results['minutes']:.1f} min")
     if args.json:

@@ -1,0 +1,135 @@
+"""The band statistics on small synthetic series: no training run needed.
+
+Every expected number below is computed here by hand from the published formula
+(one-sided log-normal prediction bound, Bonferroni over windows and final metrics), so a
+change to the arithmetic in ``repro.bands`` shows as a failure, not as a new number.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+from scipy import stats
+
+from repro.band_build import leave_one_out
+from repro.bands import BAND_SCALARS, numerics_check, prediction_interval, window_bounds
+from repro.runview import FINAL_METRICS, RunView
+
+STEPS = 20
+WINDOWS = 2
+
+
+def _series(deviation: float, *, skip: int | None = None) -> dict[str, list[Any]]:
+    """A run whose loss and gradient norm sit ``deviation`` above the primary's at every step."""
+    loss = [2.0 + deviation for _ in range(STEPS)]
+    grad: list[Any] = [1.0 + deviation for _ in range(STEPS)]
+    if skip is not None:
+        grad[skip] = None  # a GradScaler skip: no norm
+    return {"loss": loss, "grad_norm": grad, "lr": [1e-3] * STEPS, "loss_scale": [1.0] * STEPS}
+
+
+PRIMARY = _series(0.0)
+# Members' deviations: one log-normal family with a known log mean and spread.
+MEMBER_DEVS = [1e-6 * math.exp(0.3 * z) for z in (-1.5, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 1.5)]
+MEMBERS = [
+    {"series": _series(d), "final": {"eval_loss": 2.0 + d, "eval_accuracy": 0.5}}
+    for d in MEMBER_DEVS
+]
+
+
+def _expected_threshold(alpha: float) -> float:
+    logs = [math.log(d) for d in MEMBER_DEVS]
+    k = len(logs)
+    mean = sum(logs) / k
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (k - 1))
+    a = alpha / (WINDOWS * len(BAND_SCALARS) + len(FINAL_METRICS))
+    return math.exp(mean + stats.t.ppf(1 - a, k - 1) * sd * math.sqrt(1 + 1 / k))
+
+
+def test_the_bound_is_the_one_sided_log_normal_prediction_bound_with_bonferroni():
+    bounds, a = window_bounds(PRIMARY, MEMBERS, alpha=0.001, windows=WINDOWS)
+    assert a == pytest.approx(0.001 / 6)
+    assert [(b.scalar, b.start, b.end) for b in bounds] == [
+        ("loss", 0, 10),
+        ("loss", 10, 20),
+        ("grad_norm", 0, 10),
+        ("grad_norm", 10, 20),
+    ]
+    for b in bounds:
+        # The printout floor (1e-9 of the series' scale) shifts each log by a hair.
+        assert b.threshold == pytest.approx(_expected_threshold(0.001), rel=1e-2)
+        assert b.typical == pytest.approx(
+            math.exp(sum(math.log(d) for d in MEMBER_DEVS) / 9), rel=1e-2
+        )
+
+
+def test_a_run_just_inside_passes_and_just_outside_fails_from_the_right_step():
+    threshold = _expected_threshold(0.001)
+    kwargs = {"alpha": 0.001, "windows": WINDOWS, "resolution": {}}
+    inside = numerics_check(_series(0.97 * threshold), None, PRIMARY, MEMBERS, **kwargs)
+    assert inside.applied and inside.ok
+    outside = numerics_check(_series(1.03 * threshold), None, PRIMARY, MEMBERS, **kwargs)
+    assert not outside.ok and outside.first_step_outside == 0
+    late = _series(0.0)
+    late["loss"][15] = 2.0 + 10 * threshold  # one step far out, in the second window only
+    check = numerics_check(late, None, PRIMARY, MEMBERS, **kwargs)
+    assert not check.ok and check.first_step_outside == 15
+    assert [w.ok for w in check.windows if w.scalar == "loss"] == [True, False]
+
+
+def test_a_smaller_alpha_widens_the_bound():
+    assert _expected_threshold(0.001) > _expected_threshold(0.01)
+    wide = window_bounds(PRIMARY, MEMBERS, alpha=0.001, windows=WINDOWS)[0][0].threshold
+    narrow = window_bounds(PRIMARY, MEMBERS, alpha=0.01, windows=WINDOWS)[0][0].threshold
+    assert wide > narrow
+
+
+def test_a_skipped_steps_norm_is_left_out_not_read_as_a_deviation():
+    kwargs = {"alpha": 0.001, "windows": WINDOWS, "resolution": {}}
+    run = _series(0.5 * _expected_threshold(0.001), skip=3)
+    check = numerics_check(run, None, PRIMARY, MEMBERS, **kwargs)
+    assert check.ok
+    grad_windows = [w for w in check.windows if w.scalar == "grad_norm"]
+    assert grad_windows[0].value == pytest.approx(0.5 * _expected_threshold(0.001))
+
+
+def test_the_prediction_interval_never_gets_narrower_than_the_resolution():
+    mean, low, high = prediction_interval([0.5] * 8, 0.001, resolution=0.01)
+    half = stats.t.ppf(1 - 0.0005, 7) * 0.01 * math.sqrt(1 + 1 / 8)
+    assert (mean, low, high) == pytest.approx((0.5, 0.5 - half, 0.5 + half))
+
+
+def _view(name: str, series: dict[str, list[Any]], final: dict[str, float]) -> RunView:
+    steps = [
+        {
+            "step": i,
+            "loss": series["loss"][i],
+            "grad_norm": series["grad_norm"][i],
+            "lr": series["lr"][i],
+            "loss_scale": series["loss_scale"][i],
+        }
+        for i in range(STEPS)
+    ]
+    return RunView(name, name, {"status": "COMPLETE"}, {}, {}, {"steps": steps, "final": final})
+
+
+def test_leave_one_out_flags_the_broken_member_and_only_it():
+    rng = random.Random(7)
+    devs = [1e-6 * math.exp(0.3 * rng.gauss(0, 1)) for _ in range(16)]
+    devs[5] = 1e-3  # a broken member: a thousand times the others
+    members = [
+        _view(
+            f"m{i}", _series(d), {"eval_loss": 2.0 + 1e-6 * rng.gauss(0, 1), "eval_accuracy": 0.5}
+        )
+        for i, d in enumerate(devs)
+    ]
+    primary = _view("primary", PRIMARY, {"eval_loss": 2.0, "eval_accuracy": 0.5})
+    flagged, allowed, messages = leave_one_out(
+        primary, members, alpha=0.001, windows=WINDOWS, resolution={"eval_accuracy": 1e-4}
+    )
+    assert flagged == [5]
+    assert allowed == int(stats.binom.ppf(0.99, 16, 0.001))
+    assert "member 5 (m5)" in messages[0]
