@@ -100,8 +100,14 @@ def _emit(comparisons: list[Any], args: argparse.Namespace) -> None:
     from repro import atomic
 
     if getattr(args, "json", False):
-        data = [c.to_dict() for c in comparisons]
-        print(json.dumps(data[0] if len(data) == 1 else data, indent=1, default=str))
+        # One shape whatever the count: the worst verdict and its exit code, then each comparison.
+        worst = Verdict.worst([c.verdict for c in comparisons])
+        data = {
+            "verdict": worst,
+            "exit_code": worst.exit_code,
+            "comparisons": [c.to_dict() for c in comparisons],
+        }
+        print(json.dumps(data, indent=1, default=str))
     else:
         from repro.report.terminal import render_terminal_many
 
@@ -117,7 +123,7 @@ def _emit(comparisons: list[Any], args: argparse.Namespace) -> None:
     if getattr(args, "junit", None):
         from repro.report.junit import write_junit
 
-        write_junit(Path(args.junit), comparisons[0])
+        write_junit(Path(args.junit), comparisons)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

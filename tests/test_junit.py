@@ -67,3 +67,18 @@ def test_same_environment_key_and_settings_but_other_bits_is_drift(
     assert any("bit-identity is expected" in note for note in comparison.notes)
     cases = _cases(_junit(comparison, tmp_path))
     assert cases["bitwise"] == "failure" and cases["verdict"] == "failure"
+
+
+def test_several_comparisons_give_one_suite_each(smoke_runs, tmp_path):
+    # verify --per-device: one comparison per device, one suite per comparison.
+    comparisons = [compare_runs(smoke_runs[n], smoke_runs["primary"]) for n in ("rerun", "lr")]
+    path = tmp_path / "verify.xml"
+    write_junit(path, comparisons)
+    root = ET.parse(path).getroot()
+    suites = root.findall("testsuite")
+    assert root.tag == "testsuites" and len(suites) == 2
+    assert [s.get("name").endswith(c.candidate["name"]) for s, c in zip(suites, comparisons)] == [
+        True,
+        True,
+    ]
+    assert [_cases(s)["verdict"] for s in suites] == ["pass", "failure"]

@@ -64,7 +64,10 @@ def test_verify_repeat_finds_nondeterminism(smoke_baseline, tmp_path, capsys):
         ]
     )
     assert code == 4
-    assert json.loads(capsys.readouterr().out)["verdict"] == "NONDETERMINISTIC"
+    data = json.loads(capsys.readouterr().out)
+    # One shape for one comparison or many: the headline, its exit code, the comparisons.
+    assert (data["verdict"], data["exit_code"]) == ("NONDETERMINISTIC", code)
+    assert [c["verdict"] for c in data["comparisons"]] == ["NONDETERMINISTIC"]
 
 
 @pytest.mark.slow

@@ -71,7 +71,7 @@ def _why_not_bitwise(c: Comparison) -> str:
     return "one of the runs is perturbed on purpose (a fault or a band member)"
 
 
-def write_junit(path: Path, comparison: Comparison, *, name: str = "repro verify") -> None:
+def _suite(comparison: Comparison, name: str) -> ET.Element:
     checks = _checks(comparison)
     suite = ET.Element(
         "testsuite",
@@ -95,4 +95,19 @@ def write_junit(path: Path, comparison: Comparison, *, name: str = "repro verify
     ET.SubElement(
         suite, "system-out"
     ).text = f"verdict: {comparison.verdict}\n{comparison.summary}\n"
-    atomic.write_bytes(Path(path), ET.tostring(suite, encoding="utf-8", xml_declaration=True))
+    return suite
+
+
+def write_junit(
+    path: Path, comparisons: Comparison | list[Comparison], *, name: str = "repro verify"
+) -> None:
+    """One test suite per comparison (``verify --per-device``: one per device), each named
+    after its run when there are several."""
+    many = comparisons if isinstance(comparisons, list) else [comparisons]
+    if len(many) == 1:
+        root = _suite(many[0], name)
+    else:
+        root = ET.Element("testsuites", {"name": name})
+        for c in many:
+            root.append(_suite(c, f"{name}: {c.candidate.get('name')}"))
+    atomic.write_bytes(Path(path), ET.tostring(root, encoding="utf-8", xml_declaration=True))
