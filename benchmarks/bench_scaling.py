@@ -34,7 +34,13 @@ from runner import Timing, print_table, time_callable
 
 BENCH = "scaling"
 STEPS = ("steps x1", "steps x2", "steps x4")
-ROLES = ([], ["band_member=0"], ["band_member=1"], ["seed=1"], ["band_member=2"])
+ROLES: tuple[list[str], ...] = (
+    [],
+    ["band_member=0"],
+    ["band_member=1"],
+    ["seed=1"],
+    ["band_member=2"],
+)
 
 
 # name: (steps factor, width factor)
@@ -101,7 +107,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = parser.parse_args(argv)
 
     cases = {name: variant_sets(args.profile, *factors) for name, factors in VARIANTS.items()}
-    plan = [[]] + [sets + role for sets in cases.values() for role in ROLES]  # warm-up first
+    plan: list[list[str]] = [[]] + [
+        sets + role for sets in cases.values() for role in ROLES
+    ]  # warm-up first
     print(f"load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         outcomes = run_many(args.profile, plan, runs_dir=Path(tmp))

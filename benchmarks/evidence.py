@@ -218,7 +218,7 @@ def false_alarms(
     args: Any, capability: str, primary: RunView, bands: Bands, runs: Path, kept: bool
 ) -> dict:
     """Alarms on real environment changes, each candidate also band-member perturbed."""
-    cells = []
+    cells: list[dict[str, Any]] = []
     for c, cell in enumerate(machine_cells(capability)):
         sets = [[*cell.sets, f"band_member={100 + 1000 * c + i}"] for i in range(args.per_cell)]
         views = run_cell(args.profile, sets, cell.env, runs, only_kept=kept)
@@ -241,15 +241,15 @@ def false_alarms(
             }
         )
         print(f"  {cell.name}: {len(alarms)}/{len(comparisons)} alarms", flush=True)
-    n = sum(c["n"] for c in cells)
-    total = sum(c["alarms"] for c in cells)
+    n = sum(row["n"] for row in cells)
+    total = sum(row["alarms"] for row in cells)
     print("\nfalse alarms on real environment changes (band-member perturbed candidates)")
     print(f"{'cell':40} {'alarms':>9} {'95 % CI':>15} {'worst/bound median':>19} {'max':>6}")
-    for c in cells:
-        low, high = c["interval"]
+    for row in cells:
+        low, high = row["interval"]
         print(
-            f"{c['cell']:40} {c['alarms']:>4}/{c['n']:<4} {100 * low:6.2f}-{100 * high:5.2f} % "
-            f"{c['worst_ratio_median']:19.2f} {c['worst_ratio_max']:6.2f}"
+            f"{row['cell']:40} {row['alarms']:>4}/{row['n']:<4} {100 * low:6.2f}-{100 * high:5.2f} % "
+            f"{row['worst_ratio_median']:19.2f} {row['worst_ratio_max']:6.2f}"
         )
     low, high = clopper_pearson(total, n) if n else (0.0, 1.0)
     print(f"{'pooled':40} {total:>4}/{n:<4} {100 * low:6.2f}-{100 * high:5.2f} %")

@@ -30,7 +30,7 @@ class FakeNVMLErrorGpuIsLost(FakeNVMLError):
         return "GPU is lost"
 
 
-H100 = {
+H100: dict[str, Any] = {
     "name": "NVIDIA H100 80GB HBM3",
     "uuid": "GPU-3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
     "capability": (9, 0),
@@ -44,7 +44,7 @@ H100 = {
     "pcie_generation": 5,
     "pcie_width": 16,
 }
-RTX_4090 = {
+RTX_4090: dict[str, Any] = {
     **H100,
     "name": "NVIDIA GeForce RTX 4090",
     "uuid": "GPU-00000000-1111-2222-3333-444444444444",
@@ -52,7 +52,7 @@ RTX_4090 = {
     "ecc": FakeNVMLErrorNotSupported(),
 }
 # An A100 in MIG mode with two instances; slot 1 is empty (NVML says NotFound).
-A100_MIG = {
+A100_MIG: dict[str, Any] = {
     **H100,
     "name": "NVIDIA A100-SXM4-40GB",
     "uuid": "GPU-aaaaaaaa-0000-4000-8000-000000000000",

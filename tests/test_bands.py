@@ -68,7 +68,7 @@ def test_the_bound_is_the_one_sided_log_normal_prediction_bound_with_bonferroni(
 
 def test_a_run_just_inside_passes_and_just_outside_fails_from_the_right_step():
     threshold = _expected_threshold(0.001)
-    kwargs = {"alpha": 0.001, "windows": WINDOWS, "resolution": {}}
+    kwargs: dict[str, Any] = {"alpha": 0.001, "windows": WINDOWS, "resolution": {}}
     inside = numerics_check(_series(0.97 * threshold), None, PRIMARY, MEMBERS, **kwargs)
     assert inside.applied and inside.ok
     outside = numerics_check(_series(1.03 * threshold), None, PRIMARY, MEMBERS, **kwargs)
@@ -88,7 +88,7 @@ def test_a_smaller_alpha_widens_the_bound():
 
 
 def test_a_skipped_steps_norm_is_left_out_not_read_as_a_deviation():
-    kwargs = {"alpha": 0.001, "windows": WINDOWS, "resolution": {}}
+    kwargs: dict[str, Any] = {"alpha": 0.001, "windows": WINDOWS, "resolution": {}}
     run = _series(0.5 * _expected_threshold(0.001), skip=3)
     check = numerics_check(run, None, PRIMARY, MEMBERS, **kwargs)
     assert check.ok

@@ -44,7 +44,7 @@ def test_bf16_differs_from_fp16_on_cuda(tmp_path):
     bf16 = prepare_run("full", [*SHORT, "amp_dtype=bfloat16"], runs_dir=tmp_path, quiet=True)
     a, b = launch([fp16, bf16])
     assert a.ok and b.ok
-    assert view(a.run_dir).record["steps"] != view(b.run_dir).record["steps"]
+    assert view(a.run_dir).steps != view(b.run_dir).steps
 
 
 @pytest.mark.gpu

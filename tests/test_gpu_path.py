@@ -334,7 +334,7 @@ def noxfile(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, _FakeNox]:
     return module, fake
 
 
-CUDA_MACHINE = {
+CUDA_MACHINE: dict[str, Any] = {
     "python": sys.executable,
     "torch": "/opt/conda/lib/python3.11/site-packages/torch/__init__.py",
     "torch_version": "2.5.1+cu124",

@@ -23,10 +23,10 @@ def _junit(comparison, tmp_path: Path) -> ET.Element:
 
 def _cases(suite: ET.Element) -> dict[str, str]:
     """testcase name -> "pass", "failure" or "skipped"."""
-    out = {}
+    out: dict[str, str] = {}
     for case in suite.iter("testcase"):
         kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        out[case.get("name")] = kinds[0] if kinds else "pass"
+        out[case.get("name", "")] = kinds[0] if kinds else "pass"
     return out
 
 
@@ -38,7 +38,7 @@ def test_a_failure_appears_exactly_when_the_exit_code_is_non_zero(
         pytest.skip(f"no {name!r} run on this machine")
     comparison = compare_runs(smoke_runs[name], None, smoke_baseline)
     suite = _junit(comparison, tmp_path)
-    failed = int(suite.get("failures")) + int(suite.get("errors", "0"))
+    failed = int(suite.get("failures", "0")) + int(suite.get("errors", "0"))
     assert (failed > 0) == (comparison.verdict.exit_code != 0), (comparison.verdict, _cases(suite))
 
 
@@ -77,7 +77,9 @@ def test_several_comparisons_give_one_suite_each(smoke_runs, tmp_path):
     root = ET.parse(path).getroot()
     suites = root.findall("testsuite")
     assert root.tag == "testsuites" and len(suites) == 2
-    assert [s.get("name").endswith(c.candidate["name"]) for s, c in zip(suites, comparisons)] == [
+    assert [
+        s.get("name", "").endswith(c.candidate["name"]) for s, c in zip(suites, comparisons)
+    ] == [
         True,
         True,
     ]

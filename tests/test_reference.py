@@ -29,12 +29,14 @@ def test_identical_config_gives_byte_identical_records(smoke_runs):
     # "primary" ran inside a shared launch of many runs; "rerun" was launched on its own.
     assert _record_bytes(smoke_runs["primary"]) == _record_bytes(smoke_runs["rerun"])
     a, b = view(smoke_runs["primary"]).final, view(smoke_runs["rerun"]).final
+    assert a is not None and b is not None
     assert a["checkpoint_identity"] == b["checkpoint_identity"]
 
 
 def test_checkpoint_identity_is_over_tensors_not_file_bytes(smoke_runs, tmp_path):
     state = torch.load(smoke_runs["primary"] / "checkpoint.pt", weights_only=True)
-    assert state_dict_identity(state) == view(smoke_runs["primary"]).final["checkpoint_identity"]
+    final = view(smoke_runs["primary"]).final
+    assert final is not None and state_dict_identity(state) == final["checkpoint_identity"]
     torch.save(state, tmp_path / "renamed.pt")
     reloaded = torch.load(tmp_path / "renamed.pt", weights_only=True)
     assert state_dict_identity(reloaded) == state_dict_identity(state)
