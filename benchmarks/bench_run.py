@@ -18,9 +18,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
+from repro.proctree import descendants
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
 from runner import Timing, print_table
 
@@ -29,22 +29,8 @@ GIB = 2**30
 
 
 def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants, from each process's parent id in /proc."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # exited meanwhile
-                continue
-            ppid = int(stat.rpartition(")")[2].split()[1])  # field 4; the name may hold spaces
-            children[ppid].append(int(entry.name))
-    tree, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        tree.append(pid)
-        stack.extend(children.get(pid, []))
-    return tree
+    """``root`` and all its descendants."""
+    return [root, *descendants(root)]
 
 
 def pss_bytes(pid: int) -> int:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from repro import atomic
+from repro.clock import utc_now
 from repro.profile import Profile, load_profile, parse_overrides
 from repro.store import CONFIG_SCHEMA_VERSION, create_unique_run_dir, write_status
 from repro.workload import workload_hash
@@ -85,7 +85,7 @@ def prepare_run(
         "command": reproduce_command(
             profile_name, set_pairs, steering_env({**os.environ, **(env or {})})
         ),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_utc": utc_now(),
     }
     atomic.write_yaml(run_dir / "config.yaml", config)
     write_status(run_dir, "RUNNING")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from repro import atomic
 from repro.band_build import Replacer, build_band, checked_members, final_resolution
 from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
 from repro.baseline import BASELINE_SCHEMA_VERSION, NAME_PATTERN, hardware_name, record_command
+from repro.clock import utc_now
 from repro.errors import RunFailed, UserError
 from repro.manifest.keys import environment_key
 from repro.runview import RunView
@@ -47,7 +47,7 @@ def write_baseline(
     target = root / name
     if target.exists() and not force:
         raise UserError(f"baseline {target} already exists; pass --force to replace it.")
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    created = utc_now()
     profile = primary.config["profile"]
     meta = {
         "schema_version": BASELINE_SCHEMA_VERSION,

@@ -35,6 +35,7 @@ from repro.errors import RunInterrupted, UserError
 from repro.failures import LaunchEnd, failure_reason, read_report
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.prepare import prepare_run, rank_env
+from repro.proctree import descendants
 from repro.profile import Profile
 from repro.store import Run, write_status
 
@@ -66,34 +67,14 @@ def _launch_timeout(profiles: list[Profile]) -> float:
     return sum(60.0 + 2.0 * p.steps for p in profiles) + 3 * profiles[0].collective_timeout_s
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (Linux /proc): the ranks run in sessions of their own."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # The command name may hold spaces; the parent pid follows its closing ')'.
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """Ask the launcher to stop its ranks (SIGTERM), then kill whatever is left of the tree."""
-    tree = _descendants(proc.pid)
+    tree = descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    for pid in [proc.pid, *tree, *_descendants(proc.pid)]:
+    for pid in [proc.pid, *tree, *descendants(proc.pid)]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -17,13 +17,13 @@ import os
 import re
 import secrets
 import socket
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from repro import atomic
+from repro.clock import utc_stamp
 from repro.documents import load_document
 from repro.errors import UserError
 
@@ -44,7 +44,7 @@ def _slug(text: str) -> str:
 
 def new_run_id(git_sha: str | None = None, *, host: str | None = None) -> str:
     """``<UTC time>-<host>-<short sha>-<random>``: sortable by time, unique across hosts."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = utc_stamp()
     sha = (git_sha or "nogit")[:7]
     return f"{stamp}-{_slug(host or socket.gethostname())}-{sha}-{secrets.token_hex(3)}"
 

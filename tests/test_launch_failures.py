@@ -23,7 +23,8 @@ from repro.causes import rank_causes, render_try, rules
 from repro.failures import LaunchEnd, RankExit, describe_signal, failure_reason
 from repro.manifest.diff import diff_manifests
 from repro.prepare import prepare_run
-from repro.runner import LAUNCHER_LOG, _descendants, launch
+from repro.proctree import descendants, parent_pid
+from repro.runner import LAUNCHER_LOG, launch
 from repro.runview import RunView
 from repro.store import Run
 
@@ -128,18 +129,14 @@ def test_what_the_launcher_says_when_no_rank_names_a_cause(
 # -- real launches -----------------------------------------------------------------------------
 
 
-def _stat_ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def _rank_pid(rank: int, timeout: float = 90.0) -> int:
     """The process of ``rank`` among this test's own descendants: a child of the launcher."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for pid in _descendants(os.getpid()):
+        for pid in descendants(os.getpid()):
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                parent = Path(f"/proc/{_stat_ppid(pid)}/cmdline").read_bytes()
+                parent = Path(f"/proc/{parent_pid(pid)}/cmdline").read_bytes()
             except (OSError, IndexError, ValueError):
                 continue
             # Data-loader workers inherit the rank's environment; the rank's parent is the launcher.

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from repro.manifest.probe import unavailable
+from repro.manifest.probe import cuda_version, unavailable
 
 PROC_SELF_MAPS = Path("/proc/self/maps")
 
@@ -65,7 +65,7 @@ def cudart_version(loaded: dict[str, dict[str, Any]]) -> Any:
     status = library.cudaRuntimeGetVersion(ctypes.byref(version))
     if status != _STATUS_OK:
         raise RuntimeError(f"cudaRuntimeGetVersion returned status {status}")
-    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+    return cuda_version(version.value)
 
 
 def cublas_version(loaded: dict[str, dict[str, Any]]) -> Any:

@@ -10,7 +10,14 @@ import hashlib
 from typing import Any
 
 from repro.errors import UserError
-from repro.manifest.probe import guarded, is_unavailable, read_each, reason_for, unavailable
+from repro.manifest.probe import (
+    cuda_version,
+    guarded,
+    is_unavailable,
+    read_each,
+    reason_for,
+    unavailable,
+)
 
 _MIB = 2**20
 _MILLIWATTS_PER_WATT = 1000
@@ -33,7 +40,7 @@ def _bare_uuid(uuid: str) -> str:
 
 def decode_cuda_driver_version(version: int) -> str:
     """NVML's CUDA driver version 12040 -> "12.4"."""
-    return f"{version // 1000}.{version % 1000 // 10}"
+    return cuda_version(version)
 
 
 def _sm_count(uuid: Any, sm_counts: Any) -> Any:

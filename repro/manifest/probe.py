@@ -42,3 +42,8 @@ def guarded(read: Callable[[], T]) -> T | dict[str, str]:
 def read_each(reads: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
     """Run each probe on its own, so one failing reading never hides the others."""
     return {name: guarded(read) for name, read in reads.items()}
+
+
+def cuda_version(encoded: int) -> str:
+    """CUDA's integer version (the runtime's and NVML's driver version alike): 12040 -> "12.4"."""
+    return f"{encoded // 1000}.{encoded % 1000 // 10}"

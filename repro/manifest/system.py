@@ -6,9 +6,9 @@ import importlib.metadata
 import platform
 import socket
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
+from repro.clock import utc_now
 from repro.manifest.probe import guarded, is_unavailable, read_each, unavailable
 
 # Triton ships under several distribution names; importing it would cost seconds.
@@ -58,11 +58,6 @@ def triton() -> Any:
         except importlib.metadata.PackageNotFoundError:
             continue
     return unavailable("triton is not installed")
-
-
-def utc_now() -> str:
-    """ISO 8601 with a Z: 2026-05-09T07:35:25Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def invocation(argv: list[str] | None = None) -> dict[str, Any]:
