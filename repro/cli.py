@@ -144,6 +144,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         results = [verify(_profile(args), args.set, **common)]
     _emit([r.comparison for r in results], args)
+    for r in results:
+        if r.recorded is not None:
+            print(
+                f"repro: recorded a new baseline at {r.recorded}; keep it (a cache or an "
+                "artifact) for the next run. This run's verdict stands.",
+                file=sys.stderr,
+            )
     return Verdict.worst([r.comparison.verdict for r in results]).exit_code
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from repro import atomic
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baseline import find_baseline, search_dirs, select_baseline, write_dir
+from repro.baseline import Selection, find_baseline, search_dirs, select_baseline, write_dir
 from repro.errors import UserError
 from repro.judge import Comparison, compare
 from repro.manifest.nvml import cuda_device_uuids
@@ -32,7 +32,7 @@ from repro.workload import workload_hash
 class VerifyResult:
     comparison: Comparison
     run_dir: Path
-    selection: str
+    recorded: Path | None = None  # the baseline ``--record-missing`` recorded after judging
 
     @property
     def exit_code(self) -> int:
@@ -53,10 +53,11 @@ def verify(
     env: dict[str, str] | None = None,
     verbose: bool = False,
 ) -> VerifyResult:
+    """Plan -> launch -> load -> select a baseline -> judge -> keep the verdict; then, only
+    when asked and none matched, record a baseline for the next run (the verdict stands)."""
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be at least 1.")
     profile = load_profile(profile_name, parse_overrides(set_pairs))
-    workload = workload_hash(profile.to_dict())
     dirs = search_dirs(baseline_dir)
     # Bad input fails before any training: an unknown baseline, or overrides no baseline may hold.
     if baseline_name is not None:
@@ -69,44 +70,52 @@ def verify(
         )
         for i in range(repeat)
     ]
-    outcomes = launch(entries, env=env, verbose=verbose)
-    views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
+    views = [RunView.from_run_dir(o.run_dir) for o in launch(entries, env=env, verbose=verbose)]
     candidate, repeats = views[0], views[1:]
     selection = select_baseline(
-        profile.name, workload, candidate.manifest, dirs, baseline_name, sets=set_pairs
+        profile.name,
+        workload_hash(profile.to_dict()),
+        candidate.manifest,
+        dirs,
+        baseline_name,
+        sets=set_pairs,
     )
+    comparison = _judge(candidate, repeats, selection)
+    _keep_verdict(Path(candidate.path), comparison)
+    result = VerifyResult(comparison, Path(candidate.path))
+    if (
+        selection.baseline is None
+        and record_missing
+        and candidate.status.get("status") == "COMPLETE"
+    ):
+        result.recorded, _ = record_baseline(
+            profile_name,
+            name=None,
+            numerics=DEFAULT_NUMERICS,
+            seeds=DEFAULT_SEEDS,
+            root=write_dir(baseline_dir),
+            runs_dir=runs_dir,
+            force=False,
+            repo=repo,
+            env=env,
+            sets=set_pairs,
+        )
+    return result
+
+
+def _judge(candidate: RunView, repeats: list[RunView], selection: Selection) -> Comparison:
+    """The candidate against the selected baseline, how it was chosen as the first note."""
     message = selection.message
-    if selection.baseline is None:
-        if record_missing and candidate.status.get("status") == "COMPLETE":
-            path, _ = record_baseline(
-                profile_name,
-                name=None,
-                numerics=DEFAULT_NUMERICS,
-                seeds=DEFAULT_SEEDS,
-                root=write_dir(baseline_dir),
-                runs_dir=runs_dir,
-                force=False,
-                repo=repo,
-                env=env,
-                sets=set_pairs,
-            )
-            message += (
-                f" Recorded a new baseline at {path}; keep it (cache or artifact) for the next run."
-            )
-        comparison = compare(
+    base = selection.baseline
+    if base is None:
+        return compare(
             candidate, None, repeats=repeats, notes=[message], next_command=selection.record
         )
-    else:
-        base = selection.baseline
-        if selection.differing_keys:
-            shown = ", ".join(selection.differing_keys[:6])
-            more = len(selection.differing_keys) - 6
-            message += f": {shown}" + (f" and {more} more" if more > 0 else "")
-        comparison = compare(
-            candidate, base.primary(), bands=base.bands(), repeats=repeats, notes=[message]
-        )
-    _keep_verdict(Path(candidate.path), comparison)
-    return VerifyResult(comparison, Path(candidate.path), message)
+    if selection.differing_keys:
+        shown = ", ".join(selection.differing_keys[:6])
+        more = len(selection.differing_keys) - 6
+        message += f": {shown}" + (f" and {more} more" if more > 0 else "")
+    return compare(candidate, base.primary(), bands=base.bands(), repeats=repeats, notes=[message])
 
 
 def _keep_verdict(run_dir: Path, comparison: Comparison) -> None:
