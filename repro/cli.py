@@ -81,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     entry = prepare_run(
         _profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet
     )
-    print(f"repro: run {entry['run_dir']}", file=sys.stderr)
+    print(f"repro: run {entry.run_dir}", file=sys.stderr)
     (outcome,) = launch([entry], verbose=args.verbose)
     if not outcome.ok:
         raise RunFailed(outcome.reason or outcome.status, run_dir=str(outcome.run_dir))

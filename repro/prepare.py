@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,24 @@ def reproduce_command(profile: str, set_pairs: list[str], env: dict[str, str]) -
     return " ".join(words)
 
 
+@dataclass(frozen=True)
+class PlanEntry:
+    """One prepared run as its ranks receive it; a launch's ``plan.json`` holds a list."""
+
+    run_dir: str
+    settings: dict[str, Any]  # the resolved profile
+    quiet: bool = False  # no per-step progress
+    repo: str | None = None  # whose git state the manifest records
+    argv: list[str] | None = None  # the command line the manifest records
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanEntry:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
 def prepare_run(
     profile_name: str,
     set_pairs: list[str] | None,
@@ -58,7 +77,7 @@ def prepare_run(
     quiet: bool = False,
     git_sha: str | None = None,
     env: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> PlanEntry:
     """Create and describe one run directory; returns its launch-plan entry."""
     set_pairs = list(set_pairs or [])
     overrides = parse_overrides(set_pairs)
@@ -70,6 +89,7 @@ def prepare_run(
 
         git_sha = head_sha(repo)
     run_dir = create_unique_run_dir(runs_dir, git_sha)
+    recorded_argv = list(argv if argv is not None else sys.argv)
     config = {
         "schema_version": CONFIG_SCHEMA_VERSION,
         "run_id": run_dir.name,
@@ -81,7 +101,7 @@ def prepare_run(
         # Only an untouched profile run may ever become (the primary of) a baseline.
         "reference": not overrides,
         "workload_hash": workload_hash(profile.to_dict()),
-        "argv": list(argv if argv is not None else sys.argv),
+        "argv": recorded_argv,
         "command": reproduce_command(
             profile_name, set_pairs, steering_env({**os.environ, **(env or {})})
         ),
@@ -89,13 +109,7 @@ def prepare_run(
     }
     atomic.write_yaml(run_dir / "config.yaml", config)
     write_status(run_dir, "RUNNING")
-    return {
-        "run_dir": str(run_dir),
-        "settings": profile.to_dict(),
-        "quiet": quiet,
-        "repo": repo,
-        "argv": config["argv"],
-    }
+    return PlanEntry(str(run_dir), profile.to_dict(), quiet, repo, recorded_argv)
 
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"

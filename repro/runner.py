@@ -34,7 +34,7 @@ from repro import atomic
 from repro.errors import RunInterrupted, UserError
 from repro.failures import LaunchEnd, failure_reason, read_report
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
-from repro.prepare import prepare_run, rank_env
+from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.proctree import descendants
 from repro.profile import Profile
 from repro.store import Run, write_status
@@ -82,7 +82,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 
 def launch(
-    entries: list[dict[str, Any]],
+    entries: list[PlanEntry],
     *,
     env: dict[str, str] | None = None,
     timeout: float | None = None,
@@ -97,11 +97,11 @@ def launch(
     profiles = _launch_profiles(entries)
     first = profiles[0]
     child_env = _child_env(first, env)
-    log = Path(entries[0]["run_dir"]) / LAUNCHER_LOG
+    log = Path(entries[0].run_dir) / LAUNCHER_LOG
     deadline = timeout if timeout is not None else _launch_timeout(profiles)
     with tempfile.TemporaryDirectory(prefix="repro-launch-") as scratch:
         plan_path, report_path = Path(scratch) / "plan.json", Path(scratch) / "report.json"
-        plan_path.write_text(json.dumps(entries))
+        plan_path.write_text(json.dumps([e.to_dict() for e in entries]))
         command = [sys.executable, "-m", "repro.runner", "--report", str(report_path)]
         command += ["--log", str(log), *(["--verbose"] if verbose else []), "--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
@@ -111,7 +111,7 @@ def launch(
         end = read_report(report_path, returncode, deadline, log, child_env)
     outcomes, ended = [], False
     for entry in entries:
-        run_dir = Path(entry["run_dir"])
+        run_dir = Path(entry.run_dir)
         # Runs go in plan order: the first still RUNNING is the one the launch ended in.
         running = _status(run_dir) == "RUNNING"
         outcomes.append(_settle(run_dir, end, not_run=ended))
@@ -123,12 +123,12 @@ def launch(
     return outcomes
 
 
-def _launch_profiles(entries: list[dict[str, Any]]) -> list[Profile]:
+def _launch_profiles(entries: list[PlanEntry]) -> list[Profile]:
     """The entries' profiles, which must share what one launch fixes; warns when the CPUs
     are fewer than ranks x threads."""
     from repro.profile import build_profile
 
-    profiles = [build_profile(e["settings"], e["run_dir"]) for e in entries]
+    profiles = [build_profile(e.settings, e.run_dir) for e in entries]
     first = profiles[0]
 
     def shared(p: Profile) -> tuple[Any, ...]:
@@ -148,7 +148,7 @@ def _launch_profiles(entries: list[dict[str, Any]]) -> list[Profile]:
 
 
 def _wait(
-    command: list[str], env: dict[str, str], deadline: float, entries: list[dict[str, Any]]
+    command: list[str], env: dict[str, str], deadline: float, entries: list[PlanEntry]
 ) -> int | None:
     """The launcher's exit status; None when stopped at the deadline. Ctrl-C ends every rank,
     marks the runs still RUNNING as INTERRUPTED and raises ``RunInterrupted``."""
@@ -162,9 +162,9 @@ def _wait(
     except KeyboardInterrupt:
         _stop(proc, grace=5.0)
         for entry in entries:
-            if _status(Path(entry["run_dir"])) == "RUNNING":
+            if _status(Path(entry.run_dir)) == "RUNNING":
                 write_status(
-                    Path(entry["run_dir"]), "INTERRUPTED", reason="interrupted by the user (Ctrl-C)"
+                    Path(entry.run_dir), "INTERRUPTED", reason="interrupted by the user (Ctrl-C)"
                 )
         raise RunInterrupted() from None
 

@@ -161,7 +161,7 @@ def test_a_rank_killed_by_a_signal_is_named(
     entries = [
         prepare_run("smoke", [], runs_dir=tmp_path, quiet=True, git_sha="0000000") for _ in range(2)
     ]
-    first, second = (Path(e["run_dir"]) for e in entries)
+    first, second = (Path(e.run_dir) for e in entries)
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(launch, entries, verbose=verbose)
         _wait_for(first / "manifest.yaml")  # rank 0 has begun the first run

@@ -209,6 +209,6 @@ def test_an_unknown_setting_is_hashed():
 
 def test_a_prepared_run_hashes_its_resolved_settings(tmp_path):
     entry = prepare_run("smoke", ["weight_decay=0.02"], runs_dir=tmp_path, git_sha="0" * 40)
-    config = Run(Path(entry["run_dir"])).config
+    config = Run(Path(entry.run_dir)).config
     assert config["workload_hash"] == workload_hash(config["settings"])
     assert config["workload_hash"] != workload_hash(_smoke())

@@ -43,7 +43,7 @@ import torch.distributed as dist
 
 from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
-from repro.prepare import prepare_run, rank_env
+from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
 from repro.reference.loop import AMP_DTYPES, Training, TrainingFailure, sdpa_context
 from repro.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
@@ -111,9 +111,9 @@ class RankRun:
     ``run`` returns normally, raises ``TrainingFailure`` once the failure is recorded, or crashes.
     """
 
-    def __init__(self, entry: dict[str, Any], rank: int, device: torch.device, world: int) -> None:
-        self.run_dir = Path(entry["run_dir"])
-        self.profile = build_profile(entry["settings"], f"plan entry {self.run_dir.name}")
+    def __init__(self, entry: PlanEntry, rank: int, device: torch.device, world: int) -> None:
+        self.run_dir = Path(entry.run_dir)
+        self.profile = build_profile(entry.settings, f"plan entry {self.run_dir.name}")
         self.entry = entry
         self.rank, self.world, self.device = rank, world, device
         # The process group was made for the launch's first entry; repro.runner.launch keeps
@@ -124,7 +124,7 @@ class RankRun:
                 f"{self.profile.device}, but this launch has {world} on {device.type}."
             )
         self.training: Training | None = None
-        self.talk = rank == 0 and not entry.get("quiet")
+        self.talk = rank == 0 and not entry.quiet
         self.step_seconds: list[float] = []
         self._last = 0.0  # when the previous step ended (perf_counter seconds)
 
@@ -173,7 +173,7 @@ class RankRun:
         from repro.manifest.schema import write_manifest
 
         p, determinism = self.profile, training.determinism
-        manifest = capture_manifest(self.entry.get("repo"), argv=self.entry.get("argv"))
+        manifest = capture_manifest(self.entry.repo, argv=self.entry.argv)
         manifest["run"] = {
             "device": self.device.type,
             "world_size": self.world,
@@ -264,19 +264,19 @@ def _write_rank_error(
         atomic.write_json(run_dir / f"error-rank{rank}.json", error)
 
 
-def _launch_profile(args: argparse.Namespace) -> tuple[Profile, list[dict[str, Any]] | None]:
+def _launch_profile(args: argparse.Namespace) -> tuple[Profile, list[PlanEntry] | None]:
     """The profile that sets up this launch, and the plan when ``repro run`` wrote one.
 
     Read from the arguments alone: the process group does not exist yet. Under a direct
     torchrun every rank resolves ``--profile``/``--set`` as rank 0's ``prepare_run`` will.
     """
     if args.plan:
-        plan: list[dict[str, Any]] = json.loads(Path(args.plan).read_text())
-        return build_profile(plan[0]["settings"], f"plan {args.plan}"), plan
+        plan = [PlanEntry.from_dict(e) for e in json.loads(Path(args.plan).read_text())]
+        return build_profile(plan[0].settings, f"plan {args.plan}"), plan
     return load_profile(args.profile, parse_overrides(args.set)), None
 
 
-def _prepare_direct_run(args: argparse.Namespace, rank: int) -> dict[str, Any]:
+def _prepare_direct_run(args: argparse.Namespace, rank: int) -> PlanEntry:
     """Direct torchrun (several nodes): rank 0 prepares the run, the others learn where."""
     box: list[Any] = [None]
     if rank == 0:
@@ -287,10 +287,9 @@ def _prepare_direct_run(args: argparse.Namespace, rank: int) -> dict[str, Any]:
             repo=args.repo,
             argv=sys.argv,
             quiet=args.quiet,
-        )
+        ).to_dict()  # plain data over the wire: every rank rebuilds the entry from it
     dist.broadcast_object_list(box, src=0)
-    entry: dict[str, Any] = box[0]
-    return entry
+    return PlanEntry.from_dict(box[0])
 
 
 def _usage_error(rank: int, error: UserError) -> int:
@@ -342,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     current: RankRun | None = None
     try:
         for entry in plan if plan is not None else [_prepare_direct_run(args, rank)]:
-            current_dir, current = Path(entry["run_dir"]), None
+            current_dir, current = Path(entry.run_dir), None
             current = RankRun(entry, rank, device, world)
             try:
                 current.run()
