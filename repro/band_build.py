@@ -58,7 +58,9 @@ def leave_one_out(
 
     data = [{"series": series(m.steps), "final": final_metrics(m)} for m in members]
     reference = series(primary.steps)
-    allowed = int(stats.binom.ppf(0.99, len(members), alpha))
+    # More flagged members than chance (the 99th percentile of Binomial(K, alpha)) or one
+    # broken run explains refuses the band: one run a transient glitch spoiled is replaced.
+    allowed = max(1, int(stats.binom.ppf(0.99, len(members), alpha)))
     remaining = list(range(len(members)))
     verdicts: list[tuple[int, bool, Any]] = []
     # Whether the failures exceed `allowed` is all that matters beyond them: set aside at most allowed + 1.
@@ -104,7 +106,7 @@ def checked_members(
 
     A flagged member is never kept: one broken member widens the loss and
     gradient-norm bounds by orders of magnitude. The allowed count (the 99th
-    percentile of Binomial(K, alpha)) decides only whether the recording as a
+    percentile of Binomial(K, alpha), at least one) decides only whether the recording as a
     whole is refused: more flagged members than chance explains.
     """
     replaced: list[str] = []

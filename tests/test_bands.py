@@ -131,5 +131,5 @@ def test_leave_one_out_flags_the_broken_member_and_only_it():
         primary, members, alpha=0.001, windows=WINDOWS, resolution={"eval_accuracy": 1e-4}
     )
     assert flagged == [5]
-    assert allowed == int(stats.binom.ppf(0.99, 16, 0.001))
+    assert allowed == 1  # chance explains none at this alpha; one broken run is replaceable
     assert "member 5 (m5)" in messages[0]

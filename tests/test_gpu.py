@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from helpers import view
+from repro.judge import compare
 from repro.manifest.keys import environment_key
 from repro.manifest.nvml import cuda_device_uuids, hash_uuid
 from repro.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run
@@ -44,7 +45,17 @@ def test_bf16_differs_from_fp16_on_cuda(tmp_path):
     bf16 = prepare_run("full", [*SHORT, "amp_dtype=bfloat16"], runs_dir=tmp_path, quiet=True)
     a, b = launch([fp16, bf16])
     assert a.ok and b.ok
-    assert view(a.run_dir).steps != view(b.run_dir).steps
+    va, vb = view(a.run_dir), view(b.run_dir)
+    # The first forward already differs (not only the GradScaler's loss scale) ...
+    assert va.steps[0]["loss"] != vb.steps[0]["loss"]
+    assert (va.manifest["run"]["amp_dtype"], vb.manifest["run"]["amp_dtype"]) == (
+        "float16",
+        "bfloat16",
+    )
+    # ... and the judge never calls the pair equivalent: another precision has no band.
+    comparison = compare(va, vb)
+    assert comparison.verdict == "NO_BASELINE"
+    assert "amp_dtype" in comparison.setting_differences.get("precision", [])
 
 
 @pytest.mark.gpu

@@ -13,6 +13,7 @@ from repro.profile import (
     FIELD_CLASSES,
     PROFILE_NAMES,
     Profile,
+    build_profile,
     differing_fields,
     field_classes,
     flatten_settings,
@@ -22,16 +23,28 @@ from repro.profile import (
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
-def test_shipped_profiles_load(name):
+def test_a_profile_survives_its_round_trip_through_a_plan(name):
+    # The ranks rebuild the profile from the plan's resolved settings: nothing may be lost.
     profile = load_profile(name)
     assert profile.name == name
-    assert profile.global_batch % profile.world_size == 0
+    assert build_profile(profile.to_dict(), "plan entry") == profile
 
 
-def test_profiles_fix_the_numerics_not_the_machine():
-    quick = load_profile("quick")
-    assert (quick.world_size, quick.threads_per_rank, quick.amp_dtype) == (2, 1, "bfloat16")
-    assert quick.converged_accuracy >= 0.9
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_profiles_fix_the_numerics_not_the_machine(name, monkeypatch):
+    here = load_profile(name).to_dict()
+    # Another machine: more cores, other thread and device settings in the environment.
+    monkeypatch.setattr("os.cpu_count", lambda: 96)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(96)), raising=False)
+    for key, value in {
+        "OMP_NUM_THREADS": "48",
+        "MKL_NUM_THREADS": "48",
+        "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+        "ATEN_CPU_CAPABILITY": "default",
+        "WORLD_SIZE": "8",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert load_profile(name).to_dict() == here
 
 
 def test_overrides_reach_nested_fields():

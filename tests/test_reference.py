@@ -176,8 +176,9 @@ def _orphans(marker: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_rank_that_raises_fails_the_run_quickly(tmp_path):
-    start = time.monotonic()
+def test_a_rank_that_raises_fails_the_run_as_a_crash_not_a_hang(tmp_path):
+    # The other rank learns at once that its peer is gone: no waiting out the collective
+    # timeout, so the failure is the raise itself (its speed is measured in benchmarks/).
     proc = _repro(
         "run",
         "--profile",
@@ -190,10 +191,11 @@ def test_a_rank_that_raises_fails_the_run_quickly(tmp_path):
     )
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 4
-    assert time.monotonic() - start < 30 + 15  # 30 s after the ranks started
     assert "rank 1 raised RuntimeError" in err
     (run_dir,) = tmp_path.iterdir()
-    assert Run(run_dir).status["status"] == "FAILED"
+    status = Run(run_dir).status
+    assert (status["status"], status["kind"]) == ("FAILED", "crash")
+    assert "did not join" not in status["reason"]
 
 
 @pytest.mark.slow
