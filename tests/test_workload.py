@@ -146,8 +146,8 @@ def test_comments_and_docstrings_do_not_change_the_hash():
     edited = _with(
         sources,
         "repro.reference.loop",
-        "# Gradients are all-reduced",
-        "# A comment changed.\n                # Gradients are all-reduced",
+        "# A NaN is found at the gather",
+        "# A comment changed.\n                # A NaN is found at the gather",
     )
     edited = _with(edited, "repro.reference.model", '"""A small pre-norm', '"""A tiny pre-norm')
     assert hash_workload(_smoke(), edited) == hash_workload(_smoke(), sources)
