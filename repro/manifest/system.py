@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from repro.clock import utc_now
+from repro.manifest.env import redact_argv
 from repro.manifest.probe import guarded, is_unavailable, read_each, unavailable
 
 # Triton ships under several distribution names; importing it would cost seconds.
@@ -65,6 +66,7 @@ def invocation(argv: list[str] | None = None) -> dict[str, Any]:
         {
             "hostname": socket.gethostname,
             "time_utc": utc_now,
-            "argv": lambda: list(sys.argv if argv is None else argv),
+            # A token passed on the command line is never recorded.
+            "argv": lambda: redact_argv(list(sys.argv if argv is None else argv)),
         }
     )

@@ -1,0 +1,314 @@
+"""Track a user's own training: the manifest seen from inside the process, every logged
+scalar, the final metrics and weight fingerprints, in a run folder ``repro compare`` reads.
+
+    with repro.track(config=cfg, seed=seed, runs_dir="runs") as run:
+        for step, batch in enumerate(loader):
+            ...
+            run.log(step, loss=loss, lr=lr)      # tensors stay on their device until a flush
+        run.final(eval_accuracy=acc)
+
+Under torchrun every rank may log: each writes ``metrics-rank{N}.jsonl``; rank 0 writes
+the manifest, config and status. ``track`` makes no collective call (a collective while
+a rank is dying hangs) and changes no global state: seeds, flags and thread counts are
+read, never set. A SIGTERM marks the run INTERRUPTED and then ends the process as it
+would have ended anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from repro import atomic
+from repro.clock import utc_now
+from repro.manifest.env import redact_argv, redact_mapping
+from repro.store import create_unique_run_dir, write_status
+
+TRACK_SCHEMA_VERSION = 1
+METRICS_FILE = "metrics-rank{rank}.jsonl"
+_WAIT_FOR_RANK0_S = 120.0  # how long the other ranks wait for rank 0 to name the folder
+
+
+def track(
+    config: Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    runs_dir: str | Path = "runs",
+    flush_every: int = 100,
+    repo: str | Path | None = None,
+) -> TrackedRun:
+    """A tracked run; use it as a context manager around the training loop."""
+    if flush_every < 1:
+        raise ValueError(f"flush_every={flush_every} must be at least 1")
+    return TrackedRun(dict(config or {}), seed, Path(runs_dir), flush_every, repo)
+
+
+class TrackedRun:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        seed: int | None,
+        runs_dir: Path,
+        flush_every: int,
+        repo: str | Path | None,
+    ) -> None:
+        self.config, self.seed, self.runs_dir = config, seed, runs_dir
+        self.flush_every, self.repo = flush_every, repo
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.path: Path | None = None
+        self._pending: list[tuple[int, dict[str, Any]]] = []
+        self._previous_sigterm: Any = None
+        self._last_step: int | None = None
+
+    # -- the context ----------------------------------------------------------------------
+
+    def __enter__(self) -> TrackedRun:
+        self.path = self._folder()
+        atomic.write_text(
+            self._metrics_path, _line({"schema_version": TRACK_SCHEMA_VERSION, "rank": self.rank})
+        )
+        if self.rank == 0:
+            self._write_start()
+        self._install_sigterm()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._restore_sigterm()
+        self._flush()
+        if kind is None:
+            self._end("COMPLETE")
+        elif issubclass(kind, KeyboardInterrupt):
+            self._end("INTERRUPTED", reason="interrupted (Ctrl-C)")
+        else:
+            detail = "".join(traceback.format_exception_only(kind, error)).strip()
+            self._end("FAILED", reason=f"rank {self.rank} raised {detail}", kind="crash")
+
+    # -- what the loop calls --------------------------------------------------------------
+
+    def log(self, step: int, **scalars: Any) -> None:
+        """Scalars at a step; tensors are detached and left on their device until a flush."""
+        values = {name: _detached(value) for name, value in scalars.items()}
+        self._pending.append((int(step), values))
+        self._last_step = int(step)
+        if len(self._pending) >= self.flush_every:
+            self._flush()
+
+    def final(self, **metrics: Any) -> None:
+        """Final metrics (evaluation accuracy, loss): what ``repro compare`` reports first."""
+        self._append({"final": {name: _number(_detached(v)) for name, v in metrics.items()}})
+
+    def fingerprint(self, model: Any) -> str:
+        """A sha256 over the weights' names, dtypes, shapes and bytes: bit-exact identity."""
+        from repro.reference.fingerprint import state_dict_identity
+
+        identity = state_dict_identity(model.state_dict())
+        self._append({"fingerprint": identity, "after_step": self._last_step})
+        return identity
+
+    # -- files ----------------------------------------------------------------------------
+
+    @property
+    def _metrics_path(self) -> Path:
+        assert self.path is not None, "use the tracked run as a context manager"
+        return self.path / METRICS_FILE.format(rank=self.rank)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        self._flush()
+        with open(self._metrics_path, "a", encoding="utf-8") as f:
+            f.write(_line(record))
+
+    def _flush(self) -> None:
+        """Every pending tensor leaves its device in one transfer per device."""
+        if not self._pending or self.path is None:
+            return
+        pending, self._pending = self._pending, []
+        host = _to_host([v for _, values in pending for v in values.values()])
+        lines, i = [], 0
+        for step, values in pending:
+            row: dict[str, Any] = {"step": step}
+            for name in values:
+                row[name] = _number(host[i])
+                i += 1
+            lines.append(_line(row))
+        with open(self._metrics_path, "a", encoding="utf-8") as f:
+            f.write("".join(lines))
+
+    def _folder(self) -> Path:
+        """Rank 0 creates the folder and names it to the other ranks through a file keyed by
+        the launch (no collective: a dying rank could leave the others waiting in one)."""
+        from repro.manifest.git_info import head_sha
+
+        key = _launch_key()
+        pointer = self.runs_dir / ".track" / f"{key}.json" if key else None
+        if self.rank == 0:
+            path = create_unique_run_dir(self.runs_dir, head_sha(self.repo))
+            if pointer is not None:
+                pointer.parent.mkdir(parents=True, exist_ok=True)
+                atomic.write_json(pointer, {"run_dir": path.name})
+            return path
+        if pointer is None:
+            raise RuntimeError(f"rank {self.rank} of a launch without torchrun's variables")
+        deadline = time.monotonic() + _WAIT_FOR_RANK0_S
+        while time.monotonic() < deadline:
+            if pointer.is_file():
+                return self.runs_dir / str(json.loads(pointer.read_text())["run_dir"])
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"rank 0 did not create the tracked run folder within {_WAIT_FOR_RANK0_S:.0f} s"
+        )
+
+    def _write_start(self) -> None:
+        from repro.manifest import capture_manifest
+        from repro.manifest.schema import write_manifest
+
+        assert self.path is not None
+        argv = redact_argv(sys.argv)
+        write_status(self.path, "RUNNING", pid=os.getpid(), host=socket.gethostname())
+        atomic.write_yaml(
+            self.path / "config.yaml",
+            {
+                "schema_version": TRACK_SCHEMA_VERSION,
+                "kind": "tracked",
+                "run_id": self.path.name,
+                "config": redact_mapping(self.config),
+                "seed": self.seed,
+                "world_size": self.world_size,
+                "argv": argv,
+                "created_utc": utc_now(),
+            },
+        )
+        write_manifest(self.path / "manifest.yaml", capture_manifest(self.repo, argv=argv))
+
+    def _end(self, status: str, **detail: Any) -> None:
+        if self.rank != 0 or self.path is None:
+            return
+        from repro.manifest import capture_manifest
+        from repro.manifest.schema import write_manifest
+
+        # The end state too: a library loaded late, a flag the loop changed.
+        write_manifest(
+            self.path / "manifest-end.yaml", capture_manifest(self.repo, argv=redact_argv(sys.argv))
+        )
+        write_status(self.path, status, **detail)  # the last act
+
+    # -- SIGTERM --------------------------------------------------------------------------
+
+    def _install_sigterm(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers belong to the main thread
+        self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous_sigterm
+        self._restore_sigterm()
+        self._flush()
+        self._end("INTERRUPTED", reason="terminated (SIGTERM)")
+        if callable(previous):
+            previous(signum, frame)
+        else:  # the default action: end the process by the same signal
+            os.kill(os.getpid(), signum)
+
+
+def tracked_status(run_dir: Path) -> dict[str, Any]:
+    """The run's status; a RUNNING run whose process is gone (same host) reads as FAILED."""
+    import yaml
+
+    status: dict[str, Any] = yaml.safe_load((run_dir / "status.yaml").read_text())
+    if status.get("status") != "RUNNING" or status.get("host") != socket.gethostname():
+        return status
+    pid = int(status.get("pid", 0))
+    if pid > 0 and not _alive(pid):
+        return {
+            **status,
+            "status": "FAILED",
+            "reason": f"its process ({pid}) ended without a status",
+        }
+    return status
+
+
+def read_metrics(run_dir: Path, rank: int = 0) -> Iterator[dict[str, Any]]:
+    """The records of one rank's metrics file, after its header line."""
+    with open(run_dir / METRICS_FILE.format(rank=rank), encoding="utf-8") as f:
+        header = json.loads(next(f))
+        if header.get("schema_version") != TRACK_SCHEMA_VERSION:
+            raise ValueError(
+                f"{f.name}: schema {header.get('schema_version')}, expected {TRACK_SCHEMA_VERSION}"
+            )
+        for line in f:
+            yield json.loads(line)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _launch_key() -> str | None:
+    """What every rank of one torchrun launch shares and the next launch does not."""
+    parts = [os.environ.get(k) for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")]
+    if not all(parts):
+        return None
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return "-".join(str(p) for p in [*parts, restart]).replace("/", "_").replace(":", "_")
+
+
+def _detached(value: Any) -> Any:
+    detach = getattr(value, "detach", None)
+    return detach() if callable(detach) else value
+
+
+def _to_host(values: list[Any]) -> list[Any]:
+    """Tensors to Python numbers: one stacked transfer per device and dtype."""
+    import torch
+
+    out: list[Any] = list(values)
+    groups: dict[tuple[Any, Any], list[int]] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor):
+            groups.setdefault((v.device, v.dtype), []).append(i)
+    for indices in groups.values():
+        stacked = torch.stack([values[i].reshape(()) for i in indices]).tolist()
+        for i, number in zip(indices, stacked):
+            out[i] = number
+    return out
+
+
+def _number(value: Any) -> Any:
+    """A JSON-safe number: floats exactly (repr round-trips), Inf/NaN as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "item"):
+        return _number(value.item())
+    return value
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True) + "\n"

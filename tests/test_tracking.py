@@ -1,0 +1,195 @@
+"""Tracking a user's own training for real: a small model, torch, torchrun, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import repro
+from repro.tracking import read_metrics, tracked_status
+
+# A training script of the kind users write, small enough to run in seconds.
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import torch
+    import torch.distributed as dist
+    import repro
+
+    steps, crash_at, wait_at = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    runs = sys.argv[4]
+    distributed = "RANK" in os.environ
+    if distributed:
+        dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    with repro.track(config={"lr": 0.1, "api_token": "s3cret"}, seed=0, runs_dir=runs,
+                     flush_every=4) as run:
+        for step in range(steps):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            if distributed:
+                for p in model.parameters():
+                    dist.all_reduce(p.grad)
+            opt.step()
+            run.log(step, loss=loss, lr=0.1)
+            if step == crash_at:
+                raise RuntimeError("the user's loop broke")
+            if step == wait_at:
+                print("waiting", flush=True)
+                time.sleep(60)
+        run.final(eval_loss=loss)
+        run.fingerprint(model)
+    if distributed:
+        dist.destroy_process_group()
+    """
+)
+
+
+def _script(tmp_path: Path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def _run_dir(runs: Path) -> Path:
+    (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    return run_dir
+
+
+def _python(script: Path, *args: object, runs: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args), str(runs), "--api-key", "hunter2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_tracked_loop_records_every_step_and_changes_no_global_state(tmp_path):
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(123)
+    random.seed(5)
+    model = torch.nn.Linear(4, 1)
+    rng_before, py_before = torch.get_rng_state(), random.getstate()
+    logged = []
+    with repro.track(
+        config={"lr": 0.5, "nested": {"password": "x"}}, seed=7, runs_dir=tmp_path, flush_every=3
+    ) as run:
+        for step in range(7):
+            loss = model(torch.ones(1, 4)).sum() * (step + 1)
+            logged.append(loss.item())
+            run.log(step, loss=loss.detach(), lr=0.5 / (step + 1))
+        run.final(eval_accuracy=0.75)
+        identity = run.fingerprint(model)
+    assert torch.equal(torch.get_rng_state(), rng_before) and random.getstate() == py_before
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+    run_dir = _run_dir(tmp_path)
+    assert tracked_status(run_dir)["status"] == "COMPLETE"
+    records = list(read_metrics(run_dir))
+    steps = [r for r in records if "step" in r]
+    assert [r["step"] for r in steps] == list(range(7))
+    assert [r["loss"] for r in steps] == logged  # bit-exact: floats round-trip through JSON
+    assert steps[3]["lr"] == 0.5 / 4
+    assert {"final": {"eval_accuracy": 0.75}} in records
+    assert {"fingerprint": identity, "after_step": 6} in records
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["config"] == {"lr": 0.5, "nested": {"password": "<redacted>"}}
+    assert (config["seed"], config["kind"]) == (7, "tracked")
+    manifest = yaml.safe_load((run_dir / "manifest.yaml").read_text())
+    # Captured inside the training process: the threads as the loop saw them.
+    assert manifest["numerics"]["threads"]["intra_op"] == threads
+    assert (run_dir / "manifest-end.yaml").is_file()
+
+
+def test_a_crash_is_failed_with_everything_logged_so_far(tmp_path):
+    runs = tmp_path / "runs"
+    proc = _python(_script(tmp_path), 20, 9, -1, runs=runs)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "the user's loop broke" in err
+    run_dir = _run_dir(runs)
+    status = tracked_status(run_dir)
+    assert status["status"] == "FAILED" and "the user's loop broke" in status["reason"]
+    assert [r["step"] for r in read_metrics(run_dir) if "step" in r] == list(range(10))
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["config"]["api_token"] == "<redacted>"
+    assert "hunter2" not in (run_dir / "config.yaml").read_text()
+    assert "hunter2" not in (run_dir / "manifest.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("signum", "reason"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")]
+)
+def test_an_interrupted_run_is_marked_interrupted(tmp_path, signum, reason):
+    runs = tmp_path / "runs"
+    proc = _python(_script(tmp_path), 20, -1, 5, runs=runs)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+    proc.send_signal(signum)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    run_dir = _run_dir(runs)
+    status = tracked_status(run_dir)
+    assert status["status"] == "INTERRUPTED" and reason in status["reason"]
+    assert [r["step"] for r in read_metrics(run_dir) if "step" in r] == list(range(6))
+
+
+def test_a_running_run_whose_process_is_gone_reads_as_failed(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    import socket
+
+    (tmp_path / "status.yaml").write_text(
+        yaml.safe_dump({"status": "RUNNING", "pid": proc.pid, "host": socket.gethostname()})
+    )
+    assert tracked_status(tmp_path)["status"] == "FAILED"
+    (tmp_path / "status.yaml").write_text(
+        yaml.safe_dump({"status": "RUNNING", "pid": os.getpid(), "host": socket.gethostname()})
+    )
+    assert tracked_status(tmp_path)["status"] == "RUNNING"
+
+
+def test_under_torchrun_each_rank_logs_to_its_own_file_in_one_folder(tmp_path):
+    runs = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+    ]
+    command += [str(_script(tmp_path)), "6", "-1", "-1", str(runs)]
+    start = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = _run_dir(runs)
+    assert tracked_status(run_dir)["status"] == "COMPLETE"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["world_size"] == 2
+    per_rank = [[r for r in read_metrics(run_dir, rank) if "step" in r] for rank in (0, 1)]
+    assert [len(rows) for rows in per_rank] == [6, 6]
+    # All-reduced gradients: both ranks train the same model and log the same losses.
+    assert [r["loss"] for r in per_rank[0]] == [r["loss"] for r in per_rank[1]]
+    assert time.monotonic() - start < 180
+    assert (
+        json.loads((runs / ".track" / next((runs / ".track").iterdir()).name).read_text())[
+            "run_dir"
+        ]
+        == run_dir.name
+    )
