@@ -9,6 +9,7 @@ from repro.baseline import Baseline, find_baseline, load_baseline, search_dirs, 
 from repro.errors import UserError
 from repro.judge import Comparison, compare
 from repro.runview import RunView
+from repro.tracked_compare import compare_tracked, is_tracked, load_tracked
 
 
 def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:
@@ -45,6 +46,17 @@ def compare_runs(
         if baseline_name is not None:
             raise
         dirs = []
+    tracked = [is_tracked(Path(a)) for a in arguments]
+    if any(tracked):
+        if not all(tracked):
+            raise UserError(
+                "compare tracked runs (repro.track) with tracked runs and reference runs with "
+                "reference runs: "
+                + ", ".join(a for a, t in zip(arguments, tracked) if not t)
+                + " is not a tracked run."
+            )
+        first, *others = (load_tracked(Path(a)) for a in arguments)
+        return [compare_tracked(other, first) for other in others]
     views = [resolve(a, dirs) for a in arguments]
     reference, reference_baseline = views[0]
     if baseline_name is not None:

@@ -193,3 +193,67 @@ def test_under_torchrun_each_rank_logs_to_its_own_file_in_one_folder(tmp_path):
         ]
         == run_dir.name
     )
+
+
+# -- comparing tracked runs ---------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_tracked.py"
+
+
+def _example(runs: Path, *args: str, threads: int = 1, **env: str) -> Path:
+    """One run of the example script; its folder."""
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    environ = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
+    command = [sys.executable, str(EXAMPLE), "--runs-dir", str(runs), "--steps", "12", *args]
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (new,) = [p for p in set(runs.iterdir()) - before if not p.name.startswith(".")]
+    return new
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    runs = tmp_path_factory.mktemp("tracked")
+    return {
+        "a": _example(runs),
+        "again": _example(runs),
+        "threads": _example(runs, threads=2),
+        "lr": _example(runs, "--lr", "0.004"),
+    }
+
+
+def _compare(a: Path, b: Path):
+    from repro.compare import compare_runs
+
+    (comparison,) = compare_runs([str(a), str(b)])
+    return comparison
+
+
+def test_two_tracked_runs_of_one_setting_are_identical(example_runs):
+    comparison = _compare(example_runs["a"], example_runs["again"])
+    assert comparison.verdict == "IDENTICAL" and comparison.causes == []
+
+
+def test_another_thread_count_is_named_first_and_not_judged_as_noise(example_runs):
+    comparison = _compare(example_runs["a"], example_runs["threads"])
+    assert comparison.verdict == "NO_BASELINE"  # no band: where and why, not "noise"
+    assert comparison.first_difference is not None
+    assert comparison.first_difference.where == "logged"
+    assert comparison.causes[0].cause == "thread count"
+
+
+def test_another_config_value_is_another_training(example_runs):
+    comparison = _compare(example_runs["a"], example_runs["lr"])
+    assert comparison.verdict == "DRIFT"
+    assert comparison.causes[0].cause == "training settings"
+    assert comparison.causes[0].evidence == ["config.lr"]
+    assert comparison.setting_differences == {"config": ["lr"]}
+
+
+def test_a_tracked_run_is_not_compared_with_a_reference_run(example_runs, capsys):
+    from repro.cli import main
+
+    reference = example_runs["a"].parent / "not-tracked"
+    reference.mkdir()
+    assert main(["compare", str(example_runs["a"]), str(reference)]) == 2
+    assert "not-tracked is not a tracked run" in capsys.readouterr().err

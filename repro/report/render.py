@@ -60,6 +60,7 @@ WHERE_LABELS = {
     "update": "the optimizer update",
     "record": "the number of recorded steps",
     "final": "the final evaluation or checkpoint",
+    "logged": "a logged value (a tracked run)",
 }
 SHOWN_CAUSES = 3  # the rest are folded: past three, a ranking is rarely read
 _FOLDED_WINDOW_SCALARS = ("grad_norm",)  # loss windows are always shown
@@ -209,7 +210,8 @@ def _parted_section(comparison: Comparison) -> Section:
         blocks.append(Text(d.detail))
         if d.module and d.module not in d.detail:
             blocks.append(Text(f"Module or parameter: {d.module}"))
-        if not d.traced and d.where not in ("record", "final"):
+        # Tracked runs ("logged") have no traces to go beyond: only reference runs do.
+        if not d.traced and d.where not in ("record", "final", "logged"):
             blocks.append(
                 Text(
                     f"Step {d.step} lies beyond the traced steps: forward outputs and gradients "

@@ -1,0 +1,98 @@
+"""A training script of the kind people write, tracked by repro.
+
+    python examples/train_tracked.py --runs-dir runs
+    torchrun --nproc-per-node 2 examples/train_tracked.py --runs-dir runs
+
+A small Transformer learns to continue generated sequences (each token is the previous
+plus a per-sequence stride, modulo the vocabulary); it prints the held-out accuracy.
+Under torchrun the batch is split across ranks (DDP over gloo). Everything that decides
+the numbers is seeded; the thread count and kernels are whatever the machine gives, so
+two machines (or one with another OMP_NUM_THREADS) can disagree, and `repro compare`
+says where and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+import repro
+
+VOCAB, SEQ = 64, 32
+
+
+def batches(seed: int, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, VOCAB, (count * size, 1), generator=g)
+    stride = torch.randint(1, 5, (count * size, 1), generator=g)
+    tokens = (start + stride * torch.arange(SEQ + 1)) % VOCAB
+    return tokens[:, :-1].view(count, size, SEQ), tokens[:, 1:].reshape(count, size, SEQ)
+
+
+class Model(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, width)
+        self.pos = nn.Parameter(torch.zeros(SEQ, width))
+        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, dropout=0.0, batch_first=True)
+        self.body = nn.TransformerEncoder(layer, 2)
+        self.head = nn.Linear(width, VOCAB)
+        self.mask = nn.Transformer.generate_square_subsequent_mask(SEQ)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.embed(x) + self.pos, mask=self.mask, is_causal=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    distributed = "RANK" in os.environ
+    rank, world = (
+        (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if distributed else (0, 1)
+    )
+    if distributed:
+        dist.init_process_group("gloo")
+    torch.manual_seed(args.seed)
+    model = Model(args.width)
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    xs, ys = batches(args.seed, args.steps, args.batch)
+    test_x, test_y = batches(args.seed + 1, 1, 256)
+    share = args.batch // world
+    config = {k: v for k, v in vars(args).items() if k != "runs_dir"}
+    with repro.track(config=config, seed=args.seed, runs_dir=args.runs_dir) as run:
+        for step in range(args.steps):
+            x = xs[step, rank * share : (rank + 1) * share]
+            y = ys[step, rank * share : (rank + 1) * share]
+            loss = F.cross_entropy(net(x).view(-1, VOCAB), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            run.log(step, loss=loss.detach(), grad_norm=grad_norm)
+        with torch.no_grad():
+            logits = model(test_x[0])
+            accuracy = (logits.argmax(-1) == test_y[0]).float().mean()
+            eval_loss = F.cross_entropy(logits.view(-1, VOCAB), test_y[0].reshape(-1))
+        run.final(eval_accuracy=accuracy, eval_loss=eval_loss)
+        run.fingerprint(model)
+    if rank == 0:
+        print(f"{run.path}  eval_accuracy {float(accuracy):.4f}  eval_loss {float(eval_loss):.4f}")
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

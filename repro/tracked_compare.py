@@ -1,0 +1,218 @@
+"""``repro compare`` on tracked runs (``repro.track``): the same report as for reference runs.
+
+Without a band there is no judging of noise: two tracked runs are IDENTICAL (every
+logged value of every rank, the final metrics and the weight fingerprints bit-equal),
+FAILED (one did not complete), DRIFT (their configs differ: another training), or else
+NO_BASELINE with where they part, how far apart their curves are and the ranked causes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from repro.bands import BandCheck, SeedCheck
+from repro.causes import Cause, rank_causes
+from repro.divergence import Divergence
+from repro.errors import UserError
+from repro.judge import Comparison
+from repro.manifest.diff import diff_manifests
+from repro.manifest.keys import environment_key, flatten
+from repro.runview import RunView
+from repro.tracking import METRICS_FILE, read_metrics, tracked_status
+from repro.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A tracked run, loaded: its view for the cause ranking and every rank's records."""
+
+    view: RunView
+    ranks: list[list[dict[str, Any]]]  # per rank: {"step": k, ...} rows in order
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        return self.view.final
+
+    @property
+    def fingerprint(self) -> str | None:
+        return (self.view.record or {}).get("fingerprint")
+
+
+def is_tracked(path: Path) -> bool:
+    return (path / METRICS_FILE.format(rank=0)).is_file()
+
+
+def load_tracked(path: Path) -> Tracked:
+    import yaml
+
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        manifest = yaml.safe_load((path / "manifest.yaml").read_text())
+        status = tracked_status(path)
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(
+            f"{path} is not a readable tracked run ({exc}); pass another folder."
+        ) from None
+    world = int(config.get("world_size", 1))
+    ranks, final, fingerprint = [], None, None
+    for rank in range(world):
+        rows = []
+        for record in read_metrics(path, rank):
+            if "step" in record:
+                rows.append(record)
+            elif rank == 0 and "final" in record:
+                final = record["final"]
+            elif rank == 0 and "fingerprint" in record:
+                fingerprint = record["fingerprint"]
+        ranks.append(rows)
+    settings = {"config": config.get("config", {}), "seed": config.get("seed")}
+    command = shlex.join(["python", *config.get("argv", [])])
+    described = {**config, "settings": settings, "command": command}
+    record = {"final": final, "fingerprint": fingerprint}
+    return Tracked(RunView(path.name, str(path), status, described, manifest, record), ranks)
+
+
+def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:
+    """The first step at which any rank logged another value (or another set of names)."""
+    for rank, (rows_a, rows_b) in enumerate(zip(a.ranks, b.ranks)):
+        for ra, rb in zip(rows_a, rows_b):
+            if ra != rb:
+                names = sorted(set(ra) | set(rb) - {"step"})
+                differing = [n for n in names if ra.get(n) != rb.get(n)]
+                detail = ", ".join(f"{n} {ra.get(n)!r} vs {rb.get(n)!r}" for n in differing[:3])
+                return Divergence(
+                    int(ra.get("step", 0)), "logged", f"{detail} (rank {rank})", None, False
+                )
+        if len(rows_a) != len(rows_b):
+            step = min(len(rows_a), len(rows_b))
+            return Divergence(
+                step,
+                "record",
+                f"one run logged {len(rows_a)} steps, the other {len(rows_b)}",
+                None,
+                False,
+            )
+    if len(a.ranks) != len(b.ranks):
+        return Divergence(
+            0, "batch_split", f"{len(a.ranks)} vs {len(b.ranks)} ranks logged", None, False
+        )
+    if a.final != b.final:
+        return Divergence(
+            len(a.ranks[0]), "final", f"final metrics {a.final} vs {b.final}", None, False
+        )
+    if a.fingerprint and b.fingerprint and a.fingerprint != b.fingerprint:
+        return Divergence(len(a.ranks[0]), "final", "the weights' fingerprints differ", None, False)
+    return None
+
+
+def _config_differences(a: Tracked, b: Tracked) -> list[str]:
+    fa = flatten(a.view.settings.get("config") or {})
+    fb = flatten(b.view.settings.get("config") or {})
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
+def _loss_curves(a: Tracked, b: Tracked) -> dict[str, Any]:
+    la = [float(r["loss"]) for r in a.ranks[0] if isinstance(r.get("loss"), (int, float))]
+    lb = [float(r["loss"]) for r in b.ranks[0] if isinstance(r.get("loss"), (int, float))]
+    n = min(len(la), len(lb))
+    return {
+        "candidate_loss": la,
+        "reference_loss": lb,
+        "deviation": [abs(la[i] - lb[i]) for i in range(n)],
+    }
+
+
+def _describe(t: Tracked) -> dict[str, Any]:
+    config = t.view.config
+    return {
+        "name": t.view.name,
+        "path": t.view.path,
+        "profile": "tracked",
+        "seed": config.get("seed"),
+        "status": t.view.status.get("status"),
+        "workload_hash": None,
+        "command": config.get("command"),
+        "reference": False,
+        "final": t.final,
+    }
+
+
+def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
+    failed = [t for t in (candidate, reference) if t.view.status.get("status") != "COMPLETE"]
+    divergence = _first_difference(candidate, reference)
+    config_diffs = _config_differences(candidate, reference)
+    differences = diff_manifests(candidate.view.manifest, reference.view.manifest)
+    if failed:
+        verdict = Verdict.FAILED
+    elif divergence is None:
+        verdict = Verdict.IDENTICAL
+    else:
+        verdict = Verdict.DRIFT if config_diffs else Verdict.NO_BASELINE
+    causes = rank_causes(verdict, divergence, differences, candidate.view, reference.view)
+    if config_diffs and verdict != Verdict.IDENTICAL:
+        evidence = [f"config.{k}" for k in config_diffs[:6]]
+        causes.insert(
+            0,
+            Cause(
+                "training settings",
+                float("inf"),
+                evidence,
+                "the runs are two trainings: compare runs of one config, or change one thing at a time",
+            ),
+        )
+    failure = None
+    if failed:
+        t = failed[0]
+        failure = {
+            "run": t.view.name,
+            "status": t.view.status.get("status"),
+            "kind": t.view.status.get("kind", "crash"),
+            "step": None,
+            "rank": None,
+            "message": t.view.status.get("reason", "the run did not complete"),
+        }
+    mismatches = (
+        [
+            f"the configs differ ({', '.join(config_diffs[:6])}): another training, whatever the numbers do"
+        ]
+        if config_diffs
+        else []
+    )
+    return Comparison(
+        verdict=verdict,
+        summary=_summary(verdict, divergence, failure, mismatches),
+        candidate=_describe(candidate),
+        reference=_describe(reference),
+        baseline=None,
+        identical=verdict == Verdict.IDENTICAL,
+        first_difference=divergence,
+        numerics=BandCheck(False, "tracked runs have no band: where they part is reported"),
+        seed=SeedCheck(False, "tracked runs have no seed band"),
+        failure=failure,
+        nondeterminism=None,
+        env_differences=[asdict(d) for d in differences],
+        env_key_match=environment_key(candidate.view.manifest)
+        == environment_key(reference.view.manifest),
+        causes=causes,
+        curves=_loss_curves(candidate, reference),
+        mismatches=mismatches,
+        notes=[],
+        setting_differences={"config": config_diffs} if config_diffs else {},
+    )
+
+
+def _summary(
+    verdict: Verdict,
+    divergence: Divergence | None,
+    failure: dict[str, Any] | None,
+    mismatches: list[str],
+) -> str:
+    if failure is not None:
+        return f"{failure['run']} {str(failure['status']).lower()}: {failure['message']}"
+    if verdict == Verdict.IDENTICAL:
+        return "bit-identical: every logged value, the final metrics and the weights match"
+    first = f"first differs at step {divergence.step}: {divergence.detail}" if divergence else ""
+    return "; ".join([*mismatches, first]) if mismatches else f"no band to judge noise by; {first}"
