@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tensorboard", action="store_true", help="also log to TensorBoard, in the run's folder"
+    )
     args = parser.parse_args()
 
     distributed = "RANK" in os.environ
@@ -71,8 +74,13 @@ def main() -> None:
     xs, ys = batches(args.seed, args.steps, args.batch)
     test_x, test_y = batches(args.seed + 1, 1, 256)
     share = args.batch // world
-    config = {k: v for k, v in vars(args).items() if k != "runs_dir"}
+    config = {k: v for k, v in vars(args).items() if k not in ("runs_dir", "tensorboard")}
     with repro.track(config=config, seed=args.seed, runs_dir=args.runs_dir) as run:
+        board = None
+        if args.tensorboard and rank == 0 and run.path is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            board = SummaryWriter(str(run.path / "tensorboard"))
         for step in range(args.steps):
             x = xs[step, rank * share : (rank + 1) * share]
             y = ys[step, rank * share : (rank + 1) * share]
@@ -82,11 +90,18 @@ def main() -> None:
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             run.log(step, loss=loss.detach(), grad_norm=grad_norm)
+            if board is not None:
+                board.add_scalar("loss", loss.item(), step)
+                board.add_scalar("grad_norm", grad_norm.item(), step)
         with torch.no_grad():
             logits = model(test_x[0])
             accuracy = (logits.argmax(-1) == test_y[0]).float().mean()
             eval_loss = F.cross_entropy(logits.view(-1, VOCAB), test_y[0].reshape(-1))
         run.final(eval_accuracy=accuracy, eval_loss=eval_loss)
+        if board is not None:
+            board.add_scalar("final/eval_accuracy", float(accuracy), args.steps)
+            board.add_scalar("final/eval_loss", float(eval_loss), args.steps)
+            board.close()
         run.fingerprint(model)
     if rank == 0:
         print(f"{run.path}  eval_accuracy {float(accuracy):.4f}  eval_loss {float(eval_loss):.4f}")

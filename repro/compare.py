@@ -9,7 +9,8 @@ from repro.baseline import Baseline, find_baseline, load_baseline, search_dirs, 
 from repro.errors import UserError
 from repro.judge import Comparison, compare
 from repro.runview import RunView
-from repro.tracked_compare import compare_tracked, is_tracked, load_tracked
+from repro.tensorboard_run import is_event_dir, load_event_dir
+from repro.tracked_compare import Tracked, compare_tracked, is_tracked, load_tracked
 
 
 def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:
@@ -24,6 +25,10 @@ def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:
         raise UserError(f"{argument} does not exist; pass a run directory or a baseline name.")
     baseline = find_baseline(argument, dirs)
     return baseline.primary(), baseline
+
+
+def _load_tracked(path: Path) -> Tracked:
+    return load_event_dir(path) if is_event_dir(path) else load_tracked(path)
 
 
 def _matching_bands(view: RunView, dirs: list[Path]) -> Bands | None:
@@ -46,16 +51,16 @@ def compare_runs(
         if baseline_name is not None:
             raise
         dirs = []
-    tracked = [is_tracked(Path(a)) for a in arguments]
+    tracked = [is_tracked(Path(a)) or is_event_dir(Path(a)) for a in arguments]
     if any(tracked):
         if not all(tracked):
             raise UserError(
-                "compare tracked runs (repro.track) with tracked runs and reference runs with "
-                "reference runs: "
+                "compare tracked runs (repro.track, TensorBoard logs) with tracked runs and "
+                "reference runs with reference runs: "
                 + ", ".join(a for a, t in zip(arguments, tracked) if not t)
                 + " is not a tracked run."
             )
-        first, *others = (load_tracked(Path(a)) for a in arguments)
+        first, *others = (_load_tracked(Path(a)) for a in arguments)
         return [compare_tracked(other, first) for other in others]
     views = [resolve(a, dirs) for a in arguments]
     reference, reference_baseline = views[0]

@@ -31,6 +31,7 @@ class Tracked:
 
     view: RunView
     ranks: list[list[dict[str, Any]]]  # per rank: {"step": k, ...} rows in order
+    note: str | None = None  # what the reader of this source must know (float32 logs)
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -199,7 +200,7 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
         causes=causes,
         curves=_loss_curves(candidate, reference),
         mismatches=mismatches,
-        notes=[],
+        notes=[n for n in (candidate.note, reference.note) if n][:1],
         setting_differences={"config": config_diffs} if config_diffs else {},
     )
 

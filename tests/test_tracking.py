@@ -257,3 +257,17 @@ def test_a_tracked_run_is_not_compared_with_a_reference_run(example_runs, capsys
     reference.mkdir()
     assert main(["compare", str(example_runs["a"]), str(reference)]) == 2
     assert "not-tracked is not a tracked run" in capsys.readouterr().err
+
+
+def test_a_tensorboard_log_written_by_the_example_is_compared(tmp_path):
+    runs = tmp_path / "runs"
+    a = _example(runs, "--tensorboard") / "tensorboard"
+    b = _example(runs, "--tensorboard", threads=2) / "tensorboard"
+    again = _example(runs, "--tensorboard") / "tensorboard"
+    assert _compare(a, again).verdict == "IDENTICAL"
+    comparison = _compare(a, b)
+    assert comparison.verdict == "NO_BASELINE"
+    assert comparison.first_difference is not None and comparison.first_difference.where == "logged"
+    # The manifest beside the log (the tracked folder's) names the cause.
+    assert comparison.causes[0].cause == "thread count"
+    assert any("float32" in note for note in comparison.notes)

@@ -1,0 +1,71 @@
+"""A TensorBoard event directory read as a tracked run (``pip install repro[tensorboard]``).
+
+Scalars become logged values per step (tags ``final/<name>`` become final metrics); a
+``manifest.yaml`` (and ``config.yaml``) in the directory or the one above it, as a
+``repro.track`` folder holding the events has, supplies the environment. TensorBoard
+stores float32, so "bit-identical" means identical at float32 resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repro.errors import UserError
+from repro.runview import RunView
+from repro.tracked_compare import Tracked
+
+FLOAT32_NOTE = (
+    "TensorBoard stores scalars as float32: bit-identical here means identical at float32 "
+    "resolution, not in the training's own precision."
+)
+
+
+def is_event_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("events.out.tfevents.*"))
+
+
+def load_event_dir(path: Path) -> Tracked:
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise UserError(
+            f"{path} is a TensorBoard log; reading it needs `pip install repro[tensorboard]`."
+        ) from None
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    events.Reload()
+    rows: dict[int, dict[str, Any]] = {}
+    final: dict[str, Any] = {}
+    for tag in sorted(events.Tags().get("scalars", [])):
+        for event in events.Scalars(tag):
+            if tag.startswith("final/"):
+                final[tag.removeprefix("final/")] = float(event.value)
+            else:
+                rows.setdefault(int(event.step), {"step": int(event.step)})[tag] = float(
+                    event.value
+                )
+    beside = _beside(path)
+    config = beside.get("config.yaml") or {}
+    settings = {"config": config.get("config", {}), "seed": config.get("seed")}
+    view = RunView(
+        path.name,
+        str(path),
+        {"status": "COMPLETE"},
+        {**config, "settings": settings, "command": None},
+        beside.get("manifest.yaml") or {},
+        {"final": final or None, "fingerprint": None},
+    )
+    return Tracked(view, [[rows[step] for step in sorted(rows)]], FLOAT32_NOTE)
+
+
+def _beside(path: Path) -> dict[str, Any]:
+    """``manifest.yaml`` and ``config.yaml`` from the directory or its parent, when there."""
+    import yaml
+
+    found: dict[str, Any] = {}
+    for name in ("manifest.yaml", "config.yaml"):
+        for folder in (path, path.parent):
+            if (folder / name).is_file():
+                found[name] = yaml.safe_load((folder / name).read_text())
+                break
+    return found
