@@ -31,6 +31,7 @@ SCRIPTS = (
     "bench_verify",
     "bench_compare",
     "bench_scaling",
+    "bench_tracking",
 )
 
 
