@@ -258,6 +258,8 @@ def read_metrics(run_dir: Path, rank: int = 0) -> Iterator[dict[str, Any]]:
                 f"{f.name}: schema {header.get('schema_version')}, expected {TRACK_SCHEMA_VERSION}"
             )
         for line in f:
+            if not line.endswith("\n"):
+                return  # a line a killed process left half-written: everything before it stands
             yield json.loads(line)
 
 
