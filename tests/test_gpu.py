@@ -132,3 +132,32 @@ def test_an_untraced_step_never_waits_for_the_gpu(monkeypatch):
             torch.cuda.set_sync_debug_mode(0)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.gpu
+def test_a_tracked_loop_logs_without_waiting_for_the_gpu(tmp_path):
+    """``run.log`` keeps tensors on the GPU: a step with a log call never synchronises."""
+    import torch
+
+    import repro
+
+    device = torch.device("cuda", 0)
+    model = torch.nn.Linear(256, 256).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(64, 256, device=device)
+    with repro.track(config={}, runs_dir=tmp_path, flush_every=1000) as run:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(20):
+                loss = model(x).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                run.log(step, loss=loss.detach())
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    (run_dir,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    from repro.tracking import read_metrics
+
+    assert [r["step"] for r in read_metrics(run_dir) if "step" in r] == list(range(20))
