@@ -88,6 +88,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from repro.runview import RunView
 
     final = RunView.from_run_dir(outcome.run_dir).final or {}
+    if args.tensorboard:
+        from repro.tensorboard_run import write_record_events
+
+        print(
+            f"repro: TensorBoard events in {write_record_events(outcome.run_dir)}", file=sys.stderr
+        )
     print(
         f"{outcome.run_dir}  COMPLETE  eval_loss {final.get('eval_loss', float('nan')):.6f}  "
         f"eval_accuracy {final.get('eval_accuracy', float('nan')):.4f}"
@@ -269,6 +275,11 @@ def _report_options(p: argparse.ArgumentParser) -> None:
 def _add_run(sub: Any) -> None:
     p = _command(sub, "run", "run the reference training once")
     _common_run_options(p)
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write the record as TensorBoard events (run folder/tensorboard)",
+    )
     p.set_defaults(handler=_cmd_run)
 
 

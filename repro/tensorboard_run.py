@@ -21,6 +21,29 @@ FLOAT32_NOTE = (
 )
 
 
+def write_record_events(run_dir: Path) -> Path:
+    """A reference run's record as TensorBoard scalars in ``run_dir/tensorboard``: the
+    per-step loss, gradient norm, learning rate and loss scale, and ``final/<metric>``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs `pip install repro[tensorboard]`.") from None
+    view = RunView.from_run_dir(run_dir)
+    folder = Path(run_dir) / "tensorboard"
+    writer = SummaryWriter(str(folder))
+    try:
+        for step in view.steps:
+            for name in ("loss", "grad_norm", "lr", "loss_scale"):
+                if step.get(name) is not None:
+                    writer.add_scalar(name, step[name], step["step"])
+        for name, value in (view.final or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                writer.add_scalar(f"final/{name}", value, len(view.steps))
+    finally:
+        writer.close()
+    return folder
+
+
 def is_event_dir(path: Path) -> bool:
     return path.is_dir() and any(path.glob("events.out.tfevents.*"))
 

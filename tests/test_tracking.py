@@ -271,3 +271,23 @@ def test_a_tensorboard_log_written_by_the_example_is_compared(tmp_path):
     # The manifest beside the log (the tracked folder's) names the cause.
     assert comparison.causes[0].cause == "thread count"
     assert any("float32" in note for note in comparison.notes)
+
+
+def test_repro_run_writes_its_record_as_tensorboard_events(tmp_path):
+    from repro.cli import main
+    from repro.runview import RunView
+    from repro.tensorboard_run import load_event_dir
+
+    assert (
+        main(["run", "--profile", "smoke", "--quiet", "--tensorboard", "--runs-dir", str(tmp_path)])
+        == 0
+    )
+    (run_dir,) = list(tmp_path.iterdir())
+    record = RunView.from_run_dir(run_dir)
+    events = load_event_dir(run_dir / "tensorboard")
+    rows = events.ranks[0]
+    assert [r["step"] for r in rows] == [s["step"] for s in record.steps]
+    # float32 in TensorBoard: equal after rounding the record's values to float32.
+    as_f32 = [float(torch.tensor(s["loss"], dtype=torch.float32)) for s in record.steps]
+    assert [r["loss"] for r in rows] == as_f32
+    assert events.final is not None and set(events.final) >= {"eval_loss", "eval_accuracy"}
