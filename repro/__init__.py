@@ -7,11 +7,10 @@ baseline (``repro verify``) or another run (``repro compare``).
 
 __version__ = "0.1.0"
 
-from typing import Any
 
-
-def __getattr__(name: str) -> Any:
-    # ``repro.track`` without importing the tracker (and torch) whenever repro is imported.
+def __getattr__(name: str) -> object:
+    # ``repro.track`` is imported on first use: importing repro (as every hashed module
+    # does) runs no import, so no code outside the workload hash can move the numbers.
     if name == "track":
         from repro.tracking import track
 

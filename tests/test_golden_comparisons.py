@@ -31,8 +31,12 @@ RUN_NAME = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9._-]+")
 
 
 def machine(session: Any) -> str:
-    """The baseline's environment key, digested: equal keys give equal records."""
-    key = session.baseline.meta["environment_key"]
+    """The baseline's environment key, digested (equal keys give equal records), with the
+    variables that steer kernels in this environment (they appear in every reproduce
+    command and environment difference)."""
+    from repro.prepare import steering_env
+
+    key = [session.baseline.meta["environment_key"], steering_env(dict(os.environ))]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
