@@ -108,3 +108,16 @@ def test_repro_checkout_sha_is_a_sha_or_says_why() -> None:
     sha = repro_checkout_sha()
 
     assert (isinstance(sha, str) and len(sha) == 40) or "unavailable" in sha
+
+
+def test_outside_a_repository_gitpython_is_never_imported(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from repro.manifest.git_info import repository_state, head_sha; "
+        f"state = repository_state({str(tmp_path)!r}); sha = head_sha({str(tmp_path)!r}); "
+        "print(state['unavailable'] if isinstance(state, dict) else state, sha, 'git' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["None", "False"], out.stdout

@@ -51,7 +51,16 @@ def parse_status(porcelain_z: str) -> tuple[bool, int]:
     return dirty, changed
 
 
+def _in_a_work_tree(path: Path, *, search_parents: bool) -> bool:
+    """A ``.git`` (folder or worktree file) at ``path`` or above: outside one, GitPython
+    (a tenth of a second to import) is never loaded."""
+    folders = [path, *path.parents] if search_parents else [path]
+    return any((folder / ".git").exists() for folder in folders)
+
+
 def _open(path: Path, *, search_parents: bool) -> Any:
+    if not _in_a_work_tree(path.resolve(), search_parents=search_parents):
+        return None
     import git
 
     try:
