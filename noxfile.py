@@ -163,6 +163,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def evidence(session: nox.Session) -> None:
-    """The verdict's false-alarm rate and power on real changes (about an hour on 2 cores)."""
+    """The verdict's false-alarm rate and power on real changes (about 3.5 hours on 2 cores; resumable with --workdir)."""
     _install_cpu_stack(session, "test")
     session.run("python", "benchmarks/evidence.py", *session.posargs)
