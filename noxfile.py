@@ -46,7 +46,9 @@ def lint(session: nox.Session) -> None:
     """ruff and mypy, clean."""
     _install_cpu_stack(session, "lint")
     session.run("ruff", "check", "repro", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "repro", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "repro", "tests", "benchmarks", "examples", "noxfile.py"
+    )
     session.run("mypy")  # strict on repro/ (pyproject.toml)
     session.run("mypy", "tests", "benchmarks", "noxfile.py")  # typed, tests need not annotate
 
