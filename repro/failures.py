@@ -96,7 +96,7 @@ def _rank_errors(run_dir: Path, signalled: list[RankExit]) -> tuple[list[str], b
         plural = "s" if len(waits) > 1 else ""
         errors.insert(
             0,
-            f"{_ranks(silent).rsplit(' ', 1)[0]} did not join the collective at step {step} "
+            f"{_rank_names(silent)} did not join the collective at step {step} "
             f"({first['collective']}): rank{plural} {waiting} waited {first['waited_s']:g} s "
             "(the profile's collective_timeout_s) for it",
         )
@@ -123,12 +123,17 @@ def describe_signal(signum: int, env: Mapping[str, str] | None = None) -> str:
     return f"{text}: {suspect}" if suspect else text
 
 
-def _ranks(ranks: list[int]) -> str:
-    """``rank 1 was``, ``ranks 0 and 1 were``, ``ranks 0, 1 and 3 were``."""
+def _rank_names(ranks: list[int]) -> str:
+    """``rank 1``, ``ranks 0 and 1``, ``ranks 0, 1 and 3``."""
     if len(ranks) == 1:
-        return f"rank {ranks[0]} was"
+        return f"rank {ranks[0]}"
     listed = ", ".join(str(r) for r in ranks[:-1])
-    return f"ranks {listed} and {ranks[-1]} were"
+    return f"ranks {listed} and {ranks[-1]}"
+
+
+def _ranks(ranks: list[int]) -> str:
+    """``rank 1 was``, ``ranks 0 and 1 were``."""
+    return f"{_rank_names(ranks)} {'was' if len(ranks) == 1 else 'were'}"
 
 
 def _killed(exits: list[RankExit], env: Mapping[str, str]) -> list[str]:

@@ -80,7 +80,7 @@ def _describe(view: RunView) -> dict[str, Any]:
     }
 
 
-def _failure(view: RunView) -> dict[str, Any] | None:
+def failure_of(view: RunView) -> dict[str, Any] | None:
     if view.status.get("status") == "COMPLETE":
         return None
     record_failure = (view.record or {}).get("failure") or {}
@@ -285,7 +285,7 @@ def compare(
     the verdict is at best NO_BASELINE.
     """
     notes = list(notes or [])
-    failure = _failure(candidate) or (_failure(reference) if reference else None)
+    failure = failure_of(candidate) or (failure_of(reference) if reference else None)
     nondeterminism = _nondeterminism(candidate, repeats or [])
     if reference is None:
         pair = _Pair()

@@ -17,7 +17,7 @@ from repro.bands import BandCheck, SeedCheck
 from repro.causes import Cause, rank_causes
 from repro.divergence import Divergence
 from repro.errors import UserError
-from repro.judge import Comparison
+from repro.judge import Comparison, failure_of
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key, flatten
 from repro.runview import RunView
@@ -164,17 +164,7 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
                 "the runs are two trainings: compare runs of one config, or change one thing at a time",
             ),
         )
-    failure = None
-    if failed:
-        t = failed[0]
-        failure = {
-            "run": t.view.name,
-            "status": t.view.status.get("status"),
-            "kind": t.view.status.get("kind", "crash"),
-            "step": None,
-            "rank": None,
-            "message": t.view.status.get("reason", "the run did not complete"),
-        }
+    failure = failure_of(failed[0].view) if failed else None
     mismatches = (
         [
             f"the configs differ ({', '.join(config_diffs[:6])}): another training, whatever the numbers do"
