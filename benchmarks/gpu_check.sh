@@ -35,6 +35,11 @@ done_stage() {  # done_stage NAME PASSED(true|false)
 
 ok() { [ "$1" = 0 ] && echo true || echo false; }  # ok EXIT_CODE
 
+stage "preflight (NVML health checks, an NCCL all-reduce sweep; exit 5 is UNFIT)"
+python -m repro preflight
+code=$?
+done_stage "preflight" "$(ok $code)"
+
 stage "gpu-marked tests"
 python -m pytest -q -p no:cacheprovider -m gpu tests
 code=$?

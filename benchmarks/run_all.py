@@ -32,6 +32,8 @@ SCRIPTS = (
     "bench_compare",
     "bench_scaling",
     "bench_tracking",
+    "bench_groups",
+    "bench_preflight",
 )
 
 

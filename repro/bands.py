@@ -81,6 +81,21 @@ class SeedCheck:
     ok: bool = True
     alpha: float = 0.0
     metrics: list[MetricCheck] = field(default_factory=list)
+    # Per final metric: the gap in mean between two settings, K runs each (K = the seed
+    # band's size), that `repro compare --group` detects with 80 % power at alpha 0.05.
+    resolvable: dict[str, float] = field(default_factory=dict)
+
+
+def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
+    from repro.group_stats import detectable_difference, mean_sd
+
+    if len(seeds) < 2:
+        return {}
+    return {
+        metric: detectable_difference(mean_sd([float(s[metric]) for s in seeds])[1], len(seeds))
+        for metric in FINAL_METRICS
+        if all(metric in s for s in seeds)
+    }
 
 
 def _t(p: float, dof: int) -> float:
@@ -269,11 +284,13 @@ def judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
             f"primary seed ({bands.primary_seed}), so only the seed interval applies",
         )
         seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
+        seeds.resolvable = seed_resolution(bands.seeds)
     else:
         seeds = SeedCheck(
             False,
             "the run has the primary's seed, so the numerics band judges it "
             "(final metrics included); one test per run keeps one false-alarm rate",
+            resolvable=seed_resolution(bands.seeds),
         )
         numerics = numerics_check(
             series(view.steps),

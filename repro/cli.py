@@ -13,23 +13,23 @@ from typing import Any
 
 from repro import __version__
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
-from repro.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ReproError, RunFailed, UserError
-from repro.verdict import Verdict
+from repro.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ReproError,
+    RunFailed,
+    Unfit,
+    UserError,
+)
+from repro.preflight.command import add_preflight, health_options
+from repro.preflight.command import show as show_preflight
+from repro.report.emit import emit
+from repro.verdict import Verdict, exit_codes_help
 
-
-def _exit_codes_help() -> str:
-    """The exit-code epilog, written from the Verdict type (worst first)."""
-    by_code: dict[int, list[str]] = {}
-    for v in Verdict:
-        by_code.setdefault(v.exit_code, []).append(v.value)
-    by_code[EXIT_USAGE] = ["bad input or usage"]
-    by_code[EXIT_INTERRUPTED] = ["interrupted"]
-    rows = [f"  {code:>3}  {' or '.join(names)}" for code, names in sorted(by_code.items())]
-    order = " > ".join(v.value for v in Verdict)
-    return "exit codes:\n" + "\n".join(rows) + f"\nwhen several apply: {order}"
-
-
-EXIT_CODES_HELP = _exit_codes_help()
+EXIT_CODES_HELP = exit_codes_help(
+    {EXIT_USAGE: "bad input or usage", EXIT_INTERRUPTED: "interrupted"}
+)
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
@@ -101,37 +101,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _emit(comparisons: list[Any], args: argparse.Namespace) -> None:
-    """Print and write the report formats a command asked for."""
-    from repro import atomic
-
-    if getattr(args, "json", False):
-        # One shape whatever the count: the worst verdict and its exit code, then each comparison.
-        worst = Verdict.worst([c.verdict for c in comparisons])
-        data = {
-            "verdict": worst,
-            "exit_code": worst.exit_code,
-            "comparisons": [c.to_dict() for c in comparisons],
-        }
-        print(json.dumps(data, indent=1, default=str))
-    else:
-        from repro.report.terminal import render_terminal_many
-
-        print(render_terminal_many(comparisons))
-    if getattr(args, "md", None):
-        from repro.report.markdown import render_markdown_many
-
-        atomic.write_text(Path(args.md), render_markdown_many(comparisons))
-    if getattr(args, "html", None):
-        from repro.report.html import render_html_many
-
-        atomic.write_text(Path(args.html), render_html_many(comparisons))
-    if getattr(args, "junit", None):
-        from repro.report.junit import write_junit
-
-        write_junit(Path(args.junit), comparisons)
-
-
 def _cmd_verify(args: argparse.Namespace) -> int:
     from repro.verify import verify, verify_per_device
 
@@ -144,12 +113,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         record_missing=args.record_missing,
         verbose=args.verbose,
+        preflight=not args.no_preflight,
+        strict=args.strict,
+        expect_gpus=args.expect_gpus,
     )
-    if args.per_device:
-        results = verify_per_device(args.profile or "full", args.set, **common)
-    else:
-        results = [verify(_profile(args), args.set, **common)]
-    _emit([r.comparison for r in results], args)
+    try:
+        if args.per_device:
+            results = verify_per_device(args.profile or "full", args.set, **common)
+        else:
+            results = [verify(_profile(args), args.set, **common)]
+    except Unfit as unfit:  # nothing trained: the checks are the report
+        return show_preflight(unfit.preflight, args)
+    emit([r.comparison for r in results], args)
     for r in results:
         if r.recorded is not None:
             print(
@@ -161,13 +136,40 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.group:
+        return _compare_groups(args)
+    if args.metric or args.margin or args.unpaired:
+        raise UserError(
+            "--metric, --margin and --unpaired apply to groups: `repro compare --group A RUN... --group B RUN...`."
+        )
     from repro.compare import compare_runs
 
     comparisons = compare_runs(
         args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir
     )
-    _emit(comparisons, args)
+    emit(comparisons, args)
     return Verdict.worst([c.verdict for c in comparisons]).exit_code
+
+
+def _compare_groups(args: argparse.Namespace) -> int:
+    from repro.groups import compare_groups, load_group_run, parse_margin
+    from repro.report.group_render import build_group_report
+
+    if args.runs:
+        raise UserError(
+            f"{args.runs[0]} belongs to no group: with --group, name every run after a group "
+            "(`repro compare --group A RUN... --group B RUN...`)."
+        )
+    groups = [(name, [load_group_run(r) for r in runs]) for name, *runs in args.group]
+    comparison = compare_groups(
+        groups,
+        metrics=args.metric,
+        margins=[parse_margin(m) for m in args.margin or []],
+        alpha=args.alpha,
+        unpaired=args.unpaired,
+    )
+    emit([comparison], args, group_report=build_group_report(comparison))
+    return comparison.verdict.exit_code
 
 
 def _cmd_baseline_record(args: argparse.Namespace) -> int:
@@ -253,6 +255,7 @@ def _build_parser() -> argparse.ArgumentParser:
     manifest_cli.add_parser(sub)
     for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
         add(sub)
+    add_preflight(sub, _command)
     return parser
 
 
@@ -305,6 +308,8 @@ def _add_verify(sub: Any) -> None:
         help="record a baseline when none matches (still exits 3)",
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per check)")
+    p.add_argument("--no-preflight", action="store_true", help="skip the health checks")
+    health_options(p)
     _report_options(p)
     p.set_defaults(handler=_cmd_verify)
 
@@ -313,12 +318,36 @@ def _add_compare(sub: Any) -> None:
     p = _command(sub, "compare", "explain why runs disagree (reads files only)")
     p.add_argument(
         "runs",
-        nargs="+",
+        nargs="*",
         metavar="RUN",
         help="run directories or baseline names; each is compared with the first",
     )
     p.add_argument("--baseline", help="judge against this baseline's bands")
     p.add_argument("--baseline-dir")
+    g = p.add_argument_group(
+        "groups of runs", "is a setting different, the same, or unresolved? (twice --group)"
+    )
+    g.add_argument(
+        "--group",
+        nargs="+",
+        action="append",
+        metavar=("NAME", "RUN"),
+        help="a group's name and its runs (reference, tracked or TensorBoard folders)",
+    )
+    g.add_argument(
+        "--metric",
+        action="append",
+        help="a final metric, or SCALAR@STEP (default: every numeric final metric the runs share)",
+    )
+    g.add_argument(
+        "--margin",
+        action="append",
+        help="for SAME: 0.002 (the metric's units), 0.3pp (points of a share), 0.5%% (of group A's mean); METRIC=... for one metric",
+    )
+    g.add_argument(
+        "--alpha", type=float, default=0.05, help="false-DIFFERENT rate over all metrics (0.05)"
+    )
+    g.add_argument("--unpaired", action="store_true", help="do not pair runs by seed")
     _report_options(p)
     p.set_defaults(handler=_cmd_compare)
 

@@ -7,6 +7,8 @@ of whatever ``ReproError`` reaches it. Verdict exit codes live on
 
 from __future__ import annotations
 
+from typing import Any
+
 from repro.verdict import Verdict
 
 EXIT_OK = 0
@@ -46,6 +48,17 @@ class RunFailed(ReproError):
     def message(self) -> str:
         where = f" ({self.run_dir})" if self.run_dir else ""
         return f"repro: FAILED: {self.reason}{where}"
+
+
+class Unfit(ReproError):
+    """A preflight check failed: the machine is not fit to be judged (the UNFIT exit code)."""
+
+    exit_code = Verdict.UNFIT.exit_code
+    prefix = "UNFIT"
+
+    def __init__(self, preflight: Any, strict: bool = False) -> None:
+        super().__init__(preflight.summary(strict))
+        self.preflight, self.strict = preflight, strict
 
 
 class RunInterrupted(ReproError):

@@ -67,6 +67,20 @@ class Comparison:
 
 
 def _describe(view: RunView) -> dict[str, Any]:
+    described = _described(view)
+    findings = preflight_findings(view.manifest)
+    if findings:  # the machine's health when the run began (repro preflight), where it was checked
+        described["preflight"] = findings
+    return described
+
+
+def preflight_findings(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The warnings and failures of a run's preflight; never a difference to compare."""
+    checks = (manifest.get("preflight") or {}).get("checks", [])
+    return [c for c in checks if c.get("status") in ("fail", "warn")]
+
+
+def _described(view: RunView) -> dict[str, Any]:
     return {
         "name": view.name,
         "path": view.path,

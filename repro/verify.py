@@ -17,9 +17,11 @@ from typing import Any
 from repro import atomic
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
 from repro.baseline import Selection, find_baseline, search_dirs, select_baseline, write_dir
-from repro.errors import UserError
+from repro.errors import Unfit, UserError
 from repro.judge import Comparison, compare
 from repro.manifest.nvml import cuda_device_uuids
+from repro.manifest.schema import MANIFEST_FILE, load_manifest, write_manifest
+from repro.preflight.check import Preflight
 from repro.prepare import prepare_run
 from repro.profile import load_profile, parse_overrides
 from repro.recording import baseline_plan, record_baseline
@@ -52,9 +54,13 @@ def verify(
     record_missing: bool = False,
     env: dict[str, str] | None = None,
     verbose: bool = False,
+    preflight: bool = True,
+    strict: bool = False,
+    expect_gpus: int | None = None,
 ) -> VerifyResult:
-    """Plan -> launch -> load -> select a baseline -> judge -> keep the verdict; then, only
-    when asked and none matched, record a baseline for the next run (the verdict stands)."""
+    """Preflight -> plan -> launch -> load -> select a baseline -> judge -> keep the verdict;
+    then, only when asked and none matched, record a baseline for the next run (the verdict
+    stands). A failed preflight check raises ``Unfit`` before anything trains."""
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be at least 1.")
     profile = load_profile(profile_name, parse_overrides(set_pairs))
@@ -64,13 +70,21 @@ def verify(
         find_baseline(baseline_name, dirs)
     if record_missing:
         baseline_plan(profile_name, DEFAULT_NUMERICS, DEFAULT_SEEDS, set_pairs)
+    health = (
+        _check_fit(profile.world_size, profile.threads_per_rank, strict, expect_gpus)
+        if preflight
+        else None
+    )
     entries = [
         prepare_run(
             profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env
         )
         for i in range(repeat)
     ]
-    views = [RunView.from_run_dir(o.run_dir) for o in launch(entries, env=env, verbose=verbose)]
+    outcomes = launch(entries, env=env, verbose=verbose)
+    if health is not None:
+        _attach_preflight(outcomes[0].run_dir, health)
+    views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
     candidate, repeats = views[0], views[1:]
     selection = select_baseline(
         profile.name,
@@ -101,6 +115,23 @@ def verify(
             sets=set_pairs,
         )
     return result
+
+
+def _check_fit(ranks: int, threads: int, strict: bool, expect_gpus: int | None) -> Preflight:
+    from repro.preflight import run_preflight
+
+    health = run_preflight(ranks=ranks, threads=threads, expect_gpus=expect_gpus)
+    if health.unfit(strict):
+        raise Unfit(health, strict)
+    return health
+
+
+def _attach_preflight(run_dir: Path, health: Preflight) -> None:
+    """The run's manifest gets a ``preflight`` section (volatile: recorded, never compared)."""
+    path = Path(run_dir) / MANIFEST_FILE
+    if path.is_file():
+        manifest = load_manifest(path)
+        write_manifest(path, {**manifest, "preflight": health.to_dict()})
 
 
 def _judge(candidate: RunView, repeats: list[RunView], selection: Selection) -> Comparison:
@@ -198,4 +229,5 @@ def verify_per_device(
         results.append(
             verify(profile_name, set_pairs, env={"CUDA_VISIBLE_DEVICES": target}, **kwargs)
         )
+        kwargs["preflight"] = False  # the node's health, checked once before the first device
     return results

@@ -43,6 +43,22 @@ H100: dict[str, Any] = {
     "max_clocks": {1: 1980, 2: 2619},
     "pcie_generation": 5,
     "pcie_width": 16,
+    # Health readings (repro preflight): a healthy H100 in an NVSwitch node.
+    "processes": [],
+    "ecc_uncorrected": 0,
+    "remapped_rows": [0, 0, 0, 0],  # corrected, uncorrected, pending, failure
+    "retired_pending": 0,
+    "pcie_max_width": 16,
+    "clock_events": 0x1,  # idle only
+    "app_clock": 1980,
+    "default_app_clock": 1980,
+    "default_power_limit_mw": 700_000,
+    "vbios": "96.00.74.00.01",
+    "inforom": "G520.0200.00.05",
+    "nvlink_states": [1] * 18,
+    "nvlink_errors": 0,
+    "pcie_replays": 0,
+    "fabric": (3, 0),  # NVML_GPU_FABRIC_STATE_COMPLETED, NVML_SUCCESS
 }
 RTX_4090: dict[str, Any] = {
     **H100,
@@ -162,3 +178,69 @@ class FakeNVML:
         if instance is None:
             raise FakeNVMLErrorNotFound()
         return dict(instance)
+
+    # -- health readings (repro preflight) ---------------------------------------------------
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: dict[str, Any]) -> list[SimpleNamespace]:
+        return [
+            SimpleNamespace(pid=pid, usedGpuMemory=2**30) for pid in self._read(handle, "processes")
+        ]
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: dict[str, Any], kind: int, counter: int) -> int:
+        return int(self._read(handle, "ecc_uncorrected"))
+
+    def nvmlDeviceGetRemappedRows(self, handle: dict[str, Any]) -> list[int]:
+        return list(self._read(handle, "remapped_rows"))
+
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "retired_pending"))
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "pcie_max_width"))
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "clock_events"))
+
+    def nvmlDeviceGetApplicationsClock(self, handle: dict[str, Any], clock: int) -> int:
+        return int(self._read(handle, "app_clock"))
+
+    def nvmlDeviceGetDefaultApplicationsClock(self, handle: dict[str, Any], clock: int) -> int:
+        return int(self._read(handle, "default_app_clock"))
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "default_power_limit_mw"))
+
+    def nvmlDeviceGetVbiosVersion(self, handle: dict[str, Any]) -> str:
+        return str(self._read(handle, "vbios"))
+
+    def nvmlDeviceGetInforomImageVersion(self, handle: dict[str, Any]) -> str:
+        return str(self._read(handle, "inforom"))
+
+    def nvmlDeviceGetNvLinkState(self, handle: dict[str, Any], link: int) -> int:
+        states = self._read(handle, "nvlink_states")
+        if link >= len(states):
+            raise FakeNVMLErrorNotSupported()
+        return int(states[link])
+
+    def nvmlDeviceGetNvLinkErrorCounter(
+        self, handle: dict[str, Any], link: int, counter: int
+    ) -> int:
+        return int(self._read(handle, "nvlink_errors"))
+
+    def nvmlDeviceGetPcieReplayCounter(self, handle: dict[str, Any]) -> int:
+        return int(self._read(handle, "pcie_replays"))
+
+    c_nvmlGpuFabricInfo_t = SimpleNamespace
+
+    def nvmlDeviceGetGpuFabricInfo(self, handle: dict[str, Any], info: SimpleNamespace) -> None:
+        info.state, info.status = self._read(handle, "fabric")
+
+
+def not_supported_everywhere(gpu: dict[str, Any]) -> dict[str, Any]:
+    """A GPU whose driver refuses every health query (consumer cards, some containers)."""
+    health = (
+        "processes", "ecc", "ecc_uncorrected", "remapped_rows", "retired_pending", "pcie_max_width",
+        "clock_events", "app_clock", "default_app_clock", "default_power_limit_mw", "vbios",
+        "inforom", "nvlink_states", "nvlink_errors", "pcie_replays", "fabric", "persistence", "mig",
+    )  # fmt: skip
+    return {**gpu, **{key: FakeNVMLErrorNotSupported() for key in health}}

@@ -161,3 +161,19 @@ def test_a_tracked_loop_logs_without_waiting_for_the_gpu(tmp_path):
     from repro.tracking import read_metrics
 
     assert [r["step"] for r in read_metrics(run_dir) if "step" in r] == list(range(20))
+
+
+@pytest.mark.gpu
+def test_real_preflight_probes_and_an_nccl_sweep_on_a_healthy_node():
+    """The real NVML probes read every GPU, and NCCL's all-reduce returns exact sums."""
+    import torch
+
+    from repro.preflight import run_preflight
+
+    health = run_preflight(ranks=torch.cuda.device_count(), threads=1)
+    checks = {c.name: c for c in health.checks}
+    assert checks["gpus.count"].value == torch.cuda.device_count()
+    assert checks["gpu0.processes"].status in ("ok", "fail")  # read, whatever it found
+    assert checks["collective.allreduce.bytes"].status == "ok", checks["collective.allreduce.bytes"]
+    assert "nccl" in checks["collective.allreduce.bytes"].source
+    assert not health.unfit(), [c for c in health.checks if c.status == "fail"]

@@ -39,7 +39,9 @@ def test_the_readme_states_the_enum_precedence():
 def test_worst_follows_the_declared_order():
     assert Verdict.worst(["IDENTICAL", "DRIFT", "NO_BASELINE"]) is Verdict.NO_BASELINE
     assert Verdict.worst([Verdict.EQUIVALENT, Verdict.FAILED]) is Verdict.FAILED
-    assert [v.passed for v in Verdict] == [False, False, False, False, True, True]
+    assert [v.passed for v in Verdict] == [False] * 7 + [True] * 3
+    assert Verdict.worst(["SAME", "UNRESOLVED", "DIFFERENT"]) is Verdict.DIFFERENT
+    assert Verdict.worst(["SAME", "UNRESOLVED"]) is Verdict.UNRESOLVED
     with pytest.raises(ValueError):
         Verdict.worst([])
 

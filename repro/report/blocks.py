@@ -16,11 +16,15 @@ Tone = Literal["good", "bad", "warn", "muted"] | None
 
 # How each verdict looks; what it means and which is worse live on the Verdict type.
 VERDICT_TONES: dict[Verdict, Tone] = {
+    Verdict.UNFIT: "bad",
     Verdict.FAILED: "bad",
     Verdict.NONDETERMINISTIC: "bad",
     Verdict.NO_BASELINE: "warn",
     Verdict.DRIFT: "bad",
+    Verdict.DIFFERENT: "bad",
+    Verdict.UNRESOLVED: "warn",
     Verdict.EQUIVALENT: "good",
+    Verdict.SAME: "good",
     Verdict.IDENTICAL: "good",
 }
 
@@ -69,10 +73,12 @@ class Folded:
 
 @dataclass(frozen=True)
 class Plot:
-    """A figure drawn from ``Comparison.curves``; only the HTML report draws it."""
+    """A figure drawn from the report's curves; only the HTML report draws it. ``subject``
+    names the scalar or metric of a group comparison's figure."""
 
-    kind: Literal["loss", "deviation"]
+    kind: Literal["loss", "deviation", "group_curve", "group_finals"]
     caption: str
+    subject: str = ""
 
 
 @dataclass(frozen=True)

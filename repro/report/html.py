@@ -134,8 +134,12 @@ def _plot(block: Plot, report: Report) -> str:
 
     if block.kind == "loss":
         svg: str | None = plots.loss_svg(report.curves, report.first_step)
-    else:
+    elif block.kind == "deviation":
         svg = plots.deviation_svg(report.curves, report.first_step, report.first_outside)
+    elif block.kind == "group_curve":
+        svg = plots.group_curve_svg(report.curves["scalars"][block.subject], block.subject)
+    else:
+        svg = plots.group_finals_svg(report.curves["finals"][block.subject], block.subject)
     if svg is None:
         return ""
     caption = html.escape(block.caption)
@@ -200,7 +204,11 @@ def _document(title: str, body: str) -> str:
 
 def render_html(comparison: Comparison) -> str:
     """One self-contained HTML document; the verdict is the element with id ``verdict``."""
-    report = build_report(comparison)
+    return render_html_report(build_report(comparison))
+
+
+def render_html_report(report: Report) -> str:
+    """Any report (a comparison's, a group comparison's) as one self-contained document."""
     title = f"repro compare: {report.verdict}, {report.title}"
     return _document(title, _article(report, "verdict"))
 

@@ -111,7 +111,12 @@ def _report_lines(report: Report, level: int) -> list[str]:
 
 def render_markdown(comparison: Comparison) -> str:
     """The report as Markdown; sections are ``##`` headings in reading order."""
-    return "\n".join(_report_lines(build_report(comparison), 1)).rstrip() + "\n"
+    return render_markdown_report(build_report(comparison))
+
+
+def render_markdown_report(report: Report) -> str:
+    """Any report (a comparison's, a group comparison's) as Markdown."""
+    return "\n".join(_report_lines(report, 1)).rstrip() + "\n"
 
 
 def render_markdown_many(comparisons: list[Comparison]) -> str:

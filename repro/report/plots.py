@@ -22,6 +22,7 @@ _CANDIDATE = "#1f6fd1"
 _BAND = "#9a9a9a"
 _BOUND = "#c62828"
 _PARTED = "#7b1fa2"
+_GROUPS = ("#555555", "#1f6fd1")  # group A as the reference, group B as the candidate
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 _SIZE_ATTRIBUTES = re.compile(r'\s(?:width|height)="[^"]*"')
 
@@ -170,4 +171,49 @@ def deviation_svg(
         axes.set_ylabel("|loss - reference loss|")
         # Above the axes: a deviation curve can run anywhere inside them.
         figure.legend(loc="upper center", ncols=3, frameon=False)
+        return _svg(figure)
+
+
+def group_curve_svg(bands: dict[str, dict[str, list[float]]], scalar: str) -> str:
+    """Each group's runs of one logged scalar as a band: median line, min-max shading."""
+    with _style_context():
+        figure = _figure()
+        axes = figure.add_subplot()
+        for colour, (name, band) in zip(_GROUPS, bands.items()):
+            steps = band["steps"]
+            axes.fill_between(
+                steps,
+                _finite(band["low"]),
+                _finite(band["high"]),
+                color=colour,
+                alpha=0.2,
+                linewidth=0,
+            )
+            axes.plot(
+                steps,
+                _finite(band["median"]),
+                color=colour,
+                linewidth=1.3,
+                label=f"{name}: median, min-max shaded",
+            )
+        axes.set_xlabel("step")
+        axes.set_ylabel(scalar)
+        axes.legend(loc="upper right", frameon=False)
+        return _svg(figure)
+
+
+def group_finals_svg(values: dict[str, list[float]], metric: str) -> str:
+    """One point per run of a final metric, each group in its own column, with its mean."""
+    with _style_context():
+        figure = _figure()
+        axes = figure.add_subplot()
+        for column, (colour, (_name, points)) in enumerate(zip(_GROUPS, values.items())):
+            # A fixed, evenly spread horizontal offset: the same runs draw the same picture.
+            spread = [column + 0.25 * ((i + 0.5) / len(points) - 0.5) for i in range(len(points))]
+            axes.scatter(spread, points, color=colour, s=18, zorder=3)
+            mean = sum(points) / len(points)
+            axes.hlines(mean, column - 0.2, column + 0.2, color=colour, linewidth=2)
+        axes.set_xticks(range(len(values)), list(values))
+        axes.set_xlim(-0.6, len(values) - 0.4)
+        axes.set_ylabel(metric)
         return _svg(figure)

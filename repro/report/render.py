@@ -33,6 +33,8 @@ from repro.report.blocks import (
     fmt_small,
     fmt_value,
 )
+from repro.report.group_render import seed_resolution_text
+from repro.report.preflight_render import preflight_findings
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -159,6 +161,7 @@ def _grouped(differences: list[Difference]) -> tuple[Items, ...]:
 
 def _env_section(comparison: Comparison) -> Section:
     blocks: list[Block] = [Text(note, tone="warn", strong=True) for note in comparison.notes]
+    blocks += preflight_findings(comparison.candidate, comparison.reference)
     if not comparison.reference:
         blocks.append(Text("No reference run: there is no environment to compare with."))
         return Section(SECTION_TITLES[1], tuple(blocks))
@@ -347,6 +350,9 @@ def _distance_section(comparison: Comparison) -> Section:
     if table:
         blocks.append(Text("Final evaluation, beside the prediction intervals:"))
         blocks.append(table)
+        resolution = seed_resolution_text(comparison.seed)
+        if resolution:
+            blocks.append(resolution)
     else:
         blocks.append(Text("No final evaluation to compare."))
     return Section(SECTION_TITLES[3], tuple(blocks))

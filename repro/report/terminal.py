@@ -186,8 +186,13 @@ def _report_lines(report: Report, style: _Style) -> list[str]:
 
 def render_terminal(comparison: Comparison, *, color: bool | None = None, width: int = 80) -> str:
     """The report as text for a terminal; ``color`` None means only when stdout is a tty."""
+    return render_terminal_report(build_report(comparison), color=color, width=width)
+
+
+def render_terminal_report(report: Report, *, color: bool | None = None, width: int = 80) -> str:
+    """Any report (a comparison's, a group comparison's) as text for a terminal."""
     style = _Style(color_wanted() if color is None else color, width)
-    return "\n".join(_report_lines(build_report(comparison), style)) + "\n"
+    return "\n".join(_report_lines(report, style)) + "\n"
 
 
 def render_terminal_many(
@@ -207,4 +212,15 @@ def render_terminal_many(
     for comparison in comparisons:
         lines += ["", style.paint("━" * width, bold=True)]
         lines += _report_lines(build_report(comparison), style)
+    return "\n".join(lines) + "\n"
+
+
+def render_terminal_blocks(
+    headline: str, tone: Tone, blocks: list[Block], *, color: bool | None = None, width: int = 80
+) -> str:
+    """A headline and blocks with no verdict of their own (``repro preflight``)."""
+    style = _Style(color_wanted() if color is None else color, width)
+    lines = [style.paint(line, tone, bold=True) for line in style.wrap(headline)]
+    for block in blocks:
+        lines += _block(block, style)
     return "\n".join(lines) + "\n"

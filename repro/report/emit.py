@@ -1,0 +1,55 @@
+"""Print and write the report formats a command asked for: ``--json`` (one shape whatever
+the command), the terminal report, ``--md``, ``--html`` and ``--junit`` files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from repro import atomic
+from repro.report.blocks import Report
+from repro.verdict import Verdict
+
+
+def emit(
+    comparisons: list[Any], args: argparse.Namespace, group_report: Report | None = None
+) -> None:
+    """Print and write the report formats a command asked for (``group_report``: the one
+    report of a group comparison, drawn instead of the comparisons' own)."""
+    if getattr(args, "json", False):
+        # One shape whatever the count: the worst verdict and its exit code, then each comparison.
+        worst = Verdict.worst([c.verdict for c in comparisons])
+        data = {
+            "verdict": worst,
+            "exit_code": worst.exit_code,
+            "comparisons": [c.to_dict() for c in comparisons],
+        }
+        print(json.dumps(data, indent=1, default=str))
+    elif group_report is not None:
+        from repro.report.terminal import render_terminal_report
+
+        print(render_terminal_report(group_report))
+    else:
+        from repro.report.terminal import render_terminal_many
+
+        print(render_terminal_many(comparisons))
+    if getattr(args, "md", None):
+        from repro.report.markdown import render_markdown_many, render_markdown_report
+
+        text = (
+            render_markdown_report(group_report)
+            if group_report
+            else render_markdown_many(comparisons)
+        )
+        atomic.write_text(Path(args.md), text)
+    if getattr(args, "html", None):
+        from repro.report.html import render_html_many, render_html_report
+
+        text = render_html_report(group_report) if group_report else render_html_many(comparisons)
+        atomic.write_text(Path(args.html), text)
+    if getattr(args, "junit", None):
+        from repro.report.junit import write_junit
+
+        write_junit(Path(args.junit), comparisons)
