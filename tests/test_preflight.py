@@ -138,3 +138,16 @@ def test_verify_stops_before_training_on_an_unfit_machine(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 5 and out.startswith("UNFIT") and "gpus.count" in out
     assert not runs.exists() or not any(Path(runs).iterdir())  # nothing trained, nothing written
+
+
+def test_a_runs_findings_show_in_the_compare_report_and_are_never_a_difference():
+    from repro.manifest.diff import diff_manifests
+    from repro.report.preflight_render import preflight_findings
+
+    finding = gpu_checks(2, FakeNVML([H100, {**H100_B, "pcie_width": 8}]))
+    warn = [c.to_dict() for c in finding if c.status == "warn"]
+    (block,) = preflight_findings({"name": "run-a", "preflight": warn}, None)
+    assert "run-a: gpu1.pcie_width: x8 (expected x16)" in block.items[0].text
+    base = {"hardware": {}, "libraries": {}, "numerics": {}, "env": {}, "code": {}}
+    with_preflight = {**base, "preflight": {"checks": warn, "seconds": 1.0}}
+    assert diff_manifests(base, with_preflight) == []

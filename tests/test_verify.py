@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+import yaml
 
 from repro.cli import main
 
@@ -42,6 +43,10 @@ def test_verify_identical_on_the_recording_machine(smoke_baseline, tmp_path, cap
     assert suite.get("failures") == "0"
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "verdict.json").read_text())["verdict"] == "IDENTICAL"
+    # The preflight went into the run's manifest, and being a reading of the moment it is
+    # never compared: the verdict above is IDENTICAL with the baseline that has none.
+    checks = yaml.safe_load((run_dir / "manifest.yaml").read_text())["preflight"]["checks"]
+    assert {"host.cpus", "collective.allreduce.bytes"} <= {c["name"] for c in checks}
 
 
 @pytest.mark.slow
