@@ -118,7 +118,7 @@ def verify(
 
 
 def _check_fit(ranks: int, threads: int, strict: bool, expect_gpus: int | None) -> Preflight:
-    from repro.preflight import run_preflight
+    from repro.preflight.run import run_preflight
 
     health = run_preflight(ranks=ranks, threads=threads, expect_gpus=expect_gpus)
     if health.unfit(strict):

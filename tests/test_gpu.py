@@ -168,7 +168,7 @@ def test_real_preflight_probes_and_an_nccl_sweep_on_a_healthy_node():
     """The real NVML probes read every GPU, and NCCL's all-reduce returns exact sums."""
     import torch
 
-    from repro.preflight import run_preflight
+    from repro.preflight.run import run_preflight
 
     health = run_preflight(ranks=torch.cuda.device_count(), threads=1)
     checks = {c.name: c for c in health.checks}

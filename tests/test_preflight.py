@@ -11,11 +11,11 @@ import pytest
 
 from fake_nvml import H100, FakeNVML, FakeNVMLErrorGpuIsLost, not_supported_everywhere
 from repro.cli import main
-from repro.preflight import run_preflight
 from repro.preflight.check import Preflight
 from repro.preflight.collective import allreduce_sweep, bus_bandwidth
 from repro.preflight.gpu import gpu_checks
 from repro.preflight.host import cpu_check, governor_check, memory_check
+from repro.preflight.run import run_preflight
 
 H100_B = {**H100, "uuid": "GPU-3f2a9c1e-5b7d-4e8f-9a0b-000000000002"}
 

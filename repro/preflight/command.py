@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repro.preflight.check import Preflight
 from repro.verdict import Verdict
+
+if TYPE_CHECKING:
+    from repro.preflight.check import Preflight
 
 
 def health_options(p: argparse.ArgumentParser) -> None:
@@ -31,7 +33,7 @@ def add_preflight(sub: Any, command: Any) -> None:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from repro.preflight import run_preflight
+    from repro.preflight.run import run_preflight
     from repro.profile import load_profile
 
     profile = load_profile(args.profile, {})

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repro import atomic
-from repro.report.blocks import Report
 from repro.verdict import Verdict
+
+if TYPE_CHECKING:
+    from repro.report.blocks import Report
 
 
 def emit(
@@ -18,6 +19,8 @@ def emit(
 ) -> None:
     """Print and write the report formats a command asked for (``group_report``: the one
     report of a group comparison, drawn instead of the comparisons' own)."""
+    from repro import atomic
+
     if getattr(args, "json", False):
         # One shape whatever the count: the worst verdict and its exit code, then each comparison.
         worst = Verdict.worst([c.verdict for c in comparisons])
