@@ -22,6 +22,7 @@ from repro.errors import (
     Unfit,
     UserError,
 )
+from repro.explain.command import add_explain
 from repro.preflight.command import add_preflight, health_options
 from repro.preflight.command import show as show_preflight
 from repro.report.emit import emit
@@ -256,6 +257,7 @@ def _build_parser() -> argparse.ArgumentParser:
     for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
         add(sub)
     add_preflight(sub, _command)
+    add_explain(sub, _command)
     return parser
 
 

@@ -16,6 +16,7 @@ from repro.preflight.collective import allreduce_sweep, bus_bandwidth
 from repro.preflight.gpu import gpu_checks
 from repro.preflight.host import cpu_check, governor_check, memory_check
 from repro.preflight.run import run_preflight
+from repro.report.blocks import Items
 
 H100_B = {**H100, "uuid": "GPU-3f2a9c1e-5b7d-4e8f-9a0b-000000000002"}
 
@@ -147,7 +148,8 @@ def test_a_runs_findings_show_in_the_compare_report_and_are_never_a_difference()
     finding = gpu_checks(2, FakeNVML([H100, {**H100_B, "pcie_width": 8}]))
     warn = [c.to_dict() for c in finding if c.status == "warn"]
     (block,) = preflight_findings({"name": "run-a", "preflight": warn}, None)
+    assert isinstance(block, Items)
     assert "run-a: gpu1.pcie_width: x8 (expected x16)" in block.items[0].text
-    base = {"hardware": {}, "libraries": {}, "numerics": {}, "env": {}, "code": {}}
+    base: dict = {"hardware": {}, "libraries": {}, "numerics": {}, "env": {}, "code": {}}
     with_preflight = {**base, "preflight": {"checks": warn, "seconds": 1.0}}
     assert diff_manifests(base, with_preflight) == []

@@ -25,7 +25,8 @@ from repro.report.blocks import (
     Tone,
     code_spans,
 )
-from repro.report.render import build_report, overview, worst_verdict
+from repro.report.overview import overview, worst_verdict
+from repro.report.render import build_report
 
 if TYPE_CHECKING:
     from repro.judge import Comparison

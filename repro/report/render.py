@@ -35,7 +35,6 @@ from repro.report.blocks import (
 )
 from repro.report.group_render import seed_resolution_text
 from repro.report.preflight_render import preflight_findings
-from repro.verdict import Verdict
 
 if TYPE_CHECKING:
     from repro.bands import BandCheck, MetricCheck, SeedCheck, WindowCheck
@@ -64,6 +63,16 @@ WHERE_LABELS = {
     "final": "the final evaluation or checkpoint",
     "logged": "a logged value (a tracked run)",
 }
+# Causes `repro explain` can confirm by rerunning with the other run's setting (knobs.py).
+KNOB_CAUSES = (
+    "CPU kernel capability",
+    "oneDNN / MKL kernels",
+    "thread count",
+    "world size (split, reduction)",
+    "AMP dtype",
+    "TF32",
+    "attention backend",
+)
 SHOWN_CAUSES = 3  # the rest are folded: past three, a ranking is rarely read
 _FOLDED_WINDOW_SCALARS = ("grad_norm",)  # loss windows are always shown
 _IMPACT_TONES: dict[str, Tone] = {"high": "bad", "medium": "warn", "low": "muted"}
@@ -393,6 +402,11 @@ def _reproduce_section(comparison: Comparison) -> Section:
     if c.get("path") and r.get("path"):
         again = f"repro compare {shlex.quote(str(r['path']))} {shlex.quote(str(c['path']))}"
         commands.append(("this comparison", again))
+        if comparison.causes and comparison.causes[0].cause in KNOB_CAUSES:
+            prove = (
+                f"repro explain {shlex.quote(str(r['path']))} --here {shlex.quote(str(c['path']))}"
+            )
+            commands.append(("prove the cause by rerunning with the reference's knobs", prove))
     return Section(SECTION_TITLES[5], (Commands(tuple(commands)),))
 
 
@@ -418,28 +432,3 @@ def build_report(comparison: Comparison) -> Report:
         first_step=d.step if d is not None else None,
         first_outside=comparison.numerics.first_step_outside,
     )
-
-
-# -- several comparisons --------------------------------------------------------------------
-
-
-def worst_verdict(comparisons: list[Comparison]) -> Verdict:
-    """The headline of a multi-run report: the same verdict the exit code comes from."""
-    return Verdict.worst([c.verdict for c in comparisons])
-
-
-def overview(comparisons: list[Comparison]) -> tuple[str, Table]:
-    """The headline and one row per candidate, for ``repro compare A B C``."""
-    if not comparisons:
-        raise ValueError("there is no comparison to render; pass at least one")
-    reference = comparisons[0].reference.get("name")
-    counts = {v: sum(c.verdict == v for c in comparisons) for v in Verdict}
-    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    headline = f"{len(comparisons)} runs compared with {reference}: {tally}"
-    table = Table(
-        columns=("candidate", "verdict", "summary"),
-        rows=tuple((str(c.candidate.get("name")), c.verdict, c.summary) for c in comparisons),
-        tones=tuple(VERDICT_TONES[c.verdict] for c in comparisons),
-        numeric=(False, False, False),
-    )
-    return headline, table

@@ -24,7 +24,8 @@ from repro.report.blocks import (
     Text,
     Tone,
 )
-from repro.report.render import build_report, overview, worst_verdict
+from repro.report.overview import overview, worst_verdict
+from repro.report.render import build_report
 
 if TYPE_CHECKING:
     from repro.judge import Comparison

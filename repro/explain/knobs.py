@@ -1,0 +1,149 @@
+"""The knobs: settings a rerun can take from the other machine, read from the two runs.
+
+A knob is a field of the execution or precision class (threads per rank, world size at
+the same global batch, SDPA backend, AMP dtype, TF32), or a kernel-steering environment
+variable (``KNOB_ENV``). The CPU kernel level is read from what the other run's torch
+*used* (``hardware.cpu.torch_capability``), set or not. Knobs only go down: a level this
+CPU lacks would kill the ranks (SIGILL), so it is "cannot be tried here". Semantic, seed
+and fault differences are not knobs: they are named as the cause with no rerun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from repro.profile import differing_fields, flatten_settings
+from repro.runview import RunView
+
+# Environment variables a rerun may take from the other run (as recorded in its manifest).
+KNOB_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
+GPU_ENV = ("NCCL_ALGO", "NCCL_PROTO")  # only where NCCL runs
+CAPABILITY = "ATEN_CPU_CAPABILITY"
+_LEVELS = ("default", "avx2", "avx512")  # torch's x86 CPU kernel levels, lowest first
+_ISA_TIERS = (
+    ("AVX512", "avx512"),
+    ("AMX", "avx512"),
+    ("AVX2", "avx2"),
+    ("AVX", "default"),
+    ("SSE", "default"),
+)
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str  # "threads_per_rank", "ATEN_CPU_CAPABILITY", ...
+    here: Any
+    other: Any
+    kind: str  # "setting" (--set name=value) or "env"
+    cannot: str = ""  # why this machine cannot take it ("" when it can)
+
+    @property
+    def change(self) -> str:
+        return (
+            f"--set {self.name}={self.other}"
+            if self.kind == "setting"
+            else f"{self.name}={self.other}"
+        )
+
+
+@dataclass(frozen=True)
+class Differences:
+    knobs: tuple[Knob, ...]
+    causes: tuple[str, ...]  # named without a rerun: another training, seed, fault
+    beyond: tuple[str, ...]  # what no knob changes: library versions, hardware
+
+
+def _level(text: Any) -> str | None:
+    value = str(text or "").lower()
+    return value if value in _LEVELS else None
+
+
+def _isa_tier(isa: str) -> str | None:
+    upper = isa.upper()
+    return next((tier for prefix, tier in _ISA_TIERS if upper.startswith(prefix)), None)
+
+
+def _cannot(name: str, value: Any, here_level: str | None, gpus_here: bool) -> str:
+    if name == CAPABILITY:
+        level = _level(value)
+        if level is None or here_level is None:
+            return f"{value!r} is not a CPU kernel level repro knows"
+        if _LEVELS.index(level) > _LEVELS.index(here_level):
+            return f"this CPU's highest kernel level is {here_level}; {level} would kill the ranks (SIGILL)"
+    if name.endswith("_MAX_CPU_ISA"):
+        tier = _isa_tier(str(value))
+        if (
+            tier is not None
+            and here_level is not None
+            and _LEVELS.index(tier) > _LEVELS.index(here_level)
+        ):
+            return f"this CPU tops out at {here_level}; a {value} cap asks for more"
+    if name in GPU_ENV and not gpus_here:
+        return "NCCL runs only on GPUs, and this machine has none"
+    return ""
+
+
+def read_differences(other: RunView, here: RunView) -> Differences:
+    classes = differing_fields(other.settings, here.settings)
+    causes = [f"another training: {name} differs" for name in classes.get("semantic", [])]
+    if "seed" in classes:
+        causes.append(
+            f"another master seed ({other.seed} vs {here.seed}): no knob makes seeds agree"
+        )
+    causes += [
+        f"a fault was injected: {n}" for n in classes.get("harness", []) if n.startswith("fault.")
+    ]
+    flat_other, flat_here = flatten_settings(other.settings), flatten_settings(here.settings)
+    here_level = _level(_cpu(here).get("torch_capability"))
+    gpus_here = bool(here.manifest.get("hardware", {}).get("cuda", {}).get("available"))
+    knobs = [
+        Knob(name, flat_here.get(name), flat_other.get(name), "setting")
+        for kind in ("execution", "precision")
+        for name in classes.get(kind, [])
+    ]
+    other_level, level_here = _level(_cpu(other).get("torch_capability")), here_level
+    if other_level and other_level != level_here:
+        knobs.append(Knob(CAPABILITY, level_here, other_level, "env"))
+    env_other, env_here = other.manifest.get("env", {}), here.manifest.get("env", {})
+    for name in (*KNOB_ENV, *GPU_ENV):
+        if name in env_other and env_other.get(name) != env_here.get(name):
+            knobs.append(Knob(name, env_here.get(name), env_other[name], "env"))
+    knobs = [
+        Knob(k.name, k.here, k.other, k.kind, _cannot(k.name, k.other, here_level, gpus_here))
+        for k in knobs
+    ]
+    return Differences(tuple(knobs), tuple(causes), tuple(_beyond(other, here)))
+
+
+def _cpu(view: RunView) -> dict[str, Any]:
+    cpu = view.manifest.get("hardware", {}).get("cpu", {})
+    return cpu if isinstance(cpu, dict) else {}
+
+
+def _beyond(other: RunView, here: RunView) -> list[str]:
+    """Library and hardware differences: what remains when every knob is matched."""
+    found = []
+    for section, keys in (
+        ("libraries", ("torch", "cuda", "cudnn", "nccl", "onednn", "mkl", "python")),
+        ("hardware", ("cpu",)),
+    ):
+        a, b = other.manifest.get(section, {}), here.manifest.get(section, {})
+        for key in keys:
+            va, vb = a.get(key), b.get(key)
+            if isinstance(va, dict) and isinstance(vb, dict):
+                va, vb = (
+                    va.get("version", va.get("model_name")),
+                    vb.get("version", vb.get("model_name")),
+                )
+            if va != vb and va is not None:
+                found.append(f"{section}.{key}: {va} vs {vb}")
+    return found
+
+
+def other_machine_command(profile: str, knobs: list[Knob]) -> str:
+    """What to run on the other machine when this one cannot go where it went: there, the
+    knobs go down to this machine's values instead."""
+    env = [f"{k.name}={k.here}" for k in knobs if k.kind == "env" and k.here is not None]
+    sets = [f"--set {k.name}={k.here}" for k in knobs if k.kind == "setting"]
+    return " ".join([*env, "repro", "run", "--profile", profile, *sets])

@@ -1,0 +1,34 @@
+"""The head of a report on several comparisons (``repro compare A B C``): the worst verdict
+and one row per candidate, shared by the three renderers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from repro.report.blocks import VERDICT_TONES, Table
+from repro.verdict import Verdict
+
+if TYPE_CHECKING:
+    from repro.judge import Comparison
+
+
+def worst_verdict(comparisons: list[Comparison]) -> Verdict:
+    """The headline of a multi-run report: the same verdict the exit code comes from."""
+    return Verdict.worst([c.verdict for c in comparisons])
+
+
+def overview(comparisons: list[Comparison]) -> tuple[str, Table]:
+    """The headline and one row per candidate, for ``repro compare A B C``."""
+    if not comparisons:
+        raise ValueError("there is no comparison to render; pass at least one")
+    reference = comparisons[0].reference.get("name")
+    counts = {v: sum(c.verdict == v for c in comparisons) for v in Verdict}
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    headline = f"{len(comparisons)} runs compared with {reference}: {tally}"
+    table = Table(
+        columns=("candidate", "verdict", "summary"),
+        rows=tuple((str(c.candidate.get("name")), c.verdict, c.summary) for c in comparisons),
+        tones=tuple(VERDICT_TONES[c.verdict] for c in comparisons),
+        numeric=(False, False, False),
+    )
+    return headline, table

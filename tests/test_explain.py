@@ -1,0 +1,136 @@
+"""`repro explain`: causes confirmed by real reruns on this machine (smoke profile)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repro.cli import main
+from repro.explain.search import smallest_cause
+
+
+def _run(runs: Path, *sets: str, **env: str) -> str:
+    """One smoke run in its own process (a kernel level must be set before torch starts)."""
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    command = [
+        sys.executable,
+        "-m",
+        "repro",
+        "run",
+        "--profile",
+        "smoke",
+        "--runs-dir",
+        str(runs),
+        "--quiet",
+    ]
+    for pair in sets:
+        command += ["--set", pair]
+    done = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (new,) = set(runs.iterdir()) - before
+    return str(new)
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory: pytest.TempPathFactory, cpu_capability: str) -> dict[str, str]:
+    if cpu_capability.lower() not in ("avx2", "avx512"):
+        pytest.skip("needs a CPU kernel level with one below it")
+    root = tmp_path_factory.mktemp("explain")
+    return {
+        "here": _run(root / "here"),
+        # "The other machine": one kernel level down and two threads per rank.
+        "two": _run(root / "two", "threads_per_rank=2", ATEN_CPU_CAPABILITY="default"),
+        "one": _run(root / "one", ATEN_CPU_CAPABILITY="default"),
+    }
+
+
+def _explain(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["explain", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_two_knobs_at_once_are_confirmed_as_exactly_that_pair(machines, tmp_path, capsys):
+    code, data = _explain(
+        capsys, machines["two"], "--here", machines["here"], "--runs-dir", str(tmp_path)
+    )
+    assert code == 0, data["conclusion"]
+    assert data["search"]["outcome"] == "confirmed"
+    assert sorted(data["search"]["knobs"]) == ["ATEN_CPU_CAPABILITY", "threads_per_rank"]
+    trials = data["search"]["trials"]
+    # Each knob alone was tried and failed: no smaller set reproduces the other run.
+    singles = [t for t in trials if len(t["knobs"]) == 1]
+    assert singles and not any(t["identical"] for t in singles)
+    assert trials[-1]["identical"]  # the confirming rerun
+    runs = [yaml.safe_load((Path(r["run"]) / "config.yaml").read_text()) for r in data["runs"]]
+    assert all(c["argv"][:2] == ["repro", "explain"] for c in runs)  # marked as explain runs
+
+
+def test_one_knob_is_confirmed_in_at_most_three_reruns_and_here_is_made_when_absent(
+    machines, tmp_path, capsys
+):
+    code, data = _explain(capsys, machines["one"], "--runs-dir", str(tmp_path))
+    assert code == 0 and data["search"]["knobs"] == ["ATEN_CPU_CAPABILITY"]
+    assert len(data["search"]["trials"]) <= 3
+    assert len(data["runs"]) == len(data["search"]["trials"]) + 1  # + the run made for "here"
+
+
+def test_a_semantic_difference_is_named_without_a_rerun(smoke_runs, tmp_path, capsys):
+    code, data = _explain(
+        capsys,
+        str(smoke_runs["lr"]),
+        "--here",
+        str(smoke_runs["primary"]),
+        "--runs-dir",
+        str(tmp_path),
+    )
+    assert code == 0 and data["runs"] == [] and data["search"] is None
+    assert any("another training" in c or "fault" in c for c in data["causes"]), data["causes"]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_level_this_cpu_lacks_cannot_be_tried_and_the_other_machine_gets_a_command(
+    machines, tmp_path, capsys
+):
+    other = tmp_path / "avx512-machine"
+    shutil.copytree(machines["one"], other)
+    manifest = yaml.safe_load((other / "manifest.yaml").read_text())
+    here_level = manifest["hardware"]["cpu"]["torch_capability"]
+    manifest["hardware"]["cpu"]["torch_capability"] = (
+        "AVX512" if here_level != "AVX512" else "SVE256"
+    )
+    (other / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    if here_level == "AVX512":
+        pytest.skip("this CPU has the highest x86 kernel level")
+    code, data = _explain(
+        capsys, str(other), "--here", machines["here"], "--runs-dir", str(tmp_path / "runs")
+    )
+    assert code == 3 and data["runs"] == []
+    (knob,) = data["knobs"]
+    assert knob["name"] == "ATEN_CPU_CAPABILITY" and "SIGILL" in knob["cannot"]
+    assert data["other_machine"].startswith("ATEN_CPU_CAPABILITY=")
+    assert "repro run --profile smoke" in data["other_machine"]
+
+
+def test_the_search_tries_everything_first_and_stops_when_nothing_reproduces():
+    calls = []
+
+    def reproduces(subset):
+        calls.append(subset)
+        return set(subset) >= {"b", "c"}, ""
+
+    found = smallest_cause(["a", "b", "c"], reproduces, max_runs=8)
+    assert found.outcome == "confirmed" and found.knobs == ("b", "c")
+    assert calls[0] == ("a", "b", "c") and calls[-1] == ("b", "c")
+    none = smallest_cause(["a", "b"], lambda s: (False, ""), max_runs=8)
+    assert none.outcome == "not explained" and len(none.trials) == 1
+    short = smallest_cause(["a", "b", "c"], reproduces, max_runs=2)
+    assert short.outcome == "out of runs" and len(short.trials) == 2
