@@ -34,6 +34,7 @@ SCRIPTS = (
     "bench_tracking",
     "bench_groups",
     "bench_preflight",
+    "bench_explain",
 )
 
 
