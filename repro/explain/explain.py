@@ -119,9 +119,14 @@ class _Rerun:
 
 
 def load(argument: str) -> RunView:
+    from repro.baseline import search_dirs
     from repro.compare import resolve
 
-    view, _ = resolve(argument, [])
+    try:
+        dirs = search_dirs(None)
+    except UserError:  # no baseline folder here: OTHER must then be a path
+        dirs = []
+    view, _ = resolve(argument, dirs)
     if not view.record:
         raise UserError(
             f"{argument} has no record (the run did not complete); pass a complete run."

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from repro.errors import RunInterrupted
+
 
 @dataclass
 class Trial:
@@ -66,6 +68,6 @@ def smallest_cause(
         if confirmed is None:
             return result
         result.outcome = "confirmed" if confirmed else "not reproducible"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunInterrupted):  # Ctrl-C: keep what was found
         result.outcome = "interrupted"
     return result

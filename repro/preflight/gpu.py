@@ -8,6 +8,7 @@ width) or from the other GPUs of the node (VBIOS, InfoROM), not from a table of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -63,6 +64,9 @@ def _processes(nvml: Any, handle: Any, name: str) -> Check:
     expected = "none before repro's ranks start"
     if is_unavailable(procs):
         return _na(name, procs, expected)
+    # This process is not foreign (a test harness may hold a CUDA context); in a container
+    # NVML may report host PIDs, so a foreign process is never confused with it there.
+    procs = [p for p in procs if getattr(p, "pid", None) != os.getpid()]
     if procs:
         pids = ", ".join(str(getattr(p, "pid", "?")) for p in procs[:5])
         return Check(
@@ -324,7 +328,7 @@ def _device_checks(nvml: Any, index: int) -> tuple[list[Check], dict[str, Any]]:
                 f"NVML cannot reach GPU {index}: {handle.get('reason')}",
             )
         ], {}
-    sm, app = nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_SM
+    sm = nvml.NVML_CLOCK_SM
     checks = [
         _processes(nvml, handle, f"{gpu}.processes"),
         *_ecc(nvml, handle, gpu),
@@ -334,7 +338,7 @@ def _device_checks(nvml: Any, index: int) -> tuple[list[Check], dict[str, Any]]:
         _against_default(
             nvml,
             f"{gpu}.application_clock",
-            lambda: int(nvml.nvmlDeviceGetApplicationsClock(handle, app)),
+            lambda: int(nvml.nvmlDeviceGetApplicationsClock(handle, sm)),
             lambda: int(nvml.nvmlDeviceGetDefaultApplicationsClock(handle, sm)),
             "SM application clock",
             "MHz",
