@@ -84,17 +84,15 @@ def test_one_knob_is_confirmed_in_at_most_three_reruns_and_here_is_made_when_abs
 
 
 def test_a_semantic_difference_is_named_without_a_rerun(smoke_runs, tmp_path, capsys):
+    runs, md, page = tmp_path / "runs", tmp_path / "explain.md", tmp_path / "explain.html"
     code, data = _explain(
-        capsys,
-        str(smoke_runs["lr"]),
-        "--here",
-        str(smoke_runs["primary"]),
-        "--runs-dir",
-        str(tmp_path),
-    )
+        capsys, str(smoke_runs["lr"]), "--here", str(smoke_runs["primary"]),
+        "--runs-dir", str(runs), "--md", str(md), "--html", str(page),
+    )  # fmt: skip
     assert code == 0 and data["runs"] == [] and data["search"] is None
     assert any("another training" in c or "fault" in c for c in data["causes"]), data["causes"]
-    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    assert not runs.exists() or not any(runs.iterdir())
+    assert data["conclusion"] in md.read_text() and "<h1>repro explain" in page.read_text()
 
 
 def test_a_level_this_cpu_lacks_cannot_be_tried_and_the_other_machine_gets_a_command(

@@ -28,6 +28,8 @@ def add_explain(sub: Any, command: Any) -> None:
     p.add_argument("--max-runs", type=int, default=8, help="reruns at most (8)")
     p.add_argument("--runs-dir", help="where the reruns go (default: $REPRO_HOME/runs or ./runs)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.add_argument("--md", metavar="FILE", help="also write it as Markdown")
+    p.add_argument("--html", metavar="FILE", help="also write it as a self-contained HTML page")
     p.set_defaults(handler=cmd_explain)
 
 
@@ -76,6 +78,7 @@ def blocks(result: Explanation) -> list[Block]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from repro import atomic
     from repro.explain.explain import explain
     from repro.report.terminal import render_terminal_blocks
     from repro.store import default_runs_dir
@@ -83,14 +86,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     result = explain(args.other, args.here, runs_dir=runs_dir, max_runs=args.max_runs)
     code = exit_code(result)
+    title = f"repro explain: {result.other} from {result.here}"
+    tone: Tone = "good" if code == 0 else "warn"
     if args.json:
         print(json.dumps({"exit_code": code, **result.to_dict()}, indent=1, default=str))
     else:
-        tone: Tone = "good" if code == 0 else "warn"
-        print(
-            render_terminal_blocks(
-                f"repro explain: {result.other} from {result.here}", tone, blocks(result)
-            ),
-            end="",
-        )
+        print(render_terminal_blocks(title, tone, blocks(result)), end="")
+    rest = blocks(result)[1:]  # the conclusion is the headline there
+    if args.md:
+        from repro.report.markdown import render_markdown_blocks
+
+        atomic.write_text(Path(args.md), render_markdown_blocks(title, result.conclusion, rest))
+    if args.html:
+        from repro.report.html import render_html_blocks
+
+        atomic.write_text(Path(args.html), render_html_blocks(title, result.conclusion, tone, rest))
     return code

@@ -27,6 +27,7 @@ from repro.report.blocks import (
 )
 from repro.report.overview import overview, worst_verdict
 from repro.report.render import build_report
+from repro.verdict import Verdict
 
 if TYPE_CHECKING:
     from repro.judge import Comparison
@@ -232,3 +233,11 @@ def render_html_many(comparisons: list[Comparison]) -> str:
         _article(build_report(c), f"verdict-{i}") for i, c in enumerate(comparisons, start=1)
     )
     return _document(f"repro compare: {worst}, {headline}", head + articles)
+
+
+def render_html_blocks(title: str, headline: str, tone: Tone, blocks: list[Block]) -> str:
+    """A headline and blocks with no verdict of their own (``repro explain``); no figures."""
+    none = Report(Verdict.IDENTICAL, None, "", title, headline, (), {}, None, None)
+    body = "".join(_block(b, none) for b in blocks if not isinstance(b, Plot))
+    head = f"<h1>{html.escape(title)}</h1><p{_classes('summary', tone)}>{_inline(headline)}</p>"
+    return _document(title, f"<article><section>{head}{body}</section></article>")

@@ -132,3 +132,11 @@ def render_markdown_many(comparisons: list[Comparison]) -> str:
     for comparison in comparisons:
         lines += _report_lines(build_report(comparison), 2)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown_blocks(title: str, headline: str, blocks: list[Block]) -> str:
+    """A headline and blocks with no verdict of their own (``repro explain``)."""
+    lines = [f"# {_inline(title)}", "", f"**{_inline(headline)}**", ""]
+    for block in blocks:
+        lines += _block(block)
+    return "\n".join(lines).rstrip() + "\n"
