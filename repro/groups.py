@@ -54,7 +54,13 @@ class Margin:
 
     def absolute(self, metric: str, values_a: list[float], values_b: list[float]) -> float:
         if self.unit == "%":
-            return abs(statistics.fmean(values_a)) * self.value / 100
+            margin = abs(statistics.fmean(values_a)) * self.value / 100
+            if margin == 0:
+                raise UserError(
+                    f"--margin {self.describe()}: group A's mean {metric} is 0, so a percentage "
+                    f"of it is no margin; give one in the metric's units (--margin {metric}=VALUE)."
+                )
+            return margin
         if self.unit == "pp":
             if not all(0 <= v <= 1 for v in values_a + values_b):
                 raise UserError(
