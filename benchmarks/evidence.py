@@ -41,6 +41,7 @@ from typing import Any
 from repro import atomic
 from repro.bands import Bands, window_bounds
 from repro.baseline import Baseline, load_baseline, search_dirs, select_baseline
+from repro.group_stats import clopper_pearson
 from repro.judge import Comparison, compare
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.prepare import prepare_run
@@ -62,16 +63,6 @@ class Cell:
     name: str
     sets: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-
-
-def clopper_pearson(events: int, trials: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact two-sided binomial interval."""
-    from scipy.stats import beta
-
-    tail = (1 - level) / 2
-    low = float(beta.ppf(tail, events, trials - events + 1)) if events > 0 else 0.0
-    high = float(beta.ppf(1 - tail, events + 1, trials - events)) if events < trials else 1.0
-    return low, high
 
 
 def machine_cells(capability: str) -> list[Cell]:

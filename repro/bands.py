@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from repro.group_stats import mean_sd, t_quantile
 from repro.runview import FINAL_METRICS, RunView, deviations, series
 
 # Judged by the numerics band. The learning rate follows a schedule and the loss scale is
@@ -87,7 +88,7 @@ class SeedCheck:
 
 
 def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
-    from repro.group_stats import detectable_difference, mean_sd
+    from repro.group_stats import detectable_difference
 
     if len(seeds) < 2:
         return {}
@@ -96,21 +97,6 @@ def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
         for metric in FINAL_METRICS
         if all(metric in s for s in seeds)
     }
-
-
-def _t(p: float, dof: int) -> float:
-    """Student t quantile. scipy.special's inverse CDF gives the same bits as
-    ``scipy.stats.t.ppf`` at a fraction of the import time (compare's start-up)."""
-    from scipy.special import stdtrit
-
-    return float(stdtrit(dof, p))
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = math.fsum(values) / n
-    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var)
 
 
 def _windows(n: int, count: int) -> list[tuple[int, int]]:
@@ -129,9 +115,9 @@ def prediction_interval(
 ) -> tuple[float, float, float]:
     """Two-sided (1 - alpha) prediction interval for one new draw: (mean, low, high)."""
     k = len(values)
-    mean, sd = _mean_sd(values)
+    mean, sd = mean_sd(values)
     sd = max(sd, resolution)
-    half = _t(1 - alpha / 2, k - 1) * sd * math.sqrt(1 + 1 / k)
+    half = t_quantile(1 - alpha / 2, k - 1) * sd * math.sqrt(1 + 1 / k)
     return mean, mean - half, mean + half
 
 
@@ -165,7 +151,7 @@ def window_bounds(
     n = min(len(primary["loss"]), *(len(m["series"]["loss"]) for m in members))
     spans = _windows(n, windows)
     a = alpha / (len(spans) * len(BAND_SCALARS) + len(FINAL_METRICS))
-    t = _t(1 - a, k - 1) * math.sqrt(1 + 1 / k)
+    t = t_quantile(1 - a, k - 1) * math.sqrt(1 + 1 / k)
     bounds = []
     for scalar in BAND_SCALARS:
         p = primary[scalar]
@@ -176,7 +162,7 @@ def window_bounds(
                 math.log(_rms(deviations(m["series"][scalar], p, start, end)) + floor)
                 for m in members
             ]
-            mean, sd = _mean_sd(logs)
+            mean, sd = mean_sd(logs)
             bound = mean + t * sd
             # Clamped: with a tiny band t is huge and exp would overflow; never below 0.
             threshold = max(0.0, math.exp(min(bound, 700.0)) - floor)

@@ -66,7 +66,9 @@ class SampleComparison:
         return cls(**data)
 
 
-def _t_quantile(p: float, dof: float) -> float:
+def t_quantile(p: float, dof: float) -> float:
+    """Student t quantile. scipy.special's inverse CDF gives the same bits as
+    ``scipy.stats.t.ppf`` at a fraction of the import time (compare's start-up)."""
     from scipy.special import stdtrit
 
     return float(stdtrit(dof, p))
@@ -147,7 +149,7 @@ def _detectable(spread: float, n_a: int, n_b: int, paired: bool, alpha: float) -
         dof, scale = n_a + n_b - 2, math.sqrt(1 / n_a + 1 / n_b)
     if dof < 1:
         return math.inf
-    return (_t_quantile(1 - alpha / 2, dof) + _t_quantile(POWER, dof)) * spread * scale
+    return (t_quantile(1 - alpha / 2, dof) + t_quantile(POWER, dof)) * spread * scale
 
 
 def detectable_difference(spread: float, runs: int, alpha: float = 0.05) -> float:
@@ -223,7 +225,7 @@ def compare_samples(
     p = _p_value(e)
 
     def interval(level: float) -> tuple[float, float]:
-        half = _t_quantile(1 - (1 - level) / 2, e.dof) * e.se if e.se > 0 else 0.0
+        half = t_quantile(1 - (1 - level) / 2, e.dof) * e.se if e.se > 0 else 0.0
         return e.difference - half, e.difference + half
 
     equivalence = interval(1 - 2 * same_alpha)
