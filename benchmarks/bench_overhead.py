@@ -2,9 +2,9 @@
 
     python benchmarks/bench_overhead.py [--pairs 5] [--profile quick]
 
-The plain loop trains the same Transformer on the same data pipeline (same sampler, loader
-worker and seeds), DDP over gloo with 2 ranks x 1 thread under the same launcher, bf16
-autocast, AdamW with the same schedule and clipping, for the same steps, but with no
+The plain loop runs the harness's own training step (``repro.reference.step``: the same
+Transformer, data pipeline, DDP over gloo with 2 ranks x 1 thread under the same launcher,
+bf16 autocast, AdamW, schedule and clipping) for the same steps, with no hooks: no
 fingerprints, tracing, cross-rank gathers or record. Its final weights are checked to be
 bit-identical to the harness's, so both loops do the same work.
 
@@ -53,63 +53,42 @@ PLAIN = "plain loop"
 
 
 def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
-    """One rank of the plain loop (started by torch's elastic launcher)."""
+    """One rank of the plain loop (started by torch's elastic launcher): the harness's own
+    build, batches and ``train_step``, with no hooks and nothing recorded."""
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     from repro.profile import load_profile
-    from repro.reference import loop
-    from repro.reference.data import TrainSet, make_loader
-    from repro.reference.determinism import configure_determinism
     from repro.reference.fingerprint import Fingerprinter, state_dict_identity
-    from repro.reference.model import Transformer
+    from repro.reference.step import batches, build, sdpa_context, train_step
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group("gloo")
     p = load_profile(profile_name)
-    configure_determinism(p, rank)  # same seeds and kernels as the harness
-    model = Transformer(p.model)
-    params = list(model.parameters())
-    ddp = DDP(model, **loop.NO_BUFFER_SYNC)  # as the harness does
+    trainer = build(p, rank, world, torch.device("cpu"))  # same seeds, kernels, data
     if "hook" in extras:
-        ddp.register_comm_hook(None, allreduce_hook)
+        trainer.ddp.register_comm_hook(None, allreduce_hook)
     fingerprint = Fingerprinter(torch.device("cpu"))
-    optimizer = torch.optim.AdamW(
-        params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay, foreach=False
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, loop.lr_schedule(p))
-    dataset = TrainSet(p)
-    loader, sampler = make_loader(p, dataset, rank, world)  # the harness's own loader
     step_seconds = []
-    start = time.perf_counter()
-    for step in range(p.steps):
-        t0 = time.perf_counter()
-        epoch, position = divmod(step, p.steps_per_epoch)
-        if position == 0:
-            sampler.set_epoch(epoch)
-            batches = iter(loader)
-        batch = next(batches)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = ddp(batch["tokens"], batch["dropout_seed"])  # (B, T, vocab)
-        loss = F.cross_entropy(logits.float().view(-1, p.model.vocab), batch["targets"].view(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, p.grad_clip)
-        optimizer.step()
-        schedule.step()
-        if "gather" in extras:
-            fps = torch.stack([fingerprint(q) for q in params])
-            local = torch.cat([fps.sum().view(1), batch["occurrence"].to(torch.int64)])
-            gathered = [torch.empty_like(local) for _ in range(world)]
-            dist.all_gather(gathered, local)
-            [g.tolist() for g in gathered]
-        step_seconds.append(time.perf_counter() - t0)
+    start = last = time.perf_counter()
+    with sdpa_context(p):
+        # A step's time runs from the end of the previous one, as the harness times it:
+        # fetching the batch is part of it.
+        for step, batch in batches(trainer):
+            train_step(trainer, step, batch)
+            if "gather" in extras:
+                fps = torch.stack([fingerprint(q) for q in trainer.params])
+                local = torch.cat([fps.sum().view(1), batch["occurrence"].to(torch.int64)])
+                gathered = [torch.empty_like(local) for _ in range(world)]
+                dist.all_gather(gathered, local)
+                [g.tolist() for g in gathered]
+            now = time.perf_counter()
+            step_seconds.append(now - last)
+            last = now
     train_seconds = time.perf_counter() - start
     if rank == 0:
-        state = {k: v.detach() for k, v in model.state_dict().items()}
+        state = {k: v.detach() for k, v in trainer.model.state_dict().items()}
         result = {"train_seconds": train_seconds, "step_seconds": step_seconds}
         out.write_text(json.dumps({**result, "identity": state_dict_identity(state)}))
     dist.destroy_process_group()

@@ -31,6 +31,7 @@ HASHED_MODULES = (
     "repro.reference.data",
     "repro.reference.determinism",
     "repro.reference.band",
+    "repro.reference.step",
     "repro.reference.loop",
     "repro.reference.fingerprint",
     "repro.reference.tracing",

@@ -121,7 +121,7 @@ def test_an_untraced_step_never_waits_for_the_gpu(monkeypatch):
             "full", {"world_size": 1, "amp_dtype": "bfloat16", "trace_steps": 0, "steps": 8}
         )
         training = Training(profile, 0, 1, device)
-        batches = iter(training.loader)
+        batches = iter(training.trainer.loader)
         training._step(0, next(batches))  # the first step builds the optimiser's state
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")

@@ -12,7 +12,7 @@ import pytest
 import repro.reference
 from repro.prepare import prepare_run
 from repro.profile import Profile, load_profile, parse_overrides
-from repro.reference import band, loop
+from repro.reference import band, step
 from repro.store import Run
 from repro.workload import (
     HASHED_MODULES,
@@ -140,7 +140,7 @@ def test_every_reference_module_but_the_entry_point_is_hashed():
 
 
 def test_the_lr_schedule_and_band_sizes_are_hashed():
-    assert loop.lr_schedule.__module__ in HASHED_MODULES
+    assert step.lr_schedule.__module__ in HASHED_MODULES
     assert band.perturbation_size.__module__ in HASHED_MODULES
     assert not hasattr(Profile, "band_perturbation")
 
@@ -168,11 +168,12 @@ def test_comments_and_docstrings_do_not_change_the_hash():
     ("module", "old", "new"),
     [
         (
-            "repro.reference.loop",
-            "clip_grad_norm_(self.params, p.grad_clip)",
-            "clip_grad_norm_(self.params, 2 * p.grad_clip)",
+            "repro.reference.step",
+            "clip_grad_norm_(t.params, p.grad_clip)",
+            "clip_grad_norm_(t.params, 2 * p.grad_clip)",
         ),
-        ("repro.reference.loop", "cosine = 0.5 * (1.0 + ", "cosine = 0.4 * (1.0 + "),
+        ("repro.reference.step", "cosine = 0.5 * (1.0 + ", "cosine = 0.4 * (1.0 + "),
+        ("repro.reference.loop", "_GATHER_EVERY = 10", "_GATHER_EVERY = 5"),
         ("repro.reference.band", "_PER_STEP_DIVISOR = 32", "_PER_STEP_DIVISOR = 16"),
         ("repro.reference.determinism", "BAND_STEP = 9", "BAND_STEP = 10"),
         ("repro.reference.model", "std=0.02", "std=0.03"),

@@ -1,46 +1,42 @@
-"""One run on one rank: everything that decides the numbers of record.json (``Training``
-builds, trains, checks the ranks and evaluates; ``train.py`` does the I/O). Part of the
+"""One run on one rank as the harness runs it: the plain training of ``step.py`` with the
+recording beside it (fingerprints, the per-step rows every rank checks, traces, faults),
+then the evaluation and record.json's content; ``train.py`` does the I/O. Part of the
 workload hash. Step k: loss_k comes from parameters p_k; update k makes p_{k+1}.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import struct
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from repro.reference import band
-from repro.reference.data import TrainSet, eval_set, make_loader
-from repro.reference.determinism import configure_determinism
+from repro.reference.data import eval_set
 from repro.reference.fingerprint import Fingerprinter, digest_ints, state_dict_identity, to_hex
-from repro.reference.model import Transformer
+from repro.reference.step import (
+    StepHooks,
+    autocast,
+    batches,
+    build,
+    sdpa_context,
+    train_step,
+)
 from repro.reference.tracing import Tracer
 
 if TYPE_CHECKING:
     from repro.profile import Profile
 
-AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # Steps per cross-rank gather of the per-step rows: one collective instead of ten
 # (about 1 ms each on gloo); every step's rows are still checked.
 _GATHER_EVERY = 10
-# The only buffer is the constant dropout key table: no need to re-send it every forward.
-# torch 2.13 renamed the option; older releases know only the first spelling.
-NO_BUFFER_SYNC: dict[str, Any] = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
-    else {"broadcast_buffers": False}
-)
 
 
 @dataclass(frozen=True)
@@ -59,35 +55,6 @@ class TrainingFailure(Exception):
     def __init__(self, step: int, rank: int, kind: str, message: str) -> None:
         super().__init__(message)
         self.step, self.rank, self.kind = step, rank, kind
-
-
-def lr_schedule(profile: Profile) -> Callable[[int], float]:
-    """Step -> factor of the peak learning rate: linear warm-up, then cosine decay to ``min_lr_ratio``."""
-
-    def factor(step: int) -> float:
-        if step < profile.warmup_steps:
-            shape = (step + 1) / profile.warmup_steps
-        else:
-            progress = (step - profile.warmup_steps) / max(1, profile.steps - profile.warmup_steps)
-            cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-            shape = profile.min_lr_ratio + (1 - profile.min_lr_ratio) * cosine
-        return profile.fault.lr_factor * shape
-
-    return factor
-
-
-def sdpa_context(profile: Profile) -> AbstractContextManager[Any]:
-    if profile.sdpa_backend == "default":
-        return nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    backend = {
-        "math": SDPBackend.MATH,
-        "flash": SDPBackend.FLASH_ATTENTION,
-        "efficient": SDPBackend.EFFICIENT_ATTENTION,
-        "cudnn": SDPBackend.CUDNN_ATTENTION,
-    }[profile.sdpa_backend]
-    return sdpa_kernel(backend)
 
 
 class RankRow(NamedTuple):
@@ -167,55 +134,45 @@ class _Pending:
     trace: list[dict[str, Any]] | None
 
 
-class Training:
-    """One run on one rank. ``run`` returns ``None`` or the ``TrainingFailure`` every rank
-    agreed on, or raises (an injected or real crash)."""
+class Training(StepHooks):
+    """One run on one rank: ``step.train_step`` with the harness beside it. As its hooks,
+    it reads what a step used (learning rate, loss scale) and injects the profile's faults;
+    after each step it packs the rank's row, and every ``_GATHER_EVERY`` steps checks every
+    rank's rows. ``run`` returns ``None`` or the ``TrainingFailure`` every rank agreed on,
+    or raises (an injected or real crash)."""
 
     def __init__(self, profile: Profile, rank: int, world: int, device: torch.device) -> None:
         p = self.profile = profile
         self.rank, self.world, self.device = rank, world, device
         self.fault_rank = p.fault.fault_rank % world
-        self.determinism = configure_determinism(p, rank)
         self.fingerprint = Fingerprinter(device)
-        self.model = Transformer(p.model).to(device)
+        self.initial_params: list[int] = []
+        self.trainer = build(p, rank, world, device, before_wrap=self._before_wrap)
+        self.determinism = self.trainer.determinism
+        self.model, self.params = self.trainer.model, self.trainer.params
         self.param_names = [n for n, _ in self.model.named_parameters()]
-        self.params = [q for _, q in self.model.named_parameters()]
-        band.perturb_initial(p, self.params, device)
-        self.initial_params = self._param_fingerprints().tolist()
-        self.ddp = DDP(
-            self.model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            **NO_BUFFER_SYNC,
-        )
+        self.foreach = device.type == "cuda"
         self.tracer = Tracer(self.fingerprint)
         self.tracer.watch(self.model)
-        self.ddp.register_comm_hook(None, self.tracer.comm_hook)
-        self.foreach = device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay, foreach=self.foreach
-        )
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_schedule(p))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=p.amp_dtype == "float16")
-        dataset = TrainSet(p, os_entropy_dropout=p.fault.nondeterministic)
-        self.loader, self.sampler = make_loader(
-            p, dataset, rank, world, pin_memory=device.type == "cuda"
-        )
+        self.trainer.ddp.register_comm_hook(None, self.tracer.comm_hook)
         # Per-parameter odd weights: the row's sum of fingerprints sees any one that differs.
         self._weights = torch.arange(len(self.params), dtype=torch.int64, device=device) * 2 + 1
         self.steps: list[dict[str, Any]] = []  # the record's steps, filled on rank 0
         self.waiting: Waiting | None = None
+        self._used: tuple[float, torch.Tensor] = (0.0, torch.ones(()))  # lr, scale of a step
+        self._before_update: list[torch.Tensor] | None = None
+
+    def _before_wrap(self, model: torch.nn.Module) -> None:
+        band.perturb_initial(self.profile, model.parameters(), self.device)
+        self.initial_params = torch.stack(
+            [self.fingerprint(q) for q in model.parameters()]
+        ).tolist()
 
     @contextmanager
     def _collective(self, name: str, step: int) -> Iterator[None]:
         self.waiting = Waiting(name, step, time.monotonic())
         yield
         self.waiting = None
-
-    def amp(self) -> AbstractContextManager[Any]:
-        dtype = AMP_DTYPES.get(self.profile.amp_dtype)
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
 
     def _param_fingerprints(self) -> torch.Tensor:
         return torch.stack([self.fingerprint(q) for q in self.params])
@@ -225,17 +182,10 @@ class Training:
     def run(self, after_step: Callable[[int], None] | None = None) -> TrainingFailure | None:
         """Every step; ``after_step(step)`` runs after each one (progress, timing)."""
         p = self.profile
-        steps_per_epoch = p.data.train_samples // p.global_batch
-        batches: Iterator[dict[str, Any]] = iter(())
         pending: list[_Pending] = []
         with sdpa_context(p):
-            for step in range(p.steps):
-                epoch, position = divmod(step, steps_per_epoch)
-                if position == 0:
-                    if not p.fault.skip_set_epoch:
-                        self.sampler.set_epoch(epoch)
-                    batches = iter(self.loader)
-                pending.append(self._step(step, next(batches)))
+            for step, batch in batches(self.trainer):
+                pending.append(self._step(step, batch))
                 # A NaN is found at the gather, up to _GATHER_EVERY - 1 steps late: every
                 # rank stops there together and the failure names the step it began.
                 if len(pending) == _GATHER_EVERY or step == p.steps - 1:
@@ -248,41 +198,10 @@ class Training:
         return None
 
     def _step(self, step: int, batch: dict[str, Any]) -> _Pending:
-        p, device = self.profile, self.device
-        tracing = step < p.trace_steps
+        tracing = step < self.profile.trace_steps
         self.tracer.active = tracing
-        tokens = batch["tokens"].to(device, non_blocking=True)
-        targets = batch["targets"].to(device, non_blocking=True)
-        seeds = batch["dropout_seed"].to(device, non_blocking=True)
-        with self.amp():
-            logits = self.ddp(tokens, seeds)  # (B, T, vocab)
-        faulty = self.rank == self.fault_rank
-        if p.fault.overflow_step == step and faulty:  # as an fp16 backward overflows
-            logits.register_hook(lambda grad: torch.full_like(grad, math.inf))
-        loss = F.cross_entropy(logits.float().view(-1, p.model.vocab), targets.view(-1))
-        if p.fault.nan_step == step and faulty:
-            loss = loss * float("nan")
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._collective("the gradient all-reduce", step):
-            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, p.grad_clip)
-        scale_before = self._loss_scale()
-        lr = float(self.schedule.get_last_lr()[0])
-        before = [q.detach().clone() for q in self.params] if p.fault.update_scale else None
-        self.scaler.step(self.optimizer)  # skipped when the gradients hold an Inf/NaN
-        self.scaler.update()  # ... and then the scale goes down
-        with warnings.catch_warnings():
-            # The schedule is a function of the step, skipped or not (the exact check on the
-            # learning rate relies on it); torch warns when a skip leaves step 0 unstepped.
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-            self.schedule.step()
-        if before is not None:
-            with torch.no_grad():  # p_{k+1} = p_k + (1 + e) (p_{k+1} - p_k), the same on every rank
-                for q, q0 in zip(self.params, before):
-                    q.add_(q - q0, alpha=p.fault.update_scale)
-        band.perturb_update(p, self.params, step, device)
-        self._inject_step_faults(step)
+        loss, grad_norm = train_step(self.trainer, step, batch, hooks=self)
+        lr, scale_before = self._used
         row = RankRow.pack(
             self._weights,
             self._param_fingerprints(),  # p_{k+1}
@@ -293,19 +212,39 @@ class Training:
             batch["occurrence"].to(self.device, non_blocking=True),
         )
         trace = self._gather_trace(self.tracer.take(), step) if tracing else None
-        if step + 1 == p.trace_steps:
+        if step + 1 == self.profile.trace_steps:
             self.tracer.unwatch()  # no hook cost once tracing is over
         return _Pending(step, row, lr, trace)
 
-    def _loss_scale(self) -> torch.Tensor:
-        """The GradScaler's current scale as a device tensor (``get_scale()`` would sync)."""
-        scale = self.scaler._get_scale_async() if self.scaler.is_enabled() else None
-        if scale is None:
-            return torch.ones((), device=self.device)
-        return scale.detach().clone()  # update() changes the scale in place
+    # -- the hooks: what the step used, and the faults ---------------------------------------
 
-    def _inject_step_faults(self, step: int) -> None:
+    def logits(self, step: int, logits: torch.Tensor) -> torch.Tensor:
+        if self.profile.fault.overflow_step == step and self.rank == self.fault_rank:
+            # Inf gradients from here back, on one rank, as an fp16 backward overflows.
+            logits.register_hook(lambda grad: torch.full_like(grad, math.inf))  # type: ignore[no-untyped-call]
+        return logits
+
+    def loss(self, step: int, loss: torch.Tensor) -> torch.Tensor:
+        if self.profile.fault.nan_step == step and self.rank == self.fault_rank:
+            return loss * float("nan")
+        return loss
+
+    def backward(self, step: int) -> AbstractContextManager[Any]:
+        return self._collective("the gradient all-reduce", step)
+
+    def before_update(self, step: int) -> None:
+        self._used = (float(self.trainer.schedule.get_last_lr()[0]), self._loss_scale())
+        if self.profile.fault.update_scale:
+            self._before_update = [q.detach().clone() for q in self.params]
+
+    def after_update(self, step: int) -> None:
         p = self.profile
+        if self._before_update is not None:
+            with torch.no_grad():  # p_{k+1} = p_k + (1 + e) (p_{k+1} - p_k), the same on every rank
+                for q, q0 in zip(self.params, self._before_update):
+                    q.add_(q - q0, alpha=p.fault.update_scale)
+            self._before_update = None
+        band.perturb_update(p, self.params, step, self.device)
         if self.rank != self.fault_rank:
             return
         if p.fault.desync_step == step:
@@ -315,6 +254,14 @@ class Training:
             raise RuntimeError(f"injected fault: rank {self.rank} raised at step {step}")
         if p.fault.hang_step == step:
             time.sleep(10 * p.collective_timeout_s + 3600)
+
+    def _loss_scale(self) -> torch.Tensor:
+        """The GradScaler's current scale as a device tensor (``get_scale()`` would sync)."""
+        scaler = self.trainer.scaler
+        scale = scaler._get_scale_async() if scaler.is_enabled() else None
+        if scale is None:
+            return torch.ones((), device=self.device)
+        return scale.detach().clone()  # update() changes the scale in place
 
     # -- across ranks -----------------------------------------------------------------------
 
@@ -351,7 +298,7 @@ class Training:
             )
         # With a GradScaler an Inf/NaN gradient is the ordinary signal to skip the step and
         # lower the scale; without one it is a failure. The norm is all-reduced: every rank's.
-        if rows[0].grad_nonfinite and not self.scaler.is_enabled():
+        if rows[0].grad_nonfinite and not self.trainer.scaler.is_enabled():
             return TrainingFailure(
                 step, 0, "nonfinite", f"NaN/Inf gradient norm at step {step} (no GradScaler)"
             )
@@ -380,7 +327,7 @@ class Training:
             for start in range(0, len(tokens), p.eval_batch):
                 x = tokens[start : start + p.eval_batch].to(self.device)
                 y = targets[start : start + p.eval_batch].to(self.device)
-                with self.amp():
+                with autocast(p, self.device):
                     logits = model(x, seeds[: len(x)])
                 logits = logits.float().view(-1, p.model.vocab)
                 loss_sum += float(F.cross_entropy(logits, y.view(-1), reduction="sum").double())

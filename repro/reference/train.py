@@ -45,7 +45,8 @@ from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
 from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
-from repro.reference.loop import AMP_DTYPES, Training, TrainingFailure, sdpa_context
+from repro.reference.loop import Training, TrainingFailure
+from repro.reference.step import AMP_DTYPES, sdpa_context
 from repro.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
 
 _SDPA_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
