@@ -63,11 +63,11 @@ def in_process(a: Path, b: Path, baselines: Path, repeat: int) -> None:
     def judge() -> object:
         return compare_runs([str(a), str(b)], baseline_dir=str(baselines))
 
-    (comparison,) = compare_runs([str(a), str(b)], baseline_dir=str(baselines))
+    (judged,) = compare_runs([str(a), str(b)], baseline_dir=str(baselines))
     start = time.perf_counter()
     from repro.report.html import render_html
 
-    render_html(comparison)  # pays the matplotlib import, as an `--html` process does once
+    render_html(judged)  # pays the matplotlib import, as an `--html` process does once
     first_html = time.perf_counter() - start
 
     from repro.report.markdown import render_markdown
@@ -75,13 +75,13 @@ def in_process(a: Path, b: Path, baselines: Path, repeat: int) -> None:
 
     cases: dict[str, Callable[[], object]] = {
         "load + judge (compare_runs)": judge,
-        "render_terminal": lambda: render_terminal(comparison, color=True),
-        "render_markdown": lambda: render_markdown(comparison),
-        "render_html (warm)": lambda: render_html(comparison),
+        "render_terminal": lambda: render_terminal(judged, color=True),
+        "render_markdown": lambda: render_markdown(judged),
+        "render_html (warm)": lambda: render_html(judged),
     }
     timings = [Timing(n, time_callable(fn, repeat=repeat).seconds) for n, fn in cases.items()]
     timings.append(Timing("render_html, first call in a process", (first_html,)))
-    print_table(f"(a) in-process, {comparison.verdict}, {repeat} calls each", timings)
+    print_table(f"(a) in-process, {judged.comparison.verdict}, {repeat} calls each", timings)
 
 
 def whole_process(a: Path, b: Path, baselines: Path, repeat: int) -> None:

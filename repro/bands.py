@@ -43,7 +43,7 @@ class Bands:
     resolution: dict[str, float]  # smallest meaningful step of a final metric
 
 
-@dataclass
+@dataclass(frozen=True)
 class WindowCheck:
     scalar: str
     start: int
@@ -53,7 +53,7 @@ class WindowCheck:
     ok: bool
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetricCheck:
     metric: str
     value: float
@@ -63,7 +63,7 @@ class MetricCheck:
     ok: bool
 
 
-@dataclass
+@dataclass(frozen=True)
 class BandCheck:
     applied: bool
     reason: str
@@ -74,8 +74,18 @@ class BandCheck:
     first_step_outside: int | None = None
     largest: dict[str, Any] | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BandCheck:
+        return cls(
+            **{
+                **data,
+                "windows": [WindowCheck(**w) for w in data.get("windows", [])],
+                "finals": [MetricCheck(**m) for m in data.get("finals", [])],
+            }
+        )
 
-@dataclass
+
+@dataclass(frozen=True)
 class SeedCheck:
     applied: bool
     reason: str
@@ -85,6 +95,10 @@ class SeedCheck:
     # Per final metric: the gap in mean between two settings, K runs each (K = the seed
     # band's size), that `repro compare --group` detects with 80 % power at alpha 0.05.
     resolvable: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeedCheck:
+        return cls(**{**data, "metrics": [MetricCheck(**m) for m in data.get("metrics", [])]})
 
 
 def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
@@ -186,29 +200,54 @@ def numerics_check(
         return BandCheck(False, f"the numerics band has {k} members; at least 2 are needed")
     bounds, a = window_bounds(primary, members, alpha=alpha, windows=windows)
     n = bounds[-1].end
-    check = BandCheck(
+    checked: list[WindowCheck] = []
+    failing_steps: list[int] = []
+    for w in bounds:
+        p = primary[w.scalar]
+        value = _rms(deviations(run[w.scalar], p, w.start, w.end))
+        ok = math.log(value + w.floor) <= w.log_bound
+        checked.append(WindowCheck(w.scalar, w.start, w.end, value, w.threshold, ok))
+        if not ok:
+            dev_run = [d or 0.0 for d in deviations(run[w.scalar], p, w.start, w.end)]
+            outside = [w.start + i for i, d in enumerate(dev_run) if d > w.threshold]
+            failing_steps.append((outside or [w.start])[0])
+    finals = (
+        [
+            _metric_check(metric, run_final, [m["final"] for m in members], a, resolution)
+            for metric in FINAL_METRICS
+        ]
+        if run_final
+        else []
+    )
+    return BandCheck(
         True,
         f"same seed as the baseline's primary run; {k} rounding-perturbed members",
+        ok=all(w.ok for w in checked) and all(f.ok for f in finals),
         alpha=alpha,
+        windows=checked,
+        finals=finals,
+        first_step_outside=min(failing_steps) if failing_steps else None,
+        largest=_largest_deviation(run, primary, members, n),
     )
-    failing_steps: list[int] = []
+
+
+def _largest_deviation(
+    run: dict[str, list[float]],
+    primary: dict[str, list[float]],
+    members: list[dict[str, Any]],
+    n: int,
+) -> dict[str, Any] | None:
+    """The step where the run deviates most from the primary relative to the band's widest
+    member; a deviation where no member deviates at all outranks any finite ratio."""
     largest: dict[str, Any] | None = None
     for scalar in BAND_SCALARS:
         p = primary[scalar]
         dev_run = [d or 0.0 for d in deviations(run[scalar], p, 0, n)]
-        for w in (b for b in bounds if b.scalar == scalar):
-            value = _rms(deviations(run[scalar], p, w.start, w.end))
-            ok = math.log(value + w.floor) <= w.log_bound
-            check.windows.append(WindowCheck(scalar, w.start, w.end, value, w.threshold, ok))
-            if not ok:
-                outside = [i for i in range(w.start, w.end) if dev_run[i] > w.threshold]
-                failing_steps.append((outside or [w.start])[0])
         dev_members = [
             [d or 0.0 for d in deviations(m["series"][scalar], p, 0, n)] for m in members
         ]
         for i in range(n):
             band_max = max(d[i] for d in dev_members)
-            # A deviation where no member deviates at all outranks any finite ratio.
             rank = dev_run[i] / band_max if band_max > 0 else (1e300 if dev_run[i] > 0 else 0.0)
             if dev_run[i] > 0 and (largest is None or rank > largest["rank"]):
                 largest = {
@@ -219,16 +258,21 @@ def numerics_check(
                     "ratio": rank if band_max > 0 else None,
                     "rank": rank,
                 }
-    if run_final:
-        for metric in FINAL_METRICS:
-            values = [float(m["final"][metric]) for m in members]
-            mean, low, high = prediction_interval(values, a, resolution.get(metric, 0.0))
-            value = float(run_final[metric])
-            check.finals.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
-    check.ok = all(w.ok for w in check.windows) and all(f.ok for f in check.finals)
-    check.first_step_outside = min(failing_steps) if failing_steps else None
-    check.largest = largest
-    return check
+    return largest
+
+
+def _metric_check(
+    metric: str,
+    run_final: dict[str, Any],
+    sample: list[dict[str, Any]],
+    alpha: float,
+    resolution: dict[str, float],
+) -> MetricCheck:
+    """The run's final ``metric`` against the prediction interval of ``sample``'s."""
+    values = [float(s[metric]) for s in sample]
+    mean, low, high = prediction_interval(values, alpha, resolution.get(metric, 0.0))
+    value = float(run_final[metric])
+    return MetricCheck(metric, value, mean, low, high, low <= value <= high)
 
 
 def seed_check(
@@ -237,21 +281,27 @@ def seed_check(
     *,
     alpha: float,
     resolution: dict[str, float],
+    resolvable: dict[str, float] | None = None,
 ) -> SeedCheck:
+    resolvable = resolvable or {}
     if len(seeds) < 2:
-        return SeedCheck(False, f"the seed band has {len(seeds)} seeds; at least 2 are needed")
-    if not run_final:
-        return SeedCheck(False, "the run has no final evaluation")
-    check = SeedCheck(True, f"final metrics of {len(seeds)} master seeds", alpha=alpha)
-    a = alpha / len(FINAL_METRICS)
-    for metric in FINAL_METRICS:
-        mean, low, high = prediction_interval(
-            [float(s[metric]) for s in seeds], a, resolution.get(metric, 0.0)
+        return SeedCheck(
+            False,
+            f"the seed band has {len(seeds)} seeds; at least 2 are needed",
+            resolvable=resolvable,
         )
-        value = float(run_final[metric])
-        check.metrics.append(MetricCheck(metric, value, mean, low, high, low <= value <= high))
-    check.ok = all(m.ok for m in check.metrics)
-    return check
+    if not run_final:
+        return SeedCheck(False, "the run has no final evaluation", resolvable=resolvable)
+    a = alpha / len(FINAL_METRICS)
+    metrics = [_metric_check(m, run_final, seeds, a, resolution) for m in FINAL_METRICS]
+    return SeedCheck(
+        True,
+        f"final metrics of {len(seeds)} master seeds",
+        ok=all(m.ok for m in metrics),
+        alpha=alpha,
+        metrics=metrics,
+        resolvable=resolvable,
+    )
 
 
 def same_as_primary(view: RunView, bands: Bands) -> bool:
@@ -269,8 +319,13 @@ def judge_by_bands(view: RunView, bands: Bands) -> tuple[BandCheck, SeedCheck]:
             f"the run's master seed ({view.seed}) differs from the baseline's "
             f"primary seed ({bands.primary_seed}), so only the seed interval applies",
         )
-        seeds = seed_check(view.final, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
-        seeds.resolvable = seed_resolution(bands.seeds)
+        seeds = seed_check(
+            view.final,
+            bands.seeds,
+            alpha=bands.alpha,
+            resolution=bands.resolution,
+            resolvable=seed_resolution(bands.seeds),
+        )
     else:
         seeds = SeedCheck(
             False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -28,7 +29,7 @@ _IMPACT = {"high": 3, "medium": 2, "low": 1}
 _X86_LEVELS = ("default", "avx2", "avx512")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Cause:
     """One probable cause of a difference, its score, the evidence and what to try."""
 
@@ -130,6 +131,24 @@ def render_try(rule: dict[str, Any], candidate: RunView, reference: RunView) -> 
         return str(rule["try"]).format_map(fields)
     except UnknownValue:
         return str(rule["otherwise"]).format_map(fields)
+
+
+TRAINING_SETTINGS = "training settings"
+
+
+def training_cause(
+    differing: list[str],
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    try_next: str,
+    *,
+    prefix: str = "",
+) -> Cause:
+    """Two trainings, not two environments: ranked above whatever the environment says.
+    ``a`` and ``b`` map each run's dotted setting names to values; the first six that
+    differ are the evidence."""
+    evidence = [f"{prefix}{name}: {a.get(name)!r} vs {b.get(name)!r}" for name in differing[:6]]
+    return Cause(TRAINING_SETTINGS, float("inf"), evidence, try_next)
 
 
 def rank_causes(

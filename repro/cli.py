@@ -125,7 +125,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             results = [verify(_profile(args), args.set, **common)]
     except Unfit as unfit:  # nothing trained: the checks are the report
         return show_preflight(unfit.preflight, args)
-    emit([r.comparison for r in results], args)
+    emit([r.judged for r in results], args)
     for r in results:
         if r.recorded is not None:
             print(
@@ -145,11 +145,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         )
     from repro.compare import compare_runs
 
-    comparisons = compare_runs(
-        args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir
-    )
-    emit(comparisons, args)
-    return Verdict.worst([c.verdict for c in comparisons]).exit_code
+    judged = compare_runs(args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir)
+    emit(judged, args)
+    return Verdict.worst([j.comparison.verdict for j in judged]).exit_code
 
 
 def _compare_groups(args: argparse.Namespace) -> int:

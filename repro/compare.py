@@ -7,7 +7,8 @@ from pathlib import Path
 from repro.bands import Bands
 from repro.baseline import Baseline, find_baseline, load_baseline, search_dirs, select_baseline
 from repro.errors import UserError
-from repro.judge import Comparison, compare
+from repro.judge import compare
+from repro.report.curves import Judged, judged
 from repro.runview import RunView
 from repro.tensorboard_run import is_event_dir, load_event_dir
 from repro.tracked_compare import Tracked, compare_tracked, is_tracked, load_tracked
@@ -40,7 +41,7 @@ def _matching_bands(view: RunView, dirs: list[Path]) -> Bands | None:
 
 def compare_runs(
     arguments: list[str], *, baseline_name: str | None = None, baseline_dir: str | None = None
-) -> list[Comparison]:
+) -> list[Judged]:
     if len(arguments) < 2:
         raise UserError(
             "compare needs at least two runs or baselines, e.g. `repro compare runs/A runs/B`."
@@ -71,4 +72,7 @@ def compare_runs(
     else:
         bands = _matching_bands(reference, dirs)
     # The reference is the first argument; each other run is the candidate judged against it.
-    return [compare(view, reference, bands=bands) for view, _ in views[1:]]
+    return [
+        judged(compare(view, reference, bands=bands), view, reference, bands)
+        for view, _ in views[1:]
+    ]

@@ -14,7 +14,7 @@ from repro.names import readable
 from repro.runview import RunView, first_list_difference
 
 
-@dataclass
+@dataclass(frozen=True)
 class Divergence:
     step: int
     where: str  # global_batch | batch_split | initial | forward | loss | grad_local | grad_reduced | grad_norm | update | record

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from repro.runview import RunView, first_list_difference, series
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExactCheck:
     """A recorded sequence that must be bit-equal between two runs of one training."""
 

@@ -23,19 +23,19 @@ from repro.bands import (
     judge_by_bands,
     same_as_primary,
 )
-from repro.causes import Cause, rank_causes
+from repro.causes import Cause, rank_causes, training_cause
 from repro.divergence import Divergence, first_difference
 from repro.exact import ExactCheck, exact_checks
 from repro.manifest.diff import Difference, diff_manifests
 from repro.manifest.keys import environment_key
-from repro.profile import differing_fields
-from repro.runview import RunView, records_identical, series
+from repro.profile import differing_fields, flatten_settings
+from repro.runview import RunView, records_identical
 from repro.summary import summary as summary_line
 from repro.summary import unexplained
 from repro.verdict import Verdict
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     verdict: Verdict
     summary: str
@@ -48,10 +48,9 @@ class Comparison:
     seed: SeedCheck
     failure: dict[str, Any] | None
     nondeterminism: dict[str, Any] | None
-    env_differences: list[dict[str, Any]]
+    env_differences: list[Difference]
     env_key_match: bool
     causes: list[Cause]
-    curves: dict[str, Any]
     mismatches: list[str]
     notes: list[str]
     # Setting names by field class where the two runs' settings differ (see repro.profile).
@@ -64,6 +63,25 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        """The comparison ``to_dict`` (or verdict.json) holds, with every part typed again."""
+        divergence = data.get("first_difference")
+        reference_verdict = data.get("reference_verdict")
+        return cls(
+            **{
+                **data,
+                "verdict": Verdict(data["verdict"]),
+                "first_difference": Divergence(**divergence) if divergence else None,
+                "numerics": BandCheck.from_dict(data["numerics"]),
+                "seed": SeedCheck.from_dict(data["seed"]),
+                "causes": [Cause(**c) for c in data.get("causes", [])],
+                "exact": [ExactCheck(**e) for e in data.get("exact", [])],
+                "env_differences": [Difference(**d) for d in data.get("env_differences", [])],
+                "reference_verdict": Verdict(reference_verdict) if reference_verdict else None,
+            }
+        )
 
 
 def _describe(view: RunView) -> dict[str, Any]:
@@ -106,31 +124,6 @@ def failure_of(view: RunView) -> dict[str, Any] | None:
         "rank": view.status.get("rank", record_failure.get("rank")),
         "message": view.status.get("reason", "the run did not complete"),
     }
-
-
-def _curves(
-    candidate: RunView, reference: RunView | None, numerics: BandCheck, bands: Bands | None
-) -> dict[str, Any]:
-    a = series(candidate.steps)["loss"]
-    b = series(reference.steps)["loss"] if reference is not None else []
-    n = min(len(a), len(b))
-    curves: dict[str, Any] = {
-        "candidate_loss": a,
-        "reference_loss": b,
-        "deviation": [abs(a[i] - b[i]) for i in range(n)],
-    }
-    if numerics.applied and bands is not None:
-        primary = bands.primary["loss"]
-        curves["band_max"] = [
-            max(abs(m["series"]["loss"][i] - primary[i]) for m in bands.members) for i in range(n)
-        ]
-        upper = [0.0] * n
-        for w in numerics.windows:
-            if w.scalar == "loss":
-                for i in range(w.start, min(w.end, n)):
-                    upper[i] = w.threshold
-        curves["band_threshold"] = upper
-    return curves
 
 
 # Harness settings that may differ where bit-identity is still expected: they decide what
@@ -346,10 +339,9 @@ def compare(
         seed=seeds,
         failure=failure,
         nondeterminism=nondeterminism,
-        env_differences=[asdict(d) for d in pair.differences],
+        env_differences=pair.differences,
         env_key_match=pair.env_key_match,
         causes=causes,
-        curves=_curves(candidate, reference, numerics, bands),
         mismatches=pair.mismatches,
         notes=notes,
         setting_differences=pair.classes,
@@ -381,27 +373,15 @@ def _causes(
         verdict, pair.divergence, pair.differences, candidate, reference or candidate
     )
     if pair.other_training and reference is not None:
-        causes.insert(0, _training_cause(pair.classes["semantic"], candidate, reference))
+        cause = training_cause(
+            pair.classes["semantic"],
+            flatten_settings(candidate.settings),
+            flatten_settings(reference.settings),
+            "compare runs of the same training (drop the differing `--set` overrides), or "
+            "record a baseline for this training and verify against it",
+        )
+        causes.insert(0, cause)
     return causes
-
-
-def _training_cause(fields: list[str], candidate: RunView, reference: RunView) -> Cause:
-    a, b = candidate.settings, reference.settings
-
-    def value(settings: dict[str, Any], dotted: str) -> Any:
-        node: Any = settings
-        for part in dotted.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return node
-
-    evidence = [f"{f}: {value(a, f)!r} vs {value(b, f)!r}" for f in fields[:6]]
-    return Cause(
-        "training settings",
-        float("inf"),
-        evidence,
-        "compare runs of the same training (drop the differing `--set` overrides), or record a "
-        "baseline for this training and verify against it",
-    )
 
 
 def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> dict[str, Any] | None:

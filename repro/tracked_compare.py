@@ -9,17 +9,18 @@ NO_BASELINE with where they part, how far apart their curves are and the ranked 
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from repro.bands import BandCheck, SeedCheck
-from repro.causes import Cause, rank_causes
+from repro.causes import rank_causes, training_cause
 from repro.divergence import Divergence
 from repro.errors import UserError
 from repro.judge import Comparison, failure_of
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key, flatten
+from repro.report.curves import Judged, LossCurves
 from repro.runview import RunView
 from repro.tracking import METRICS_FILE, read_metrics, tracked_status
 from repro.verdict import Verdict
@@ -109,21 +110,20 @@ def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:
     return None
 
 
+def _config(t: Tracked) -> dict[str, Any]:
+    """The run's recorded config, flattened to dotted names."""
+    return flatten(t.view.settings.get("config") or {})
+
+
 def _config_differences(a: Tracked, b: Tracked) -> list[str]:
-    fa = flatten(a.view.settings.get("config") or {})
-    fb = flatten(b.view.settings.get("config") or {})
+    fa, fb = _config(a), _config(b)
     return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
 
 
-def _loss_curves(a: Tracked, b: Tracked) -> dict[str, Any]:
+def _loss_curves(a: Tracked, b: Tracked) -> LossCurves:
     la = [float(r["loss"]) for r in a.ranks[0] if isinstance(r.get("loss"), (int, float))]
     lb = [float(r["loss"]) for r in b.ranks[0] if isinstance(r.get("loss"), (int, float))]
-    n = min(len(la), len(lb))
-    return {
-        "candidate_loss": la,
-        "reference_loss": lb,
-        "deviation": [abs(la[i] - lb[i]) for i in range(n)],
-    }
+    return LossCurves(tuple(la), tuple(lb))
 
 
 def _describe(t: Tracked) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def _describe(t: Tracked) -> dict[str, Any]:
     }
 
 
-def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
+def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
     failed = [t for t in (candidate, reference) if t.view.status.get("status") != "COMPLETE"]
     divergence = _first_difference(candidate, reference)
     config_diffs = _config_differences(candidate, reference)
@@ -154,16 +154,14 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
         verdict = Verdict.DRIFT if config_diffs else Verdict.NO_BASELINE
     causes = rank_causes(verdict, divergence, differences, candidate.view, reference.view)
     if config_diffs and verdict != Verdict.IDENTICAL:
-        evidence = [f"config.{k}" for k in config_diffs[:6]]
-        causes.insert(
-            0,
-            Cause(
-                "training settings",
-                float("inf"),
-                evidence,
-                "the runs are two trainings: compare runs of one config, or change one thing at a time",
-            ),
+        cause = training_cause(
+            config_diffs,
+            _config(candidate),
+            _config(reference),
+            "the runs are two trainings: compare runs of one config, or change one thing at a time",
+            prefix="config.",
         )
+        causes.insert(0, cause)
     failure = failure_of(failed[0].view) if failed else None
     mismatches = (
         [
@@ -172,7 +170,7 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
         if config_diffs
         else []
     )
-    return Comparison(
+    comparison = Comparison(
         verdict=verdict,
         summary=_summary(verdict, divergence, failure, mismatches),
         candidate=_describe(candidate),
@@ -184,15 +182,15 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Comparison:
         seed=SeedCheck(False, "tracked runs have no seed band"),
         failure=failure,
         nondeterminism=None,
-        env_differences=[asdict(d) for d in differences],
+        env_differences=differences,
         env_key_match=environment_key(candidate.view.manifest)
         == environment_key(reference.view.manifest),
         causes=causes,
-        curves=_loss_curves(candidate, reference),
         mismatches=mismatches,
         notes=[n for n in (candidate.note, reference.note) if n][:1],
         setting_differences={"config": config_diffs} if config_diffs else {},
     )
+    return Judged(comparison, _loss_curves(candidate, reference))
 
 
 def _summary(

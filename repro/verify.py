@@ -25,6 +25,7 @@ from repro.preflight.check import Preflight
 from repro.prepare import prepare_run
 from repro.profile import load_profile, parse_overrides
 from repro.recording import baseline_plan, record_baseline
+from repro.report.curves import Judged, judged
 from repro.runner import launch
 from repro.runview import RunView
 from repro.workload import workload_hash
@@ -32,9 +33,13 @@ from repro.workload import workload_hash
 
 @dataclass
 class VerifyResult:
-    comparison: Comparison
+    judged: Judged  # the comparison and the loss curves its report draws
     run_dir: Path
     recorded: Path | None = None  # the baseline ``--record-missing`` recorded after judging
+
+    @property
+    def comparison(self) -> Comparison:
+        return self.judged.comparison
 
     @property
     def exit_code(self) -> int:
@@ -94,9 +99,8 @@ def verify(
         baseline_name,
         sets=set_pairs,
     )
-    comparison = _judge(candidate, repeats, selection)
-    _keep_verdict(Path(candidate.path), comparison)
-    result = VerifyResult(comparison, Path(candidate.path))
+    result = VerifyResult(_judge(candidate, repeats, selection), Path(candidate.path))
+    _keep_verdict(result.run_dir, result.comparison)
     if (
         selection.baseline is None
         and record_missing
@@ -134,25 +138,26 @@ def _attach_preflight(run_dir: Path, health: Preflight) -> None:
         write_manifest(path, {**manifest, "preflight": health.to_dict()})
 
 
-def _judge(candidate: RunView, repeats: list[RunView], selection: Selection) -> Comparison:
+def _judge(candidate: RunView, repeats: list[RunView], selection: Selection) -> Judged:
     """The candidate against the selected baseline, how it was chosen as the first note."""
     message = selection.message
     base = selection.baseline
     if base is None:
-        return compare(
+        comparison = compare(
             candidate, None, repeats=repeats, notes=[message], next_command=selection.record
         )
+        return judged(comparison, candidate, None)
     if selection.differing_keys:
         shown = ", ".join(selection.differing_keys[:6])
         more = len(selection.differing_keys) - 6
         message += f": {shown}" + (f" and {more} more" if more > 0 else "")
-    return compare(candidate, base.primary(), bands=base.bands(), repeats=repeats, notes=[message])
+    reference, bands = base.primary(), base.bands()
+    comparison = compare(candidate, reference, bands=bands, repeats=repeats, notes=[message])
+    return judged(comparison, candidate, reference, bands)
 
 
 def _keep_verdict(run_dir: Path, comparison: Comparison) -> None:
-    data: dict[str, Any] = comparison.to_dict()
-    data.pop("curves", None)  # the record already holds them
-    atomic.write_json(run_dir / "verdict.json", data)
+    atomic.write_json(run_dir / "verdict.json", comparison.to_dict())
 
 
 def gpu_count(nvml: Any = None) -> int:

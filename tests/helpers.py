@@ -6,11 +6,32 @@ from pathlib import Path
 
 from repro.baseline import load_baseline
 from repro.judge import Comparison, compare
+from repro.report.curves import Judged, judged
 from repro.runview import RunView
 
 
 def view(path: Path) -> RunView:
     return RunView.from_run_dir(path)
+
+
+def judge_runs(
+    candidate: Path,
+    reference: Path | None,
+    baseline_path: Path | None = None,
+    repeats: list[Path] | None = None,
+) -> Judged:
+    """Judge ``candidate`` against ``reference`` (or the baseline's primary when reference is
+    None); the comparison and the curves its report draws."""
+    bands = None
+    ref = view(reference) if reference is not None else None
+    if baseline_path is not None:
+        baseline = load_baseline(baseline_path)
+        bands = baseline.bands()
+        if ref is None:
+            ref = baseline.primary()
+    candidate_view = view(candidate)
+    comparison = compare(candidate_view, ref, bands=bands, repeats=[view(p) for p in repeats or []])
+    return judged(comparison, candidate_view, ref, bands)
 
 
 def compare_runs(
@@ -19,12 +40,5 @@ def compare_runs(
     baseline_path: Path | None = None,
     repeats: list[Path] | None = None,
 ) -> Comparison:
-    """Judge ``candidate`` against ``reference`` (or the baseline's primary when reference is None)."""
-    bands = None
-    ref = view(reference) if reference is not None else None
-    if baseline_path is not None:
-        baseline = load_baseline(baseline_path)
-        bands = baseline.bands()
-        if ref is None:
-            ref = baseline.primary()
-    return compare(view(candidate), ref, bands=bands, repeats=[view(p) for p in repeats or []])
+    """The comparison alone (see ``judge_runs``)."""
+    return judge_runs(candidate, reference, baseline_path, repeats).comparison

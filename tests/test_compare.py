@@ -10,6 +10,7 @@ import pytest
 
 from helpers import compare_runs
 from repro.cli import main
+from repro.manifest.diff import Difference
 
 
 def _pair(smoke_runs: dict[str, Path], name: str, smoke_baseline: Path | None = None):
@@ -18,8 +19,8 @@ def _pair(smoke_runs: dict[str, Path], name: str, smoke_baseline: Path | None = 
     return compare_runs(smoke_runs[name], smoke_runs["primary"], smoke_baseline)
 
 
-def _differences(c, impact: str | None = None) -> dict[str, dict]:
-    return {d["key"]: d for d in c.env_differences if impact is None or d["impact"] == impact}
+def _differences(c, impact: str | None = None) -> dict[str, Difference]:
+    return {d.key: d for d in c.env_differences if impact is None or d.impact == impact}
 
 
 def test_identical_runs(smoke_runs):

@@ -80,3 +80,22 @@ def test_a_comparison_is_unchanged(case, smoke_session, golden_machine):
     if os.environ.get("REPRO_WRITE_GOLDEN"):
         path.write_text(text)
     assert text == path.read_text()
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
+def test_a_kept_comparison_reads_back_typed(path):
+    """verdict.json (``to_dict``) reads back into the same typed parts, whole."""
+    from repro.bands import BandCheck, SeedCheck
+    from repro.divergence import Divergence
+    from repro.judge import Comparison
+    from repro.verdict import Verdict
+
+    data = json.loads(path.read_text())
+    comparison = Comparison.from_dict(data)
+    assert isinstance(comparison.verdict, Verdict) and isinstance(comparison.numerics, BandCheck)
+    assert isinstance(comparison.seed, SeedCheck)
+    assert comparison.first_difference is None or isinstance(
+        comparison.first_difference, Divergence
+    )
+    assert all(type(c).__name__ == "Cause" for c in comparison.causes)
+    assert comparison.to_dict() == data

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import compare_runs
-from repro.judge import Comparison
+from helpers import judge_runs
 from repro.report.blocks import code_spans
+from repro.report.curves import Judged
 from repro.report.html import render_html, render_html_many
 from repro.report.markdown import render_markdown, render_markdown_many
 from repro.report.render import SECTION_TITLES
@@ -43,12 +43,12 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def comparisons(smoke_runs: dict[str, Path], smoke_baseline: Path) -> dict[str, Comparison]:
+def comparisons(smoke_runs: dict[str, Path], smoke_baseline: Path) -> dict[str, Judged]:
     out = {}
     for name, (candidate, reference, bands) in CASES.items():
         if candidate not in smoke_runs:
             continue  # avx2 exists only on a CPU with a lower kernel level to fall back to
-        out[name] = compare_runs(
+        out[name] = judge_runs(
             smoke_runs[candidate],
             smoke_runs[reference] if reference else None,
             smoke_baseline if bands else None,
@@ -56,7 +56,7 @@ def comparisons(smoke_runs: dict[str, Path], smoke_baseline: Path) -> dict[str, 
     return out
 
 
-def _case(comparisons: dict[str, Comparison], name: str) -> Comparison:
+def _case(comparisons: dict[str, Judged], name: str) -> Judged:
     if name not in comparisons:
         pytest.skip(f"no {name!r} run on this machine (no lower CPU kernel level)")
     return comparisons[name]
@@ -67,10 +67,11 @@ def _case(comparisons: dict[str, Comparison], name: str) -> Comparison:
 
 @pytest.mark.parametrize("name", CASES)
 def test_terminal_fits_80_columns_and_opens_with_the_verdict(
-    comparisons: dict[str, Comparison], name: str
+    comparisons: dict[str, Judged], name: str
 ) -> None:
-    comparison = _case(comparisons, name)
-    text = ANSI.sub("", render_terminal(comparison, color=True))
+    judged = _case(comparisons, name)
+    comparison = judged.comparison
+    text = ANSI.sub("", render_terminal(judged, color=True))
     too_wide = [line for line in text.splitlines() if len(line) > 80]
     assert not too_wide, f"{len(too_wide)} lines wider than 80 columns, first: {too_wide[0]!r}"
     assert text.splitlines()[0].startswith(comparison.verdict)
@@ -79,14 +80,14 @@ def test_terminal_fits_80_columns_and_opens_with_the_verdict(
 
 @pytest.mark.parametrize("name", CASES)
 def test_terminal_without_color_has_no_escape_codes(
-    comparisons: dict[str, Comparison], name: str
+    comparisons: dict[str, Judged], name: str
 ) -> None:
     assert "\x1b" not in render_terminal(_case(comparisons, name), color=False)
 
 
-def test_terminal_colors_drift_red_and_identical_green(comparisons: dict[str, Comparison]) -> None:
+def test_terminal_colors_drift_red_and_identical_green(comparisons: dict[str, Judged]) -> None:
     drift, same = comparisons["lr"], comparisons["rerun"]
-    assert (drift.verdict, same.verdict) == ("DRIFT", "IDENTICAL")
+    assert (drift.comparison.verdict, same.comparison.verdict) == ("DRIFT", "IDENTICAL")
     assert render_terminal(drift, color=True).startswith("\x1b[1;31mDRIFT")
     assert render_terminal(same, color=True).startswith("\x1b[1;32mIDENTICAL")
 
@@ -100,32 +101,34 @@ class _Stream:
 
 
 def test_terminal_color_follows_the_tty_and_no_color(
-    comparisons: dict[str, Comparison], monkeypatch: pytest.MonkeyPatch
+    comparisons: dict[str, Judged], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    comparison = comparisons["lr"]
+    judged = comparisons["lr"]
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setattr(sys, "stdout", _Stream(tty=True))
-    assert "\x1b[" in render_terminal(comparison)
+    assert "\x1b[" in render_terminal(judged)
     monkeypatch.setenv("NO_COLOR", "1")
-    assert "\x1b[" not in render_terminal(comparison)
+    assert "\x1b[" not in render_terminal(judged)
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setattr(sys, "stdout", _Stream(tty=False))
-    assert "\x1b[" not in render_terminal(comparison)
+    assert "\x1b[" not in render_terminal(judged)
 
 
-def test_terminal_folds_low_impact_differences(comparisons: dict[str, Comparison]) -> None:
-    comparison = comparisons["threads"]
-    low = [d for d in comparison.env_differences if d["impact"] == "low"]
+def test_terminal_folds_low_impact_differences(comparisons: dict[str, Judged]) -> None:
+    judged = comparisons["threads"]
+    comparison = judged.comparison
+    low = [d for d in comparison.env_differences if d.impact == "low"]
     if not low:
         pytest.skip("these two runs have no low-impact differences")
-    text = render_terminal(comparison, color=False)
+    text = render_terminal(judged, color=False)
     assert f"and {len(low)} low-impact difference" in text
-    assert low[0]["key"] not in text
+    assert low[0].key not in text
 
 
-def test_terminal_names_where_and_what_for_drift(comparisons: dict[str, Comparison]) -> None:
-    comparison = comparisons["lr"]
-    text = render_terminal(comparison, color=False)
+def test_terminal_names_where_and_what_for_drift(comparisons: dict[str, Judged]) -> None:
+    judged = comparisons["lr"]
+    comparison = judged.comparison
+    text = render_terminal(judged, color=False)
     assert comparison.first_difference is not None
     assert f"Step {comparison.first_difference.step}," in text
     assert "First step outside the numerics band" in text
@@ -140,9 +143,10 @@ def test_terminal_names_where_and_what_for_drift(comparisons: dict[str, Comparis
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_markdown_has_the_sections_in_order(comparisons: dict[str, Comparison], name: str) -> None:
-    comparison = _case(comparisons, name)
-    text = render_markdown(comparison)
+def test_markdown_has_the_sections_in_order(comparisons: dict[str, Judged], name: str) -> None:
+    judged = _case(comparisons, name)
+    comparison = judged.comparison
+    text = render_markdown(judged)
     positions = [text.find(f"\n## {title}\n") for title in SECTION_TITLES]
     found = dict(zip(SECTION_TITLES, positions, strict=True))
     assert -1 not in positions, f"missing a section: {found}"
@@ -151,7 +155,7 @@ def test_markdown_has_the_sections_in_order(comparisons: dict[str, Comparison], 
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_markdown_leaves_no_stray_html_tags(comparisons: dict[str, Comparison], name: str) -> None:
+def test_markdown_leaves_no_stray_html_tags(comparisons: dict[str, Judged], name: str) -> None:
     # A value such as <absent> outside a code span would vanish as an unknown HTML tag.
     text = re.sub(r"`[^`]*`", "", render_markdown(_case(comparisons, name)))
     tags = set(re.findall(r"(?<!\\)</?([A-Za-z][\w-]*)", text))
@@ -162,9 +166,10 @@ def test_markdown_leaves_no_stray_html_tags(comparisons: dict[str, Comparison], 
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_html_is_self_contained(comparisons: dict[str, Comparison], name: str) -> None:
-    comparison = _case(comparisons, name)
-    page = render_html(comparison)
+def test_html_is_self_contained(comparisons: dict[str, Judged], name: str) -> None:
+    judged = _case(comparisons, name)
+    comparison = judged.comparison
+    page = render_html(judged)
     assert page.startswith("<!DOCTYPE html>")
     assert not REMOTE.search(page), REMOTE.search(page)
     assert "<script" not in page
@@ -173,12 +178,13 @@ def test_html_is_self_contained(comparisons: dict[str, Comparison], name: str) -
     assert "<?xml" not in page  # an XML prologue is invalid inside HTML
 
 
-def test_html_shows_the_band_plot_and_folds_low_impact(comparisons: dict[str, Comparison]) -> None:
-    comparison = comparisons["lr"]
-    page = render_html(comparison)
+def test_html_shows_the_band_plot_and_folds_low_impact(comparisons: dict[str, Judged]) -> None:
+    judged = comparisons["lr"]
+    comparison = judged.comparison
+    page = render_html(judged)
     assert page.count('<figure class="plot"') == 2  # loss curves and deviation vs band
     assert "band bound" in page
-    if any(d["impact"] == "low" for d in comparison.env_differences):
+    if any(d.impact == "low" for d in comparison.env_differences):
         assert "<details><summary>and " in page
 
 
@@ -186,7 +192,7 @@ def test_html_shows_the_band_plot_and_folds_low_impact(comparisons: dict[str, Co
 
 
 def test_many_lists_each_candidate_and_the_worst_verdict(
-    comparisons: dict[str, Comparison],
+    comparisons: dict[str, Judged],
 ) -> None:
     many = [comparisons["rerun"], comparisons["lr"]]
     terminal = ANSI.sub("", render_terminal_many(many, color=True))
@@ -226,18 +232,17 @@ def _browser() -> str | None:
     return next((found for name in BROWSERS if (found := shutil.which(name))), None)
 
 
-def test_html_renders_in_a_browser(comparisons: dict[str, Comparison], tmp_path: Path) -> None:
+def test_html_renders_in_a_browser(comparisons: dict[str, Judged], tmp_path: Path) -> None:
     browser = _browser()
     if browser is None:
         reason = "no headless browser: install chromium or set REPRO_CHROMIUM"
         if os.environ.get("CI") == "true":
             pytest.fail(reason + " (required in CI)")
         pytest.skip(reason)
-    comparison = comparisons["lr"]
+    judged = comparisons["lr"]
+    comparison = judged.comparison
     page = tmp_path / "report.html"
-    page.write_text(
-        render_html(comparison).replace("</body>", _MEASURE + "</body>"), encoding="utf-8"
-    )
+    page.write_text(render_html(judged).replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
     argv = [
         browser,
         "--headless",

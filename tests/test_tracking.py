@@ -246,7 +246,8 @@ def test_another_config_value_is_another_training(example_runs):
     comparison = _compare(example_runs["a"], example_runs["lr"])
     assert comparison.verdict == "DRIFT"
     assert comparison.causes[0].cause == "training settings"
-    assert comparison.causes[0].evidence == ["config.lr"]
+    (evidence,) = comparison.causes[0].evidence
+    assert evidence.startswith("config.lr: ") and " vs " in evidence  # both runs' values
     assert comparison.setting_differences == {"config": ["lr"]}
 
 

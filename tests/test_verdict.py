@@ -56,8 +56,8 @@ def test_mixed_verdicts_show_one_worst_everywhere(smoke_runs, smoke_baseline, tm
     from repro.compare import compare_runs
 
     args = [str(smoke_runs[n]) for n in ("primary", "threads", "lr", "amp")]
-    comparisons = compare_runs(args, baseline_dir=str(smoke_baseline.parent))
-    verdicts = {c.verdict for c in comparisons}
+    judged = compare_runs(args, baseline_dir=str(smoke_baseline.parent))
+    verdicts = {j.comparison.verdict for j in judged}
     assert verdicts == {Verdict.EQUIVALENT, Verdict.DRIFT, Verdict.NO_BASELINE}
     worst = Verdict.worst(list(verdicts))
     html = tmp_path / "report.html"
@@ -69,5 +69,5 @@ def test_mixed_verdicts_show_one_worst_everywhere(smoke_runs, smoke_baseline, tm
     assert terminal.startswith(str(worst)) or f"worst: {worst}" in terminal.splitlines()[0]
     assert 'id="verdict"' in html.read_text()
     assert re.search(rf'id="verdict"[^>]*>{worst}<', html.read_text())
-    assert render_terminal_many(comparisons).splitlines()[0] == terminal.splitlines()[0]
-    assert str(worst) in render_html_many(comparisons)
+    assert render_terminal_many(judged).splitlines()[0] == terminal.splitlines()[0]
+    assert str(worst) in render_html_many(judged)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import sys
 from pathlib import Path
@@ -94,10 +95,19 @@ def capture_command(*, out: Path | None, as_json: bool, repo: Path | None) -> in
         raise UserError(
             f"--repo {repo} does not exist; pass the folder of the code being verified."
         )
-    # Imported here: --diff and --help must not pay for importing torch.
-    from repro.manifest import capture_manifest
+    # Importing torch leaves about a million long-lived objects; every collection during
+    # the imports and probes after it (GitPython, PyYAML, pynvml) walks them all again, a
+    # tenth of a second in all. A command this short frees nothing by collecting.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        # Imported here: --diff and --help must not pay for importing torch.
+        from repro.manifest import capture_manifest
 
-    manifest = capture_manifest(repo=repo)
+        manifest = capture_manifest(repo=repo)
+    finally:
+        if collecting:
+            gc.enable()
     if out is not None:
         print(f"wrote {write_manifest(out, manifest)}")
     elif as_json:

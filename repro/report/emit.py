@@ -14,12 +14,13 @@ if TYPE_CHECKING:
     from repro.report.blocks import Report
 
 
-def emit(
-    comparisons: list[Any], args: argparse.Namespace, group_report: Report | None = None
-) -> None:
-    """Print and write the report formats a command asked for (``group_report``: the one
-    report of a group comparison, drawn instead of the comparisons' own)."""
+def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | None = None) -> None:
+    """Print and write the report formats a command asked for. ``judged``: each comparison
+    with its curves (``repro.report.curves.Judged``), or, with ``group_report`` (the one
+    report of a group comparison, drawn instead), the group comparison alone."""
     from repro import atomic
+
+    comparisons = [j.comparison for j in judged] if group_report is None else judged
 
     if getattr(args, "json", False):
         # One shape whatever the count: the worst verdict and its exit code, then each comparison.
@@ -37,20 +38,18 @@ def emit(
     else:
         from repro.report.terminal import render_terminal_many
 
-        print(render_terminal_many(comparisons))
+        print(render_terminal_many(judged))
     if getattr(args, "md", None):
         from repro.report.markdown import render_markdown_many, render_markdown_report
 
         text = (
-            render_markdown_report(group_report)
-            if group_report
-            else render_markdown_many(comparisons)
+            render_markdown_report(group_report) if group_report else render_markdown_many(judged)
         )
         atomic.write_text(Path(args.md), text)
     if getattr(args, "html", None):
         from repro.report.html import render_html_many, render_html_report
 
-        text = render_html_report(group_report) if group_report else render_html_many(comparisons)
+        text = render_html_report(group_report) if group_report else render_html_many(judged)
         atomic.write_text(Path(args.html), text)
     if getattr(args, "junit", None):
         from repro.report.junit import write_junit

@@ -30,7 +30,7 @@ from repro.report.render import build_report
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.judge import Comparison
+    from repro.report.curves import Judged
 
 _CSS = """
 :root { --good: #1b7f3b; --bad: #c62828; --warn: #a86400; --muted: #6b6b6b; --line: #e3e3e3; }
@@ -204,9 +204,9 @@ def _document(title: str, body: str) -> str:
     )
 
 
-def render_html(comparison: Comparison) -> str:
+def render_html(judged: Judged) -> str:
     """One self-contained HTML document; the verdict is the element with id ``verdict``."""
-    return render_html_report(build_report(comparison))
+    return render_html_report(build_report(judged))
 
 
 def render_html_report(report: Report) -> str:
@@ -215,22 +215,22 @@ def render_html_report(report: Report) -> str:
     return _document(title, _article(report, "verdict"))
 
 
-def render_html_many(comparisons: list[Comparison]) -> str:
+def render_html_many(judged: list[Judged]) -> str:
     """``repro compare A B C``: the worst verdict (id ``verdict``) and an overview table,
     then one article per candidate (verdict ids ``verdict-1``, ``verdict-2``, ...).
 
     One comparison renders exactly as ``render_html``."""
-    if len(comparisons) == 1:
-        return render_html(comparisons[0])
-    headline, table = overview(comparisons)
-    worst = worst_verdict(comparisons)
+    if len(judged) == 1:
+        return render_html(judged[0])
+    headline, table = overview([j.comparison for j in judged])
+    worst = worst_verdict([j.comparison for j in judged])
     head = (
         '<div class="overview"><h1>repro compare</h1>'
         f'<div id="verdict"{_classes("verdict", VERDICT_TONES[worst])}>{worst}</div>'
         f'<p class="summary">{html.escape(headline)}</p>{_table(table)}</div>'
     )
     articles = "".join(
-        _article(build_report(c), f"verdict-{i}") for i, c in enumerate(comparisons, start=1)
+        _article(build_report(c), f"verdict-{i}") for i, c in enumerate(judged, start=1)
     )
     return _document(f"repro compare: {worst}, {headline}", head + articles)
 

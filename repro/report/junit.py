@@ -63,7 +63,7 @@ def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
 
 def _why_not_bitwise(c: Comparison) -> str:
     if not c.env_key_match:
-        keys = [d["key"] for d in c.env_differences if d.get("env_key")]
+        keys = [d.key for d in c.env_differences if d.env_key]
         return f"the environment keys differ ({', '.join(keys[:4]) or 'see the report'})"
     differing = [n for names in c.setting_differences.values() for n in names]
     if differing:

@@ -25,7 +25,7 @@ from repro.report.overview import overview, worst_verdict
 from repro.report.render import build_report
 
 if TYPE_CHECKING:
-    from repro.judge import Comparison
+    from repro.report.curves import Judged
 
 # Characters that would start markup; an underscore inside a word never does (GFM), and a
 # ">" only at the start of a line, which no rendered text has.
@@ -110,9 +110,9 @@ def _report_lines(report: Report, level: int) -> list[str]:
     return lines
 
 
-def render_markdown(comparison: Comparison) -> str:
+def render_markdown(judged: Judged) -> str:
     """The report as Markdown; sections are ``##`` headings in reading order."""
-    return render_markdown_report(build_report(comparison))
+    return render_markdown_report(build_report(judged))
 
 
 def render_markdown_report(report: Report) -> str:
@@ -120,17 +120,17 @@ def render_markdown_report(report: Report) -> str:
     return "\n".join(_report_lines(report, 1)).rstrip() + "\n"
 
 
-def render_markdown_many(comparisons: list[Comparison]) -> str:
+def render_markdown_many(judged: list[Judged]) -> str:
     """``repro compare A B C``: an overview table, then each report one heading level down.
 
     One comparison renders exactly as ``render_markdown``."""
-    if len(comparisons) == 1:
-        return render_markdown(comparisons[0])
-    headline, table = overview(comparisons)
-    worst = worst_verdict(comparisons)
+    if len(judged) == 1:
+        return render_markdown(judged[0])
+    headline, table = overview([j.comparison for j in judged])
+    worst = worst_verdict([j.comparison for j in judged])
     lines = [f"# repro compare: {worst}", "", _inline(headline), "", *_table(table)]
-    for comparison in comparisons:
-        lines += _report_lines(build_report(comparison), 2)
+    for one in judged:
+        lines += _report_lines(build_report(one), 2)
     return "\n".join(lines).rstrip() + "\n"
 
 

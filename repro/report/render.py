@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from repro.bands import BandCheck, MetricCheck, SeedCheck, WindowCheck
     from repro.exact import ExactCheck
     from repro.judge import Comparison
+    from repro.report.curves import Judged, LossCurves
 
 SECTION_TITLES = (
     "Verdict",
@@ -141,18 +142,6 @@ def _verdict_section(comparison: Comparison) -> Section:
     return Section(SECTION_TITLES[0], tuple(blocks))
 
 
-def _difference(row: dict[str, Any]) -> Difference:
-    return Difference(
-        key=row["key"],
-        section=row["section"],
-        a=row["a"],
-        b=row["b"],
-        impact=row["impact"],
-        env_key=bool(row.get("env_key")),
-        hint=row.get("hint", ""),
-    )
-
-
 def _difference_item(d: Difference) -> Item:
     tone = _IMPACT_TONES.get(d.impact, "muted")
     details = (f"try: {d.hint}",) if d.impact == "high" and d.hint else ()
@@ -175,7 +164,7 @@ def _env_section(comparison: Comparison) -> Section:
         blocks.append(Text("No reference run: there is no environment to compare with."))
         return Section(SECTION_TITLES[1], tuple(blocks))
     blocks += [Text(m, tone="bad") for m in comparison.mismatches]
-    differences = [_difference(row) for row in comparison.env_differences]
+    differences = comparison.env_differences
     in_key = sum(d.env_key for d in differences)
     if comparison.env_key_match:
         blocks.append(
@@ -328,7 +317,7 @@ def _finals_table(comparison: Comparison) -> Table | None:
     )
 
 
-def _largest_loss_deviation(deviation: list[float]) -> Text | None:
+def _largest_loss_deviation(deviation: tuple[float, ...]) -> Text | None:
     finite = [(v, i) for i, v in enumerate(deviation) if math.isfinite(v)]
     if not finite or max(finite)[0] == 0:
         return None
@@ -336,15 +325,14 @@ def _largest_loss_deviation(deviation: list[float]) -> Text | None:
     return Text(f"Largest loss deviation: {fmt_small(value)} at step {step}.")
 
 
-def _distance_section(comparison: Comparison) -> Section:
-    curves = comparison.curves
+def _distance_section(comparison: Comparison, curves: LossCurves) -> Section:
     blocks: list[Block] = []
-    if curves.get("candidate_loss") or curves.get("reference_loss"):
+    if curves.candidate or curves.reference:
         blocks.append(Plot("loss", "Training loss per step, candidate against reference."))
-    deviation = curves.get("deviation") or []
+    deviation = curves.deviation
     if any(v > 0 or not math.isfinite(v) for v in deviation):
         caption = "Loss deviation |candidate - reference| per step (log scale)"
-        if "band_threshold" in curves:
+        if curves.band_threshold is not None:
             caption += ", against the numerics band's largest member and its bound"
         blocks.append(Plot("deviation", caption + "."))
         largest = _largest_loss_deviation(deviation)
@@ -410,8 +398,9 @@ def _reproduce_section(comparison: Comparison) -> Section:
     return Section(SECTION_TITLES[5], (Commands(tuple(commands)),))
 
 
-def build_report(comparison: Comparison) -> Report:
+def build_report(judged: Judged) -> Report:
     """Everything a reader is told about one comparison, in reading order."""
+    comparison, curves = judged
     d = comparison.first_difference
     return Report(
         verdict=comparison.verdict,
@@ -424,11 +413,11 @@ def build_report(comparison: Comparison) -> Report:
             _verdict_section(comparison),
             _env_section(comparison),
             _parted_section(comparison),
-            _distance_section(comparison),
+            _distance_section(comparison, curves),
             _causes_section(comparison),
             _reproduce_section(comparison),
         ),
-        curves=comparison.curves,
+        curves=curves.to_dict(),
         first_step=d.step if d is not None else None,
         first_outside=comparison.numerics.first_step_outside,
     )

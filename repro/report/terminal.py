@@ -28,7 +28,7 @@ from repro.report.overview import overview, worst_verdict
 from repro.report.render import build_report
 
 if TYPE_CHECKING:
-    from repro.judge import Comparison
+    from repro.report.curves import Judged
 
 _CODES = {"good": "32", "bad": "31", "warn": "33", "muted": "2"}  # SGR: green, red, yellow, dim
 _BOLD = "1"
@@ -185,9 +185,9 @@ def _report_lines(report: Report, style: _Style) -> list[str]:
     return lines
 
 
-def render_terminal(comparison: Comparison, *, color: bool | None = None, width: int = 80) -> str:
+def render_terminal(judged: Judged, *, color: bool | None = None, width: int = 80) -> str:
     """The report as text for a terminal; ``color`` None means only when stdout is a tty."""
-    return render_terminal_report(build_report(comparison), color=color, width=width)
+    return render_terminal_report(build_report(judged), color=color, width=width)
 
 
 def render_terminal_report(report: Report, *, color: bool | None = None, width: int = 80) -> str:
@@ -197,22 +197,22 @@ def render_terminal_report(report: Report, *, color: bool | None = None, width: 
 
 
 def render_terminal_many(
-    comparisons: list[Comparison], *, color: bool | None = None, width: int = 80
+    judged: list[Judged], *, color: bool | None = None, width: int = 80
 ) -> str:
     """``repro compare A B C``: an overview line per candidate, then each full report.
 
     One comparison renders exactly as ``render_terminal``, so a caller may always use this."""
-    if len(comparisons) == 1:
-        return render_terminal(comparisons[0], color=color, width=width)
+    if len(judged) == 1:
+        return render_terminal(judged[0], color=color, width=width)
     style = _Style(color_wanted() if color is None else color, width)
-    headline, table = overview(comparisons)
-    worst = worst_verdict(comparisons)
+    headline, table = overview([j.comparison for j in judged])
+    worst = worst_verdict([j.comparison for j in judged])
     # The worst verdict opens the output, as the single verdict does for one comparison.
     lines = [style.paint(line, bold=True) for line in style.wrap(f"{worst}  {headline}")]
     lines += _table(table, style)
-    for comparison in comparisons:
+    for one in judged:
         lines += ["", style.paint("━" * width, bold=True)]
-        lines += _report_lines(build_report(comparison), style)
+        lines += _report_lines(build_report(one), style)
     return "\n".join(lines) + "\n"
 
 
