@@ -14,6 +14,7 @@ from typing import Any
 from repro import __version__
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
 from repro.errors import (
+    EXIT_CLOSED_PIPE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -25,11 +26,15 @@ from repro.errors import (
 from repro.explain.command import add_explain
 from repro.preflight.command import add_preflight, health_options
 from repro.preflight.command import show as show_preflight
-from repro.report.emit import emit
+from repro.report.emit import emit, silence_stdout
 from repro.verdict import Verdict, exit_codes_help
 
 EXIT_CODES_HELP = exit_codes_help(
-    {EXIT_USAGE: "bad input or usage", EXIT_INTERRUPTED: "interrupted"}
+    {
+        EXIT_USAGE: "bad input or usage",
+        EXIT_INTERRUPTED: "interrupted",
+        EXIT_CLOSED_PIPE: "stdout closed early (`| head`), except a report's: it keeps its verdict's code",
+    }
 )
 
 
@@ -421,3 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("repro: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output other than a report (which finishes its files and keeps its verdict's
+        # code) cut short by a closed pipe: 128 + SIGPIPE, as a shell reports it.
+        silence_stdout()
+        return EXIT_CLOSED_PIPE

@@ -14,6 +14,7 @@ from repro.verdict import Verdict
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE
 
 
 class ReproError(Exception):

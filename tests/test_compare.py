@@ -97,6 +97,25 @@ def test_cli_compare_exit_codes(smoke_runs, smoke_baseline, capsys):
     assert '"verdict": "DRIFT"' in capsys.readouterr().out
 
 
+def test_a_reader_that_stops_early_keeps_the_verdict_and_the_files(
+    smoke_runs, smoke_baseline, tmp_path
+):
+    """`repro compare A B --md F | head -1`: no traceback, the file is written, and the
+    exit code is still the verdict's."""
+    md = tmp_path / "report.md"
+    command = [sys.executable, "-m", "repro", "compare", str(smoke_runs["primary"])]
+    command += [str(smoke_runs["lr"]), "--baseline-dir", str(smoke_baseline.parent)]
+    proc = subprocess.Popen(
+        [*command, "--md", str(md)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the report is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err  # DRIFT
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert md.read_text().startswith("# ")
+
+
 @pytest.mark.parametrize("order", ["normal-first", "drifted-first"])
 def test_a_real_change_is_drift_in_either_order(smoke_runs, smoke_baseline, order, capsys):
     """Deviations are measured from the baseline's primary run, never from the first argument."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,23 @@ from repro.verdict import Verdict
 
 if TYPE_CHECKING:
     from repro.report.blocks import Report
+
+
+def silence_stdout() -> None:
+    """The reader closed the pipe (``repro compare A B | head``): send what is left of
+    stdout, including the flush at exit, to /dev/null instead of a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _print(text: str) -> None:
+    """A report on stdout. A reader that stops early has what it wanted: the files asked
+    for are still written and the verdict's exit code stands."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        silence_stdout()
 
 
 def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | None = None) -> None:
@@ -30,15 +49,15 @@ def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | Non
             "exit_code": worst.exit_code,
             "comparisons": [c.to_dict() for c in comparisons],
         }
-        print(json.dumps(data, indent=1, default=str))
+        _print(json.dumps(data, indent=1, default=str))
     elif group_report is not None:
         from repro.report.terminal import render_terminal_report
 
-        print(render_terminal_report(group_report))
+        _print(render_terminal_report(group_report))
     else:
         from repro.report.terminal import render_terminal_many
 
-        print(render_terminal_many(judged))
+        _print(render_terminal_many(judged))
     if getattr(args, "md", None):
         from repro.report.markdown import render_markdown_many, render_markdown_report
 
