@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.names import readable
-from repro.runview import RunView, first_list_difference
+from repro.runview import RunView, StepRecord, first_list_difference
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _parameter(names: list[str], index: int | None) -> str:
     return readable(names[index]) if index is not None and index < len(names) else "a parameter"
 
 
-def _step_differences(sa: dict[str, Any], sb: dict[str, Any], names: list[str]) -> Found:
+def _step_differences(sa: StepRecord, sb: StepRecord, names: list[str]) -> Found:
     """Everything that differs in one step's records, in computation order."""
     found: Found = []
     if sa.get("global_batch") != sb.get("global_batch"):

@@ -164,8 +164,12 @@ def load_group_run(argument: str) -> GroupRun:
 
         view = RunView.from_run_dir(path)
         scalars = {
-            name: {int(s["step"]): float(s[name]) for s in view.steps if _numeric(s.get(name))}
-            for name in ("loss", "grad_norm")
+            "loss": {s["step"]: float(s["loss"]) for s in view.steps if _numeric(s["loss"])},
+            "grad_norm": {
+                s["step"]: float(norm)
+                for s in view.steps
+                if (norm := s["grad_norm"]) is not None and _numeric(norm)
+            },
         }
     status = str(view.status.get("status", "UNKNOWN"))
     final = {k: float(v) for k, v in (view.final or {}).items() if _numeric(v)}

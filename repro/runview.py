@@ -7,10 +7,30 @@ scalars. Nothing here judges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
-SCALARS = ("loss", "grad_norm", "lr", "loss_scale")  # recorded every step
+Scalar = Literal["loss", "grad_norm", "lr", "loss_scale"]
+SCALARS: tuple[Scalar, ...] = ("loss", "grad_norm", "lr", "loss_scale")  # recorded every step
 FINAL_METRICS = ("eval_loss", "eval_accuracy")
+
+
+class _Step(TypedDict):
+    step: int
+    loss: float
+    grad_norm: float | None  # None where the GradScaler skipped the step
+    lr: float
+    loss_scale: float
+    global_batch: str  # digest of the samples every rank's batch held, sorted
+    rank_batches: list[str]  # each rank's digest
+    params: list[str]  # each parameter's fingerprint after the update, hex
+
+
+class StepRecord(_Step, total=False):
+    """One step of record.json as rank 0 writes it (``repro.reference.loop``); the judge
+    reads steps through this type, so a key it reads is a key the record has."""
+
+    skipped: bool
+    trace: list[dict[str, Any]]  # traced steps only: each rank's module fingerprints
 
 
 @dataclass(frozen=True)
@@ -62,15 +82,15 @@ class RunView:
         return int(self.config["settings"]["seed"])
 
     @property
-    def steps(self) -> list[dict[str, Any]]:
-        return list((self.record or {}).get("steps", []))
+    def steps(self) -> list[StepRecord]:
+        return cast(list[StepRecord], list((self.record or {}).get("steps", [])))
 
     @property
     def final(self) -> dict[str, Any] | None:
         return (self.record or {}).get("final")
 
 
-def series(steps: list[dict[str, Any]]) -> dict[str, list[float]]:
+def series(steps: list[StepRecord]) -> dict[str, list[float]]:
     """Each scalar per step; a step the GradScaler skipped has no gradient norm (None)."""
     return {s: [_number(step[s]) for step in steps] for s in SCALARS}
 

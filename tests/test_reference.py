@@ -17,6 +17,7 @@ import torch
 
 from helpers import view
 from repro.reference.fingerprint import Fingerprinter, state_dict_identity
+from repro.runview import StepRecord
 from repro.store import Run
 from repro.workload import workload_hash
 
@@ -68,16 +69,14 @@ def test_run_directory_contents(smoke_runs):
     record = run.record
     assert len(record["steps"]) == run.config["settings"]["steps"]
     step = record["steps"][0]
-    assert {
-        "loss",
-        "grad_norm",
-        "lr",
-        "loss_scale",
-        "global_batch",
-        "rank_batches",
-        "params",
-        "trace",
-    } <= set(step)
+    # Every step holds the keys the judge reads them by (StepRecord), and no other.
+    for each in record["steps"]:
+        assert (
+            StepRecord.__required_keys__
+            <= set(each)
+            <= StepRecord.__optional_keys__ | StepRecord.__required_keys__
+        )
+    assert "trace" in step  # step 0 is traced
     assert len(step["trace"]) == 2  # one trace per rank
     assert [name for name, _ in step["trace"][1]["forward"]][:2] == ["tok_emb", "pos_emb"]
     assert step["trace"][1]["grad_local"] and step["trace"][1]["grad_reduced"]
