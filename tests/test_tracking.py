@@ -225,7 +225,7 @@ def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _compare(a: Path, b: Path):
     from repro.compare import compare_runs
 
-    (comparison,) = compare_runs([str(a), str(b)])
+    ((comparison, _curves),) = compare_runs([str(a), str(b)])
     return comparison
 
 
