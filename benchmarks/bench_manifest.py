@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -90,6 +91,10 @@ def in_process(repeat: int) -> None:
 
 
 def whole_process(repeat: int) -> None:
+    # As a user's install has it: repro's modules compiled once (pip does it at install;
+    # an editable install on first import, unless PYTHONDONTWRITEBYTECODE forbids it).
+    # Without this every run would compile repro from source, a cost no user pays twice.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO_ROOT / "repro")], check=True)
     commands = {
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         "python -m repro manifest": [sys.executable, "-m", "repro", "manifest"],
