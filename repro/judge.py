@@ -1,8 +1,9 @@
 """The one comparison core: two loaded runs (and optionally a baseline's bands) -> a ``Comparison``.
 
 ``repro verify``, ``repro compare`` and ``repro selftest`` all call ``compare``; every
-report renders the ``Comparison`` it returns. It takes loaded runs (``RunView``), reads
-no file and never imports torch. The pieces live beside it: ``divergence`` (where two
+report renders the ``Comparison`` it returns, beside the curves ``repro.report.curves``
+reads from the same runs (the judge keeps what it decided, not what is drawn). It takes
+loaded runs (``RunView``), reads no file and never imports torch. The pieces live beside it: ``divergence`` (where two
 runs part), ``bands`` (the statistics), ``causes`` (why, ranked).
 
 The verdict, worst first: a run that failed; repeats that differ; bit-identical
