@@ -133,9 +133,6 @@ def render_try(rule: dict[str, Any], candidate: RunView, reference: RunView) -> 
         return str(rule["otherwise"]).format_map(fields)
 
 
-TRAINING_SETTINGS = "training settings"
-
-
 def training_cause(
     differing: list[str],
     a: Mapping[str, Any],
@@ -148,7 +145,7 @@ def training_cause(
     ``a`` and ``b`` map each run's dotted setting names to values; the first six that
     differ are the evidence."""
     evidence = [f"{prefix}{name}: {a.get(name)!r} vs {b.get(name)!r}" for name in differing[:6]]
-    return Cause(TRAINING_SETTINGS, float("inf"), evidence, try_next)
+    return Cause("training settings", float("inf"), evidence, try_next)
 
 
 def rank_causes(

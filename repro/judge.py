@@ -3,8 +3,9 @@
 ``repro verify``, ``repro compare`` and ``repro selftest`` all call ``compare``; every
 report renders the ``Comparison`` it returns, beside the curves ``repro.report.curves``
 reads from the same runs (the judge keeps what it decided, not what is drawn). It takes
-loaded runs (``RunView``), reads no file and never imports torch. The pieces live beside it: ``divergence`` (where two
-runs part), ``bands`` (the statistics), ``causes`` (why, ranked).
+loaded runs (``RunView``), reads no file and never imports torch. The pieces live beside
+it: ``divergence`` (where two runs part), ``bands`` (the statistics), ``causes`` (why,
+ranked).
 
 The verdict, worst first: a run that failed; repeats that differ; bit-identical
 records; another training or an exact sequence that differs (DRIFT); nothing to judge

@@ -8,6 +8,7 @@ renderers. A report reads no file: the curves come from runs already loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class LossCurves:
     band_max: tuple[float, ...] | None = None
     band_threshold: tuple[float, ...] | None = None
 
-    @property
+    @cached_property  # the report's text and its plots both read it
     def deviation(self) -> tuple[float, ...]:
         """|candidate - reference| over the steps both runs have."""
         return tuple(abs(a - b) for a, b in zip(self.candidate, self.reference))
@@ -49,7 +50,7 @@ class Judged(NamedTuple):
     """What one report is about: the judge's comparison and the curves drawn beside it."""
 
     comparison: Comparison
-    curves: LossCurves = LossCurves()
+    curves: LossCurves
 
 
 def loss_curves(

@@ -222,8 +222,8 @@ def render_html_many(judged: list[Judged]) -> str:
     One comparison renders exactly as ``render_html``."""
     if len(judged) == 1:
         return render_html(judged[0])
-    headline, table = overview([j.comparison for j in judged])
-    worst = worst_verdict([j.comparison for j in judged])
+    headline, table = overview(judged)
+    worst = worst_verdict(judged)
     head = (
         '<div class="overview"><h1>repro compare</h1>'
         f'<div id="verdict"{_classes("verdict", VERDICT_TONES[worst])}>{worst}</div>'

@@ -126,8 +126,8 @@ def render_markdown_many(judged: list[Judged]) -> str:
     One comparison renders exactly as ``render_markdown``."""
     if len(judged) == 1:
         return render_markdown(judged[0])
-    headline, table = overview([j.comparison for j in judged])
-    worst = worst_verdict([j.comparison for j in judged])
+    headline, table = overview(judged)
+    worst = worst_verdict(judged)
     lines = [f"# repro compare: {worst}", "", _inline(headline), "", *_table(table)]
     for one in judged:
         lines += _report_lines(build_report(one), 2)

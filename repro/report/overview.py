@@ -9,16 +9,17 @@ from repro.report.blocks import VERDICT_TONES, Table
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.judge import Comparison
+    from repro.report.curves import Judged
 
 
-def worst_verdict(comparisons: list[Comparison]) -> Verdict:
+def worst_verdict(judged: list[Judged]) -> Verdict:
     """The headline of a multi-run report: the same verdict the exit code comes from."""
-    return Verdict.worst([c.verdict for c in comparisons])
+    return Verdict.worst([j.comparison.verdict for j in judged])
 
 
-def overview(comparisons: list[Comparison]) -> tuple[str, Table]:
+def overview(judged: list[Judged]) -> tuple[str, Table]:
     """The headline and one row per candidate, for ``repro compare A B C``."""
+    comparisons = [j.comparison for j in judged]
     if not comparisons:
         raise ValueError("there is no comparison to render; pass at least one")
     reference = comparisons[0].reference.get("name")

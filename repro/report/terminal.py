@@ -205,8 +205,8 @@ def render_terminal_many(
     if len(judged) == 1:
         return render_terminal(judged[0], color=color, width=width)
     style = _Style(color_wanted() if color is None else color, width)
-    headline, table = overview([j.comparison for j in judged])
-    worst = worst_verdict([j.comparison for j in judged])
+    headline, table = overview(judged)
+    worst = worst_verdict(judged)
     # The worst verdict opens the output, as the single verdict does for one comparison.
     lines = [style.paint(line, bold=True) for line in style.wrap(f"{worst}  {headline}")]
     lines += _table(table, style)
