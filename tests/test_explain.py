@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 from repro.cli import main
+from repro.explain.knobs import read_differences
 from repro.explain.search import smallest_cause
+from repro.manifest.cpu import this_cpu_highest_kernel_level
+from repro.runview import RunView
 
 
 def _run(runs: Path, *sets: str, **env: str) -> str:
@@ -98,16 +101,10 @@ def test_a_semantic_difference_is_named_without_a_rerun(smoke_runs, tmp_path, ca
 def test_a_level_this_cpu_lacks_cannot_be_tried_and_the_other_machine_gets_a_command(
     machines, tmp_path, capsys
 ):
-    other = tmp_path / "avx512-machine"
-    shutil.copytree(machines["one"], other)
-    manifest = yaml.safe_load((other / "manifest.yaml").read_text())
-    here_level = manifest["hardware"]["cpu"]["torch_capability"]
-    manifest["hardware"]["cpu"]["torch_capability"] = (
-        "AVX512" if here_level != "AVX512" else "SVE256"
-    )
-    (other / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-    if here_level == "AVX512":
-        pytest.skip("this CPU has the highest x86 kernel level")
+    # This CPU's ceiling, from the CPU itself: machines["here"] ran at the default level.
+    if this_cpu_highest_kernel_level() != "avx2":
+        pytest.skip("needs a CPU whose highest x86 kernel level is AVX2")
+    other = _with_level(machines["one"], tmp_path / "avx512-machine", "AVX512")
     code, data = _explain(
         capsys, str(other), "--here", machines["here"], "--runs-dir", str(tmp_path / "runs")
     )
@@ -116,6 +113,27 @@ def test_a_level_this_cpu_lacks_cannot_be_tried_and_the_other_machine_gets_a_com
     assert knob["name"] == "ATEN_CPU_CAPABILITY" and "SIGILL" in knob["cannot"]
     assert data["other_machine"].startswith("ATEN_CPU_CAPABILITY=")
     assert "repro run --profile smoke" in data["other_machine"]
+
+
+def _with_level(run: str, copy: Path, level: str) -> Path:
+    shutil.copytree(run, copy)
+    manifest = yaml.safe_load((copy / "manifest.yaml").read_text())
+    manifest["hardware"]["cpu"]["torch_capability"] = level
+    (copy / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    return copy
+
+
+def test_a_here_run_made_at_a_lowered_level_does_not_lower_what_this_cpu_can_try(
+    machines, tmp_path
+):
+    # machines["one"] ran under ATEN_CPU_CAPABILITY=default; this CPU can still run its own
+    # highest level, so the other run's level is a knob to try, not "cannot be tried".
+    ceiling = this_cpu_highest_kernel_level()
+    assert ceiling in ("avx2", "avx512")
+    other = _with_level(machines["here"], tmp_path / "other", ceiling.upper())
+    found = read_differences(RunView.from_run_dir(other), RunView.from_run_dir(machines["one"]))
+    (knob,) = [k for k in found.knobs if k.name == "ATEN_CPU_CAPABILITY"]
+    assert (knob.here, knob.other, knob.cannot) == ("default", ceiling, "")
 
 
 def test_the_search_tries_everything_first_and_stops_when_nothing_reproduces():

@@ -4,7 +4,8 @@ A knob is a field of the execution or precision class (threads per rank, world s
 the same global batch, SDPA backend, AMP dtype, TF32), or a kernel-steering environment
 variable (``KNOB_ENV``). The CPU kernel level is read from what the other run's torch
 *used* (``hardware.cpu.torch_capability``), set or not. Knobs only go down: a level this
-CPU lacks would kill the ranks (SIGILL), so it is "cannot be tried here". Semantic, seed
+CPU lacks (read from its ISA flags) would kill the ranks (SIGILL), so it is "cannot be
+tried here". Semantic, seed
 and fault differences are not knobs: they are named as the cause with no rerun.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from repro.manifest.cpu import highest_kernel_level
 from repro.profile import differing_fields, flatten_settings
 from repro.runview import RunView
 
@@ -95,14 +97,17 @@ def read_differences(other: RunView, here: RunView) -> Differences:
         f"a fault was injected: {n}" for n in classes.get("harness", []) if n.startswith("fault.")
     ]
     flat_other, flat_here = flatten_settings(other.settings), flatten_settings(here.settings)
-    here_level = _level(_cpu(here).get("torch_capability"))
+    # The ceiling comes from this CPU's flags, not from the level the "here" run used: a run
+    # made at a lowered level must not make a level this CPU can run "cannot be tried".
+    level_here = _level(_cpu(here).get("torch_capability"))
+    here_level = highest_kernel_level(_cpu(here).get("isa_flags")) or level_here
     gpus_here = bool(here.manifest.get("hardware", {}).get("cuda", {}).get("available"))
     knobs = [
         Knob(name, flat_here.get(name), flat_other.get(name), "setting")
         for kind in ("execution", "precision")
         for name in classes.get(kind, [])
     ]
-    other_level, level_here = _level(_cpu(other).get("torch_capability")), here_level
+    other_level = _level(_cpu(other).get("torch_capability"))
     if other_level and other_level != level_here:
         knobs.append(Knob(CAPABILITY, level_here, other_level, "env"))
     env_other, env_here = other.manifest.get("env", {}), here.manifest.get("env", {})

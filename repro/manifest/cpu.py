@@ -54,6 +54,35 @@ def isa_flags(flags: str) -> list[str]:
     )
 
 
+# What ATen's dispatcher requires before it runs a level's kernels (DispatchStub.cpp,
+# compute_cpu_capability): the highest level this CPU can run whatever a process asks for.
+_ATEN_LEVEL_FLAGS = (
+    ("avx512", frozenset({"avx512f", "avx512vl", "avx512bw", "avx512dq", "fma"})),
+    ("avx2", frozenset({"avx2", "fma"})),
+)
+
+
+def highest_kernel_level(flags: Any) -> str | None:
+    """The highest ATen CPU kernel level (``avx512``, ``avx2``, ``default``) a CPU with these
+    ISA flags can run; None when the flags are unknown or not x86's.
+
+    Read from the CPU, never from what a run used: a run made under
+    ``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 CPU used AVX2, but this CPU can still go higher.
+    """
+    if not isinstance(flags, (list, tuple, set, frozenset)) or not flags:
+        return None
+    present = {str(flag).lower() for flag in flags}
+    if not any(flag.startswith(("sse", "avx", "fma")) for flag in present):
+        return None  # arm64's Features: ATen's x86 levels do not apply
+    return next((level for level, need in _ATEN_LEVEL_FLAGS if need <= present), "default")
+
+
+def this_cpu_highest_kernel_level(cpuinfo: Path = CPUINFO) -> str | None:
+    """``highest_kernel_level`` of the CPU this process runs on."""
+    fields = parse_cpuinfo_block(first_cpu_block(cpuinfo))
+    return highest_kernel_level(isa_flags(fields.get("flags", fields.get("Features", ""))))
+
+
 def parse_cpu_max(text: str) -> float | None:
     """CPUs allowed by a cgroup v2 ``cpu.max`` ("max 100000" or "<quota> <period>")."""
     quota, _, period = text.strip().partition(" ")
