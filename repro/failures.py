@@ -2,17 +2,22 @@
 never joined a collective, or the launcher itself.
 
 ``repro.runner`` reads how the launch ended (``LaunchEnd``: the launcher's report of each
-failed rank, its log) and the ranks' ``error-rank{N}.json``; nothing here parses torch's text.
+failed rank, its log) and the ranks' ``error-rank{N}.json``. One line of native text is
+read: NCCL's watchdog, which aborts a rank stuck in a collective (SIGABRT) before it can
+write anything, says so in the rank's log; the step comes from its progress file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from repro.rank_output import last_finished_step, rank_log
 
 # What a process's death by a signal usually means: (the signal in words, what to suspect).
 # Any other signal is named by the C library's description (``signal.strsignal``).
@@ -51,10 +56,17 @@ class LaunchEnd:
     """The failed ranks, from torch's ``ChildFailedError.failures``; empty when none failed."""
     launcher_error: str | None = None
     """The launcher's own exception (``RendezvousError: ...``) when it failed otherwise."""
+    world_size: int = 0
+    """Ranks the launch started (0 when unknown)."""
 
 
 def read_report(
-    path: Path, returncode: int | None, deadline: float, log: Path, env: Mapping[str, str]
+    path: Path,
+    returncode: int | None,
+    deadline: float,
+    log: Path,
+    env: Mapping[str, str],
+    world_size: int = 0,
 ) -> LaunchEnd:
     """What the launcher wrote about its ranks; nothing when it wrote nothing (or was stopped)."""
     try:
@@ -64,7 +76,58 @@ def read_report(
     exits = tuple(
         RankExit(int(item["rank"]), int(item["exitcode"])) for item in report.get("rank_exits", [])
     )
-    return LaunchEnd(returncode, deadline, log, env, exits, report.get("launcher_error"))
+    return LaunchEnd(
+        returncode, deadline, log, env, exits, report.get("launcher_error"), world_size
+    )
+
+
+# ProcessGroupNCCL's watchdog, before it aborts the process: "Watchdog caught collective
+# operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE, ..., Timeout(ms)=600000) ran for
+# 600012 milliseconds before timing out."
+_WATCHDOG_TIMEOUT = re.compile(
+    r"Watchdog caught collective operation timeout:.*?OpType=(?P<op>\w+)"
+    r".*?ran for (?P<ms>\d+) milliseconds"
+)
+
+
+@dataclass(frozen=True)
+class _WatchdogTimeout:
+    rank: int
+    collective: str
+    waited_s: float
+
+
+def _watchdog_timeouts(end: LaunchEnd, signalled: list[RankExit]) -> list[_WatchdogTimeout]:
+    """The aborted ranks whose log holds the watchdog's timeout line."""
+    found = []
+    for e in signalled:
+        if -e.exitcode != signal.SIGABRT:
+            continue
+        try:
+            text = rank_log(end.log.parent, e.rank).read_text(errors="replace")
+        except OSError:
+            continue
+        match = _WATCHDOG_TIMEOUT.search(text)
+        if match:
+            found.append(_WatchdogTimeout(e.rank, match["op"].lower(), int(match["ms"]) / 1000))
+    return found
+
+
+def _watchdog_hang(run_dir: Path, end: LaunchEnd, timeouts: list[_WatchdogTimeout]) -> str:
+    """``rank 1 did not join the collective after step 12 (allreduce): NCCL's watchdog
+    aborted rank 0 after waiting 600 s (the profile's collective_timeout_s) for it``."""
+    waiting = sorted(t.rank for t in timeouts)
+    steps = [s for s in (last_finished_step(run_dir, r) for r in waiting) if s is not None]
+    when = f"after step {min(steps)}" if steps else "before the first step finished"
+    first = min(timeouts, key=lambda t: t.rank)
+    silent = sorted(set(range(end.world_size)) - set(waiting))
+    who = _rank_names(silent) if silent else "a rank"
+    plural = "s" if len(waiting) > 1 else ""
+    return (
+        f"{who} did not join the collective {when} ({first.collective}): NCCL's watchdog "
+        f"aborted rank{plural} {', '.join(map(str, waiting))} after waiting "
+        f"{first.waited_s:g} s (the profile's collective_timeout_s) for it"
+    )
 
 
 def _rank_errors(run_dir: Path, signalled: list[RankExit]) -> tuple[list[str], bool]:
@@ -155,6 +218,9 @@ def failure_reason(run_dir: Path, end: LaunchEnd) -> tuple[str, str]:
     agent ends the surviving ranks with it once one has failed.
     """
     signalled = [e for e in end.rank_exits if e.exitcode < 0 and -e.exitcode != signal.SIGTERM]
+    timeouts = _watchdog_timeouts(end, signalled)
+    if timeouts:
+        return _watchdog_hang(run_dir, end, timeouts) + _see_log(end), "hang"
     errors, hung = _rank_errors(run_dir, signalled)
     causes = _killed(signalled, end.env) + errors
     if hung and not signalled:
@@ -185,8 +251,14 @@ def _launcher_causes(end: LaunchEnd) -> list[str]:
 
 
 def _see_log(end: LaunchEnd) -> str:
-    try:
-        written = end.log.stat().st_size > 0
-    except OSError:
-        written = False
-    return f"; the launcher's output is in {end.log}" if written else ""
+    def written(path: Path) -> bool:
+        try:
+            return path.stat().st_size > 0
+        except OSError:
+            return False
+
+    ranks = [p for p in sorted(end.log.parent.glob("rank*.log")) if written(p)]
+    where = [f"the launcher's output is in {end.log}"] if written(end.log) else []
+    if ranks:
+        where.append(f"the ranks' in {end.log.parent / 'rank*.log'}")
+    return "; " + ", ".join(where) if where else ""

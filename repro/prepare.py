@@ -116,6 +116,10 @@ CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 """The fixed cuBLAS workspace deterministic algorithms need (``:16:8`` would do too)."""
 
 
+NCCL_DETERMINISTIC_ALGO = "^NVLS"
+"""What torch sets NCCL_ALGO to under deterministic mode when a user has not set it."""
+
+
 def rank_env(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
     """What every rank's environment needs from its profile, whoever launches it.
 
@@ -131,8 +135,12 @@ def rank_env(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
         "CUBLAS_WORKSPACE_CONFIG": environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG),
     }
     if profile.device == "cuda":
-        # A collective that times out raises in the rank's own thread (and so gets its
-        # error file and the step it hung at) instead of NCCL's watchdog aborting the
-        # process with SIGABRT before anything is written. A user's own setting wins.
-        env["TORCH_NCCL_BLOCKING_WAIT"] = environ.get("TORCH_NCCL_BLOCKING_WAIT", "1")
+        # NCCL's NVLS algorithm (NVSwitch reductions) is not deterministic. torch excludes it
+        # only when deterministic mode is on before the process group exists; the rank turns
+        # that mode on later, so the exclusion is set here, as torch would, and recorded.
+        # A user's own NCCL_ALGO wins. No TORCH_NCCL_BLOCKING_WAIT: it removes NCCL's
+        # watchdog, and a collective DDP awaits through a CUDA future then never times out;
+        # the watchdog aborts a rank stuck past collective_timeout_s (``repro.failures``
+        # names the hang from its log line and the rank's progress file).
+        env["NCCL_ALGO"] = environ.get("NCCL_ALGO", NCCL_DETERMINISTIC_ALGO)
     return env

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import signal
 import subprocess
@@ -30,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from repro import atomic
+from repro import atomic, strict_json
 from repro.errors import RunInterrupted, UserError
 from repro.failures import LaunchEnd, failure_reason, read_report
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.proctree import descendants
 from repro.profile import Profile
+from repro.rank_output import RANK_LOG_DIR_ENV, rank_log
 from repro.store import Run, write_status
 
 LAUNCHER_LOG = "launcher.log"
@@ -98,17 +98,20 @@ def launch(
     first = profiles[0]
     child_env = _child_env(first, env)
     log = Path(entries[0].run_dir) / LAUNCHER_LOG
+    # Each rank's output (native code's too) goes to rank{N}.log beside the launcher's log:
+    # a rank that NCCL's watchdog aborts leaves its reason there and nowhere else.
+    child_env[RANK_LOG_DIR_ENV] = str(log.parent)
     deadline = timeout if timeout is not None else _launch_timeout(profiles)
     with tempfile.TemporaryDirectory(prefix="repro-launch-") as scratch:
         plan_path, report_path = Path(scratch) / "plan.json", Path(scratch) / "report.json"
-        plan_path.write_text(json.dumps([e.to_dict() for e in entries]))
+        plan_path.write_text(strict_json.dumps([e.to_dict() for e in entries]))
         command = [sys.executable, "-m", "repro.runner", "--report", str(report_path)]
         command += ["--log", str(log), *(["--verbose"] if verbose else []), "--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
         command += ["--max-restarts", "0", "--monitor-interval", "0.2"]
         command += ["-m", "repro.reference.train", "--plan", str(plan_path)]
         returncode = _wait(command, child_env, deadline, entries)
-        end = read_report(report_path, returncode, deadline, log, child_env)
+        end = read_report(report_path, returncode, deadline, log, child_env, first.world_size)
     outcomes, ended = [], False
     for entry in entries:
         run_dir = Path(entry.run_dir)
@@ -116,11 +119,19 @@ def launch(
         running = _status(run_dir) == "RUNNING"
         outcomes.append(_settle(run_dir, end, not_run=ended))
         ended = ended or running
-    # A launcher that had nothing to say leaves no empty file in the run folder.
-    with contextlib.suppress(OSError):
-        if log.stat().st_size == 0:
-            log.unlink()
+    _tidy_logs(log, first.world_size, verbose)
     return outcomes
+
+
+def _tidy_logs(log: Path, world_size: int, verbose: bool) -> None:
+    """Empty logs leave the run folder; with ``verbose`` the ranks' logs reach the terminal."""
+    for path in [log, *(rank_log(log.parent, rank) for rank in range(world_size))]:
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == 0:
+                path.unlink()
+            elif verbose and path != log:  # the launcher's own output was teed as it came
+                print(f"--- {path}", file=sys.stderr)
+                sys.stderr.write(path.read_text(errors="replace"))
 
 
 def _launch_profiles(entries: list[PlanEntry]) -> list[Profile]:

@@ -46,11 +46,14 @@ def test_rank_env_takes_threads_from_the_profile_and_keeps_a_users_cublas_settin
     assert mine["CUBLAS_WORKSPACE_CONFIG"] == ":16:8" and mine["OMP_NUM_THREADS"] == "3"
 
 
-def test_a_cuda_rank_waits_blocking_so_a_hung_collective_raises():
+def test_a_cuda_rank_keeps_nccls_watchdog_and_excludes_nvls_before_the_group_exists():
     cuda = load_profile("full")
-    assert rank_env(cuda, {})["TORCH_NCCL_BLOCKING_WAIT"] == "1"
-    assert rank_env(cuda, {"TORCH_NCCL_BLOCKING_WAIT": "0"})["TORCH_NCCL_BLOCKING_WAIT"] == "0"
-    assert "TORCH_NCCL_BLOCKING_WAIT" not in rank_env(load_profile("smoke"), {})
+    # Blocking wait would remove the watchdog: a collective DDP awaits through a CUDA future
+    # would then never time out.
+    assert "TORCH_NCCL_BLOCKING_WAIT" not in rank_env(cuda, {})
+    assert rank_env(cuda, {})["NCCL_ALGO"] == "^NVLS"  # what torch sets in deterministic mode
+    assert rank_env(cuda, {"NCCL_ALGO": "Ring"})["NCCL_ALGO"] == "Ring"  # the user's wins
+    assert "NCCL_ALGO" not in rank_env(load_profile("smoke"), {})
 
 
 def test_repro_run_gives_its_ranks_the_same_environment(monkeypatch):

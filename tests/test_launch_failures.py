@@ -174,7 +174,7 @@ def test_a_rank_killed_by_a_signal_is_named(
         "rank 1 was killed by SIGKILL (killed): often by the out-of-memory killer"
     ), killed.reason
     log = first / LAUNCHER_LOG
-    assert killed.reason.endswith(f"the launcher's output is in {log}")
+    assert f"the launcher's output is in {log}" in killed.reason
     assert Run(first).status["kind"] == "crash"
     assert "ChildFailedError" in log.read_text()
     # The run after it never started, and says so.
@@ -288,3 +288,62 @@ def test_every_rule_renders_whatever_is_unknown(rule: dict[str, Any]) -> None:
         assert not re.search(r"[{}]|\[.*\]", text), text
         for command in _commands(text):
             assert command and "<absent>" not in command
+
+
+# -- a hung NCCL collective: the watchdog aborts the waiting rank (SIGABRT) ----------------------
+
+# A rank as NCCL's watchdog leaves it: progress written after each step, then the watchdog's
+# log line on its standard error (torch 2.13's wording) and an abort; the other rank hangs.
+_WATCHDOG_RANK = """
+import os, sys, time
+from pathlib import Path
+from repro.rank_output import Progress, capture_output
+
+rank = int(os.environ["RANK"])
+capture_output(rank)
+progress = Progress(Path(sys.argv[1]), rank)
+for step in range(4 if rank == 0 else 7):
+    progress.finished(step)
+if rank == 0:
+    print(
+        "[rank0]:[E1206 01:02:03.000000000 ProcessGroupNCCL.cpp:685] [Rank 0] Watchdog caught "
+        "collective operation timeout: WorkNCCL(SeqNum=9, OpType=ALLREDUCE, NumelIn=1024, "
+        "NumelOut=1024, Timeout(ms)=30000) ran for 30012 milliseconds before timing out.",
+        file=sys.stderr, flush=True,
+    )
+    os.abort()
+time.sleep(120)  # rank 1: alive, never joining
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_the_nccl_watchdog_aborts_is_named_as_a_hang_with_its_step(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    from repro.failures import read_report
+    from repro.rank_output import RANK_LOG_DIR_ENV
+
+    script, report, log = tmp_path / "rank.py", tmp_path / "report.json", tmp_path / LAUNCHER_LOG
+    script.write_text(_WATCHDOG_RANK)
+    command = [sys.executable, "-m", "repro.runner", "--report", str(report), "--log", str(log)]
+    command += ["--", "--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
+    command += ["--max-restarts", "0", "--monitor-interval", "0.2", str(script), str(tmp_path)]
+    env = {**os.environ, RANK_LOG_DIR_ENV: str(tmp_path)}
+    started = time.monotonic()
+    code = subprocess.run(command, env=env, timeout=90).returncode
+    assert time.monotonic() - started < 60  # rank 1 was torn down, not waited for
+
+    end = read_report(report, code, 60.0, log, env, world_size=2)
+    assert {(e.rank, e.exitcode) for e in end.rank_exits} >= {(0, -int(signal.SIGABRT))}
+    reason, kind = failure_reason(tmp_path, end)
+    assert kind == "hang"
+    assert reason.startswith(
+        "rank 1 did not join the collective after step 3 (allreduce): NCCL's watchdog aborted "
+        "rank 0 after waiting 30.012 s (the profile's collective_timeout_s) for it"
+    ), reason
+    assert str(tmp_path / "rank*.log") in reason
+    # The watchdog's line stayed in the rank's log, off the terminal.
+    assert "Watchdog caught" not in capfd.readouterr().err

@@ -36,7 +36,7 @@ import traceback
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 import torch.distributed as dist
@@ -45,6 +45,7 @@ from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
 from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
+from repro.rank_output import Progress, capture_output
 from repro.reference.loop import Training, TrainingFailure
 from repro.reference.step import AMP_DTYPES, sdpa_context
 from repro.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
@@ -77,6 +78,17 @@ def _collective_timeout_s(device: torch.device) -> float | str:
         return float(backend.options._timeout.total_seconds())
     except Exception as exc:  # a private API: record why it could not be read
         return f"unknown ({exc.__class__.__name__})"
+
+
+def _process_env(name: str) -> str | None:
+    """A variable as this process's C library sees it: torch sets some itself (NCCL_ALGO
+    under deterministic mode) with ``setenv``, which ``os.environ`` never shows."""
+    import ctypes
+
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_char_p
+    value = getenv(name.encode())
+    return value.decode(errors="replace") if value is not None else None
 
 
 def _cuda_device(device: torch.device) -> dict[str, Any]:
@@ -112,7 +124,14 @@ class RankRun:
     ``run`` returns normally, raises ``TrainingFailure`` once the failure is recorded, or crashes.
     """
 
-    def __init__(self, entry: PlanEntry, rank: int, device: torch.device, world: int) -> None:
+    def __init__(
+        self,
+        entry: PlanEntry,
+        rank: int,
+        device: torch.device,
+        world: int,
+        console: TextIO | None = None,
+    ) -> None:
         self.run_dir = Path(entry.run_dir)
         self.profile = build_profile(entry.settings, f"plan entry {self.run_dir.name}")
         self.entry = entry
@@ -126,18 +145,23 @@ class RankRun:
             )
         self.training: Training | None = None
         self.talk = rank == 0 and not entry.quiet
+        self.console = console or sys.stderr  # the terminal, where rank 0's progress goes
         self.step_seconds: list[float] = []
         self._last = 0.0  # when the previous step ended (perf_counter seconds)
+        self.progress: Progress | None = None
 
     def run(self) -> None:
         training = self.training = Training(self.profile, self.rank, self.world, self.device)
         if self.rank == 0:
             self._write_manifest(training)
+        self.progress = Progress(self.run_dir, self.rank)
         start = self._last = time.perf_counter()
         failure = training.run(after_step=lambda step: self._after_step(step, training))
         train_s = time.perf_counter() - start
+        # The run's own files now say how it ended; a rank that dies before this keeps it.
+        self.progress.close(remove=True)
         if self.talk:
-            print(file=sys.stderr)
+            print(file=self.console)
         if failure is not None:
             if self.rank == 0:
                 self._write_failure(training, failure)
@@ -149,6 +173,8 @@ class RankRun:
     def _after_step(self, step: int, training: Training) -> None:
         now = time.perf_counter()
         self.step_seconds.append(now - self._last)
+        if self.progress is not None:
+            self.progress.finished(step)
         if self.talk and training.steps:
             self._progress(step, training.steps[-1]["loss"])
         self._last = time.perf_counter()  # printing is not part of the step
@@ -159,11 +185,11 @@ class RankRun:
             return
         recent = self.step_seconds[-every:]
         rate = self.profile.global_batch * len(recent) / max(sum(recent), 1e-9)
-        end = "\r" if sys.stderr.isatty() else "\n"
+        end = "\r" if self.console.isatty() else "\n"
         print(
             f"  step {step + 1:>5}/{self.profile.steps}  loss {loss:.4f}  {rate:8.1f} samples/s",
             end=end,
-            file=sys.stderr,
+            file=self.console,
             flush=True,
         )
 
@@ -184,6 +210,7 @@ class RankRun:
             "optimizer_impl": "foreach" if training.foreach else "for-loop",
             "backend": str(dist.get_backend()),  # a str subclass YAML cannot write
             "collective_timeout_s": _collective_timeout_s(self.device),
+            **({"nccl_algo": _process_env("NCCL_ALGO")} if self.device.type == "cuda" else {}),
             **(_cuda_device(self.device) if self.device.type == "cuda" else {}),
             "seeds": {k: v for k, v in determinism.items() if k.endswith("seed")},
             "deterministic": {k: v for k, v in determinism.items() if not k.endswith("seed")},
@@ -326,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--set world_size={world}."
         )
         return _usage_error(rank, mismatch)
+    # From here on what the rank says goes to its log (usage errors above keep the terminal).
+    console = capture_output(rank)
     # Before any CUDA call: cuBLAS reads its workspace setting when it creates a handle, and
     # the data-loader workers inherit the thread counts.
     os.environ.update(rank_env(profile, os.environ))
@@ -343,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for entry in plan if plan is not None else [_prepare_direct_run(args, rank)]:
             current_dir, current = Path(entry.run_dir), None
-            current = RankRun(entry, rank, device, world)
+            current = RankRun(entry, rank, device, world, console)
             try:
                 current.run()
             except TrainingFailure:
