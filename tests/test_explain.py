@@ -150,3 +150,30 @@ def test_the_search_tries_everything_first_and_stops_when_nothing_reproduces():
     assert none.outcome == "not explained" and len(none.trials) == 1
     short = smallest_cause(["a", "b", "c"], reproduces, max_runs=2)
     assert short.outcome == "out of runs" and len(short.trials) == 2
+
+
+def _gpu_view(name: str, gpus: int, world_size: int, env: dict[str, str]) -> RunView:
+    from repro.profile import load_profile
+
+    settings = load_profile("full", {"world_size": world_size}).to_dict()
+    manifest = {
+        "hardware": {"cuda": {"available": True}, "gpus": [{"name": "H100"}] * gpus, "cpu": {}},
+        "run": {"world_size": world_size},
+        "env": env,
+    }
+    config = {"profile": "full", "settings": settings}
+    return RunView(name, f"/runs/{name}", {"status": "COMPLETE"}, config, manifest, None)
+
+
+def test_nccl_knobs_are_offered_only_where_nccl_moves_data_and_ranks_only_up_to_the_gpus():
+    other_env = {"NCCL_ALGO": "Ring", "NCCL_NVLS_ENABLE": "1"}
+    # One GPU here, one rank there and here: NCCL moves nothing, so neither knob can matter.
+    alone = read_differences(_gpu_view("o", 8, 1, other_env), _gpu_view("h", 1, 1, {}))
+    cannot = {k.name: k.cannot for k in alone.knobs}
+    assert set(cannot) == {"NCCL_ALGO", "NCCL_NVLS_ENABLE"}
+    assert all("world size 1" in why for why in cannot.values())
+    # Two GPUs here, two ranks: the NCCL knobs can be tried; eight ranks cannot.
+    two = read_differences(_gpu_view("o", 8, 8, other_env), _gpu_view("h", 2, 2, {}))
+    cannot = {k.name: k.cannot for k in two.knobs}
+    assert cannot["NCCL_ALGO"] == cannot["NCCL_NVLS_ENABLE"] == ""
+    assert cannot["world_size"] == "this machine has 2 GPUs; 8 ranks need one each"

@@ -20,7 +20,7 @@ from repro.runview import RunView
 
 # Environment variables a rerun may take from the other run (as recorded in its manifest).
 KNOB_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
-GPU_ENV = ("NCCL_ALGO", "NCCL_PROTO")  # only where NCCL runs
+GPU_ENV = ("NCCL_ALGO", "NCCL_PROTO", "NCCL_NVLS_ENABLE")  # only where NCCL moves data
 CAPABILITY = "ATEN_CPU_CAPABILITY"
 _LEVELS = ("default", "avx2", "avx512")  # torch's x86 CPU kernel levels, lowest first
 _ISA_TIERS = (
@@ -66,7 +66,17 @@ def _isa_tier(isa: str) -> str | None:
     return next((tier for prefix, tier in _ISA_TIERS if upper.startswith(prefix)), None)
 
 
-def _cannot(name: str, value: Any, here_level: str | None, gpus_here: bool) -> str:
+@dataclass(frozen=True)
+class _Here:
+    """What this machine can take: its kernel ceiling, its GPUs, the run's world size."""
+
+    level: str | None
+    gpus: int
+    world_size: int
+
+
+def _cannot(name: str, value: Any, here: _Here) -> str:
+    here_level = here.level
     if name == CAPABILITY:
         level = _level(value)
         if level is None or here_level is None:
@@ -81,9 +91,20 @@ def _cannot(name: str, value: Any, here_level: str | None, gpus_here: bool) -> s
             and _LEVELS.index(tier) > _LEVELS.index(here_level)
         ):
             return f"this CPU tops out at {here_level}; a {value} cap asks for more"
-    if name in GPU_ENV and not gpus_here:
+    if name in GPU_ENV and not here.gpus:
         return "NCCL runs only on GPUs, and this machine has none"
+    if name in GPU_ENV and here.world_size < 2:
+        return "at world size 1 NCCL moves no data: its settings change nothing"
+    if name == "world_size" and here.gpus and _int(value) > here.gpus:
+        return f"this machine has {here.gpus} GPUs; {value} ranks need one each"
     return ""
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def read_differences(other: RunView, here: RunView) -> Differences:
@@ -101,7 +122,13 @@ def read_differences(other: RunView, here: RunView) -> Differences:
     # made at a lowered level must not make a level this CPU can run "cannot be tried".
     level_here = _level(_cpu(here).get("torch_capability"))
     here_level = highest_kernel_level(_cpu(here).get("isa_flags")) or level_here
-    gpus_here = bool(here.manifest.get("hardware", {}).get("cuda", {}).get("available"))
+    hardware = here.manifest.get("hardware", {})
+    gpus = hardware.get("gpus") if hardware.get("cuda", {}).get("available") else None
+    this = _Here(
+        here_level,
+        len(gpus) if isinstance(gpus, list) and gpus else 0,
+        _int(here.manifest.get("run", {}).get("world_size")),
+    )
     knobs = [
         Knob(name, flat_here.get(name), flat_other.get(name), "setting")
         for kind in ("execution", "precision")
@@ -114,10 +141,7 @@ def read_differences(other: RunView, here: RunView) -> Differences:
     for name in (*KNOB_ENV, *GPU_ENV):
         if name in env_other and env_other.get(name) != env_here.get(name):
             knobs.append(Knob(name, env_here.get(name), env_other[name], "env"))
-    knobs = [
-        Knob(k.name, k.here, k.other, k.kind, _cannot(k.name, k.other, here_level, gpus_here))
-        for k in knobs
-    ]
+    knobs = [Knob(k.name, k.here, k.other, k.kind, _cannot(k.name, k.other, this)) for k in knobs]
     return Differences(tuple(knobs), tuple(causes), tuple(_beyond(other, here)))
 
 
