@@ -1,14 +1,20 @@
-"""FakeNVML: stands in for the ``pynvml`` module in tests of the GPU probes and per-device runs.
+"""FakeNVML: stands in for the ``pynvml`` module in in-process tests of the check logic.
 
 Torch and git are never faked; NVML is, because the CPU test machines have no driver.
 Readings are per-GPU dicts; an exception as a value is raised by its getter, the way
-NVML refuses a query (e.g. ECC on a consumer GPU).
+NVML refuses a query (e.g. ECC on a consumer GPU). A Python object cannot see how ctypes
+would pass an argument to C: the NVML calls themselves are tested against FakeLibNVML,
+a C libnvidia-ml.so.1 the real pynvml loads (tests/test_nvml_boundary.py). This one takes
+pynvml's own struct types, and only by reference, so it at least refuses a struct by value.
 """
 
 from __future__ import annotations
 
+import ctypes
 from types import SimpleNamespace
 from typing import Any
+
+import pynvml
 
 
 class FakeNVMLError(Exception):
@@ -230,10 +236,25 @@ class FakeNVML:
     def nvmlDeviceGetPcieReplayCounter(self, handle: dict[str, Any]) -> int:
         return int(self._read(handle, "pcie_replays"))
 
-    c_nvmlGpuFabricInfo_t = SimpleNamespace
+    c_nvmlGpuFabricInfo_t = pynvml.c_nvmlGpuFabricInfo_t
+    c_nvmlGpuFabricInfo_v2_t = pynvml.c_nvmlGpuFabricInfo_v2_t
 
-    def nvmlDeviceGetGpuFabricInfo(self, handle: dict[str, Any], info: SimpleNamespace) -> None:
-        info.state, info.status = self._read(handle, "fabric")
+    def nvmlDeviceGetGpuFabricInfoV(self, handle: dict[str, Any], info: Any) -> None:
+        struct = _by_reference(info)
+        if struct.version != pynvml.nvmlGpuFabricInfo_v2:
+            raise FakeNVMLError(f"version field {struct.version:#x} is not v2")
+        struct.state, struct.status = self._read(handle, "fabric")
+
+    def nvmlDeviceGetGpuFabricInfo(self, handle: dict[str, Any], info: Any) -> None:
+        struct = _by_reference(info)
+        struct.state, struct.status = self._read(handle, "fabric")
+
+
+def _by_reference(argument: Any) -> Any:
+    """The struct behind ``ctypes.byref(struct)``; a struct itself would reach C by value."""
+    if isinstance(argument, ctypes.Structure) or not hasattr(argument, "_obj"):
+        raise TypeError("NVML takes this struct by reference: pass ctypes.byref(struct)")
+    return argument._obj
 
 
 def not_supported_everywhere(gpu: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ queries (ECC, clocks, power) with NVMLError_NotSupported or NoPermission.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from repro.errors import UserError
@@ -33,9 +34,10 @@ def hash_uuid(uuid: str) -> str:
     return hashlib.sha256(uuid.encode()).hexdigest()[:16]
 
 
-def _bare_uuid(uuid: str) -> str:
-    # NVML says "GPU-58f4...", torch's device properties say "58f4...".
-    return uuid.lower().removeprefix("gpu-")
+def bare_uuid(uuid: str) -> str:
+    """A UUID without its ``GPU-``/``MIG-`` prefix, in lower case: how torch spells it."""
+    lowered = uuid.lower()
+    return lowered.removeprefix("gpu-").removeprefix("mig-")
 
 
 def decode_cuda_driver_version(version: int) -> str:
@@ -49,7 +51,7 @@ def _sm_count(uuid: Any, sm_counts: Any) -> Any:
             return reading
     if not sm_counts:
         return unavailable("CUDA is not available to torch in this process")
-    count = sm_counts.get(_bare_uuid(uuid))
+    count = sm_counts.get(bare_uuid(uuid))
     if count is None:
         return unavailable("no CUDA device of this process has this GPU's UUID")
     return count
@@ -147,23 +149,65 @@ def _mig_enabled(nvml: Any, handle: Any) -> bool:
     return bool(current == nvml.NVML_DEVICE_MIG_ENABLE)
 
 
-def _mig_uuids(nvml: Any, handle: Any) -> list[str]:
-    uuids = []
+_NO_PERMISSION = 4  # NVML_ERROR_NO_PERMISSION
+
+
+def refused_by_cgroup(exc: BaseException) -> bool:
+    """NVML refused a GPU's handle because this job may not use it (a scheduler's cgroup)."""
+    return getattr(exc, "value", None) == _NO_PERMISSION
+
+
+@dataclass(frozen=True)
+class NvmlGpu:
+    """One GPU NVML counts: its handle and UUID, or why NVML cannot reach it."""
+
+    index: int  # NVML's index (PCI bus order, not CUDA's)
+    handle: Any = None
+    uuid: str = ""
+    instances: tuple[tuple[str, Any], ...] = ()  # (MIG- UUID, handle) per MIG instance
+    mig: bool = False
+    error: BaseException | None = None
+
+    def cuda_uuids(self) -> list[str]:
+        """The UUIDs CUDA can run on: the GPU's, or in MIG mode each instance's (none if no
+        instance exists: CUDA cannot use a MIG-mode GPU whole)."""
+        return [uuid for uuid, _ in self.instances] if self.mig else [self.uuid]
+
+
+def _mig_instances(nvml: Any, handle: Any) -> tuple[tuple[str, Any], ...]:
+    instances = []
     for slot in range(int(nvml.nvmlDeviceGetMaxMigDeviceCount(handle))):
         try:
             instance = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
         except nvml.NVMLError:  # NotFound: an empty slot
             continue
-        uuids.append(_text(nvml.nvmlDeviceGetUUID(instance)))
-    return uuids
+        instances.append((_text(nvml.nvmlDeviceGetUUID(instance)), instance))
+    return tuple(instances)
+
+
+def nvml_gpus(nvml: Any) -> list[NvmlGpu]:
+    """Every GPU NVML counts, in NVML's order; call it between ``nvmlInit`` and ``nvmlShutdown``."""
+    gpus = []
+    for index in range(int(nvml.nvmlDeviceGetCount())):
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            mig = _mig_enabled(nvml, handle)
+            instances = _mig_instances(nvml, handle) if mig else ()
+        except Exception as exc:
+            gpus.append(NvmlGpu(index, error=exc))
+            continue
+        gpus.append(NvmlGpu(index, handle, uuid, instances, mig))
+    return gpus
 
 
 def cuda_device_uuids(nvml: Any = None) -> list[str]:
     """Every device CUDA can run on, by the UUID ``CUDA_VISIBLE_DEVICES`` accepts, in NVML's order.
 
     One ``GPU-...`` per GPU, or, where MIG mode is on, one ``MIG-...`` per MIG instance (CUDA
-    cannot use such a GPU whole). Empty without NVML. A GPU NVML cannot read raises
-    ``UserError``: it may be the faulty card a per-device check is looking for.
+    cannot use such a GPU whole). Empty without NVML. A GPU whose handle NVML refuses for lack
+    of permission is outside this job's cgroup and is left out; a GPU NVML cannot read for any
+    other reason raises ``UserError``: it may be the faulty card a per-device check is looking for.
     """
     if nvml is None:
         nvml = guarded(_import_pynvml)
@@ -175,18 +219,15 @@ def cuda_device_uuids(nvml: Any = None) -> list[str]:
         return []
     try:
         uuids: list[str] = []
-        for index in range(int(nvml.nvmlDeviceGetCount())):
-            try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                if _mig_enabled(nvml, handle):
-                    uuids += _mig_uuids(nvml, handle)
-                else:
-                    uuids.append(_text(nvml.nvmlDeviceGetUUID(handle)))
-            except Exception as exc:
+        for gpu in nvml_gpus(nvml):
+            if gpu.error is not None and refused_by_cgroup(gpu.error):
+                continue
+            if gpu.error is not None:
                 raise UserError(
-                    f"NVML cannot read GPU {index} ({reason_for(exc)}); check it with "
+                    f"NVML cannot read GPU {gpu.index} ({reason_for(gpu.error)}); check it with "
                     "`nvidia-smi`, or set CUDA_VISIBLE_DEVICES to the GPUs to test."
-                ) from None
+                )
+            uuids += gpu.cuda_uuids()
         return uuids
     finally:
         guarded(nvml.nvmlShutdown)

@@ -8,12 +8,13 @@ width) or from the other GPUs of the node (VBIOS, InfoROM), not from a table of 
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from repro.manifest.nvml import _import_pynvml, _text
+from repro.manifest.nvml import NvmlGpu, _import_pynvml, _text, bare_uuid, hash_uuid, nvml_gpus
 from repro.manifest.probe import guarded, is_unavailable, reason_for
 from repro.preflight.check import Check, Status
 
@@ -28,7 +29,9 @@ _REASON_NAMES = {
     _HW_THERMAL: "hardware thermal slowdown",
     _HW_POWER_BRAKE: "hardware power brake",
 }
-_NVLINK_LINKS = 18  # NVML_NVLINK_MAX_LINKS
+_NVLINK_LINKS = 18  # NVML_NVLINK_MAX_LINKS: slots, not all of them wired on every card
+_NVLINK_LINK_COUNT = 91  # NVML_FI_DEV_NVLINK_LINK_COUNT: the links this card has wired
+_FUNCTION_NOT_FOUND = 13  # NVML_ERROR_FUNCTION_NOT_FOUND: a driver older than the call
 _NVLINK_COUNTERS = {0: "replay", 1: "recovery", 2: "CRC flit", 3: "CRC data"}
 _FABRIC_COMPLETED = 3  # NVML_GPU_FABRIC_STATE_COMPLETED
 _NVML = "NVML"
@@ -59,7 +62,7 @@ def _count(nvml: Any, expect: int | None) -> tuple[Check, int]:
     return Check("gpus.count", "ok", count, expected, "--expect-gpus" if expect else _NVML), count
 
 
-def _processes(nvml: Any, handle: Any, name: str) -> Check:
+def _processes(nvml: Any, handle: Any, name: str, instances: frozenset[int] | None) -> Check:
     procs = _read(lambda: list(nvml.nvmlDeviceGetComputeRunningProcesses(handle)))
     expected = "none before repro's ranks start"
     if is_unavailable(procs):
@@ -67,6 +70,8 @@ def _processes(nvml: Any, handle: Any, name: str) -> Check:
     # This process is not foreign (a test harness may hold a CUDA context); in a container
     # NVML may report host PIDs, so a foreign process is never confused with it there.
     procs = [p for p in procs if getattr(p, "pid", None) != os.getpid()]
+    if instances is not None:  # MIG: other jobs on other slices of the card share nothing
+        procs = [p for p in procs if getattr(p, "gpuInstanceId", None) in instances]
     if procs:
         pids = ", ".join(str(getattr(p, "pid", "?")) for p in procs[:5])
         return Check(
@@ -218,9 +223,20 @@ def _int_of(getter: Callable[..., Any], *args: Any) -> int:
     return int(getter(*args))
 
 
+def _link_count(nvml: Any, handle: Any) -> int:
+    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [_NVLINK_LINK_COUNT])
+    if value.nvmlReturn != 0:
+        raise nvml.NVMLError(value.nvmlReturn)
+    return int(value.value.uiVal)
+
+
 def _nvlink(nvml: Any, handle: Any, name: str) -> Check:
+    # Only the wired links count: some cards report their unwired slots as inactive, which
+    # is not a link down. Without the field (older drivers), read slots until NVML refuses.
+    wired = _read(lambda: _link_count(nvml, handle))
+    slots = _NVLINK_LINKS if is_unavailable(wired) else wired
     states = []
-    for link in range(_NVLINK_LINKS):
+    for link in range(slots):
         state = _read(partial(_int_of, nvml.nvmlDeviceGetNvLinkState, handle, link))
         if is_unavailable(state):
             break  # past the last link, or no NVLink at all
@@ -235,6 +251,7 @@ def _nvlink(nvml: Any, handle: Any, name: str) -> Check:
             _NVML,
             "no NVLink on this GPU (or NVML cannot read it)",
         )
+    source = _NVML if is_unavailable(wired) else f"{_NVML}, {wired} links wired"
     down = [i for i, s in enumerate(states) if not s]
     errors = {}
     for link, state in enumerate(states):
@@ -246,11 +263,11 @@ def _nvlink(nvml: Any, handle: Any, name: str) -> Check:
                 errors[f"link {link} {label}"] = count
     value = f"{len(states) - len(down)}/{len(states)} up"
     if down and len(down) < len(states):  # some up, some down: a broken link, not a PCIe card
-        return Check(name, "fail", value, expected, _NVML, f"links {down} are down")
+        return Check(name, "fail", value, expected, source, f"links {down} are down")
     if errors:
         shown = ", ".join(f"{k}: {v}" for k, v in list(errors.items())[:4])
-        return Check(name, "warn", value, expected, _NVML, f"NVLink errors counted: {shown}")
-    return Check(name, "ok", value, expected, _NVML)
+        return Check(name, "warn", value, expected, source, f"NVLink errors counted: {shown}")
+    return Check(name, "ok", value, expected, source)
 
 
 def _pcie_replays(nvml: Any, handle: Any, name: str) -> Check:
@@ -264,15 +281,24 @@ def _pcie_replays(nvml: Any, handle: Any, name: str) -> Check:
     return Check(name, "ok", 0, "0", _NVML)
 
 
+def _fabric_info(nvml: Any, handle: Any) -> tuple[int, int]:
+    # pynvml hands the struct argument straight to C: it must go by reference, or NVML
+    # writes through a stray pointer and the struct stays zero.
+    try:
+        info = nvml.c_nvmlGpuFabricInfo_v2_t()  # its constructor sets the version field
+        nvml.nvmlDeviceGetGpuFabricInfoV(handle, ctypes.byref(info))
+    except nvml.NVMLError as exc:
+        if getattr(exc, "value", None) != _FUNCTION_NOT_FOUND:
+            raise
+        legacy = nvml.c_nvmlGpuFabricInfo_t()  # drivers before the versioned call
+        nvml.nvmlDeviceGetGpuFabricInfo(handle, ctypes.byref(legacy))
+        return int(legacy.state), int(legacy.status)
+    return int(info.state), int(info.status)
+
+
 def _fabric(nvml: Any, handle: Any, name: str) -> Check:
     expected = "registered with the NVSwitch fabric"
-
-    def read() -> tuple[int, int]:
-        info = nvml.c_nvmlGpuFabricInfo_t()
-        nvml.nvmlDeviceGetGpuFabricInfo(handle, info)
-        return int(info.state), int(info.status)
-
-    reading = _read(read)
+    reading = _read(lambda: _fabric_info(nvml, handle))
     if is_unavailable(reading):
         return _na(name, reading, expected)
     state, status = reading
@@ -285,7 +311,8 @@ def _fabric(nvml: Any, handle: Any, name: str) -> Check:
             {"state": state, "status": status},
             expected,
             _NVML,
-            "the GPU has not joined the NVSwitch fabric (check the fabric manager)",
+            f"the GPU has not joined the NVSwitch fabric (state {state}, status {status}): "
+            "check the fabric manager",
         )
     return Check(name, "ok", state, expected, _NVML)
 
@@ -314,10 +341,11 @@ def _same_on_every_gpu(field: str, values: list[Any]) -> Check:
     return Check(f"gpus.{field}", "ok", read[0], expected, source)
 
 
-def _device_checks(nvml: Any, index: int) -> tuple[list[Check], dict[str, Any]]:
-    gpu = f"gpu{index}"
-    handle = _read(lambda: nvml.nvmlDeviceGetHandleByIndex(index))
-    if is_unavailable(handle):
+def _device_checks(
+    nvml: Any, card: NvmlGpu, instances: frozenset[int] | None
+) -> tuple[list[Check], dict[str, Any]]:
+    gpu, handle = f"gpu{card.index}", card.handle
+    if card.error is not None:
         return [
             Check(
                 f"{gpu}.reachable",
@@ -325,12 +353,12 @@ def _device_checks(nvml: Any, index: int) -> tuple[list[Check], dict[str, Any]]:
                 None,
                 "reachable",
                 _NVML,
-                f"NVML cannot reach GPU {index}: {handle.get('reason')}",
+                f"NVML cannot reach GPU {card.index}: {reason_for(card.error)}",
             )
         ], {}
     sm = nvml.NVML_CLOCK_SM
     checks = [
-        _processes(nvml, handle, f"{gpu}.processes"),
+        _processes(nvml, handle, f"{gpu}.processes", instances),
         *_ecc(nvml, handle, gpu),
         _memory_repair(nvml, handle, f"{gpu}.memory_repair"),
         _pcie_width(nvml, handle, f"{gpu}.pcie_width"),
@@ -372,9 +400,72 @@ def _device_checks(nvml: Any, index: int) -> tuple[list[Check], dict[str, Any]]:
     return checks, versions
 
 
-def gpu_checks(expect_gpus: int | None = None, nvml: Any = None) -> list[Check]:
-    """Every NVML check of every GPU; with no driver, one ``unavailable`` (or a fail when
-    GPUs were expected)."""
+_JOB_EXPECTED = "the GPUs CUDA lets this job use, each found by NVML"
+
+
+def _described(
+    nvml: Any, targets: list[tuple[NvmlGpu, frozenset[int] | None]]
+) -> list[dict[str, Any]]:
+    def name(gpu: NvmlGpu) -> Any:
+        return _read(lambda: _text(nvml.nvmlDeviceGetName(gpu.handle))) if gpu.handle else None
+
+    return [{"nvml_index": g.index, "name": name(g), "mig": g.mig} for g, _ in targets]
+
+
+def _job_gpus(
+    gpus: list[NvmlGpu], devices: Sequence[str] | None, nvml: Any
+) -> tuple[list[tuple[NvmlGpu, frozenset[int] | None]], Check]:
+    """The GPUs to check (with the job's MIG GPU instance ids, None for a whole GPU), and the
+    check that says which they are. ``devices`` None: every GPU NVML counts."""
+    if devices is None:
+        every: list[tuple[NvmlGpu, frozenset[int] | None]] = [(gpu, None) for gpu in gpus]
+        return every, Check(
+            "gpus.job", "ok", _described(nvml, every), "every GPU NVML counts", _NVML
+        )
+    by_uuid: dict[str, tuple[NvmlGpu, Any]] = {}
+    for gpu in gpus:
+        if gpu.error is None:
+            by_uuid[bare_uuid(gpu.uuid)] = (gpu, None)
+            by_uuid.update({bare_uuid(uuid): (gpu, mig) for uuid, mig in gpu.instances})
+    chosen: dict[int, tuple[NvmlGpu, set[int] | None]] = {}
+    missing = []
+    for device in devices:
+        found = by_uuid.get(bare_uuid(device))
+        if found is None:
+            missing.append(device)
+            continue
+        gpu, mig = found
+        _, instances = chosen.setdefault(gpu.index, (gpu, None if mig is None else set()))
+        if mig is not None and instances is not None:
+            instances.add(int(nvml.nvmlDeviceGetGpuInstanceId(mig)))
+    targets = [(g, None if i is None else frozenset(i)) for g, i in chosen.values()]
+    value = _described(nvml, targets)
+    source = "CUDA's devices for this job (CUDA_VISIBLE_DEVICES), matched by UUID"
+    if missing:
+        hidden = [g.index for g in gpus if g.error is not None]
+        why = f"; NVML refused GPU(s) {hidden}" if hidden else ""
+        hashes = ", ".join(hash_uuid(bare_uuid(d)) for d in missing)
+        return targets, Check(
+            "gpus.job",
+            "fail",
+            value,
+            _JOB_EXPECTED,
+            source,
+            f"CUDA uses {len(missing)} device(s) NVML cannot find (uuid sha256 {hashes}){why}",
+        )
+    return targets, Check("gpus.job", "ok", value, _JOB_EXPECTED, source)
+
+
+def gpu_checks(
+    expect_gpus: int | None = None, nvml: Any = None, devices: Sequence[str] | None = None
+) -> list[Check]:
+    """NVML's checks of the GPUs this job will use; with no driver, one ``unavailable`` (or a
+    fail when GPUs were expected).
+
+    ``devices``: the job's devices by UUID as CUDA names them (``GPU-``/``MIG-`` or torch's
+    bare form); a GPU outside them (another job's, or hidden by the job's cgroup) is not
+    checked. None checks every GPU NVML counts, as a whole-node check outside a job does.
+    """
     if nvml is None:
         nvml = guarded(_import_pynvml)
     reason = nvml.get("reason") if is_unavailable(nvml) else None
@@ -398,13 +489,19 @@ def gpu_checks(expect_gpus: int | None = None, nvml: Any = None) -> list[Check]:
     try:
         count_check, count = _count(nvml, expect_gpus)
         checks = [count_check]
+        gpus = _read(lambda: nvml_gpus(nvml)) if count else []
+        if is_unavailable(gpus):
+            return [*checks, _na("gpus.job", gpus, _JOB_EXPECTED)]
+        targets, job = _job_gpus(gpus, devices, nvml)
+        checks.append(job)
         versions = []
-        for index in range(count):
-            device, read = _device_checks(nvml, index)
+        for gpu, instances in targets:
+            device, read = _device_checks(nvml, gpu, instances)
             checks += device
             versions.append(read)
-        for field in ("vbios", "inforom"):
-            checks.append(_same_on_every_gpu(field, [v.get(field) for v in versions if v]))
+        if targets:
+            for field in ("vbios", "inforom"):
+                checks.append(_same_on_every_gpu(field, [v.get(field) for v in versions if v]))
         checks.append(
             Check(
                 "gpus.xid",
@@ -420,17 +517,12 @@ def gpu_checks(expect_gpus: int | None = None, nvml: Any = None) -> list[Check]:
         guarded(nvml.nvmlShutdown)
 
 
-def gpu_names(nvml: Any = None) -> list[str]:
-    """The GPU model names (for the bandwidth expectation); empty without NVML."""
-    nvml = nvml or guarded(_import_pynvml)
-    if is_unavailable(nvml) or is_unavailable(guarded(nvml.nvmlInit)):
+def job_gpu_names(checks: Sequence[Check]) -> list[str]:
+    """The NVML names of the GPUs this job uses, from the ``gpus.job`` check (for the
+    bandwidth expectation); empty when none were found."""
+    job = next((c for c in checks if c.name == "gpus.job"), None)
+    if job is None or not isinstance(job.value, list):
         return []
-    try:
-        count = int(nvml.nvmlDeviceGetCount())
-        return [
-            _text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)
-        ]
-    except Exception:
-        return []
-    finally:
-        guarded(nvml.nvmlShutdown)
+    return [
+        str(d["name"]) for d in job.value if isinstance(d, dict) and isinstance(d.get("name"), str)
+    ]

@@ -9,9 +9,10 @@ import time
 from importlib import resources
 from typing import Any
 
+from repro.manifest.probe import reason_for
 from repro.preflight.check import Check, Preflight
 from repro.preflight.collective import allreduce_sweep
-from repro.preflight.gpu import gpu_checks, gpu_names
+from repro.preflight.gpu import gpu_checks, job_gpu_names
 from repro.preflight.host import host_checks
 
 GPU_SWEEP = (8, 64 * 1024, 1024**2, 16 * 1024**2, 64 * 1024**2)
@@ -26,7 +27,9 @@ def _expectation(names: list[str], ranks: int) -> tuple[float | None, float, str
         resources.files("repro.preflight").joinpath("bandwidth.yaml").read_text()
     )
     for row in table["rows"]:
-        if names and all(row["gpu"] in n for n in names) and row["ranks"] == ranks:
+        # The whole NVML name: "NVIDIA H100 80GB HBM3" (SXM) is not "NVIDIA H100 PCIe" or
+        # "NVIDIA H100 NVL", which have no NVSwitch and a fraction of its bandwidth.
+        if names and all(row["gpu"] == n for n in names) and row["ranks"] == ranks:
             return (
                 float(row["busbw_gbps"]),
                 float(table["warn_below"]),
@@ -126,29 +129,55 @@ def dcgm_check(timeout: float = 300.0) -> Check:
     )
 
 
+def _cuda_devices(job_devices: list[str] | None) -> tuple[list[str], Check | None]:
+    """The job's CUDA devices (asked of torch in a child when not given), and a failing
+    check when a CUDA profile has none."""
+    expected = "at least one CUDA device for this CUDA profile"
+    source = "torch in a child process, under this job's CUDA_VISIBLE_DEVICES"
+    if job_devices is None:
+        from repro.preflight.devices import job_device_uuids
+
+        try:
+            job_devices = job_device_uuids()
+        except Exception as exc:
+            return [], Check("gpus.cuda", "fail", None, expected, source, reason_for(exc))
+    if not job_devices:
+        why = "torch sees no CUDA device: a CPU-only torch, no driver, or CUDA_VISIBLE_DEVICES hides them all"
+        return [], Check("gpus.cuda", "fail", 0, expected, source, why)
+    return job_devices, Check("gpus.cuda", "ok", len(job_devices), expected, source)
+
+
 def run_preflight(
     *,
     ranks: int,
     threads: int,
+    device: str = "cpu",
     expect_gpus: int | None = None,
     collectives: bool = True,
     dcgm: bool = False,
     corrupt_collective: bool = False,
     nvml: Any = None,
+    job_devices: list[str] | None = None,
 ) -> Preflight:
-    """Every check, host first. ``nvml``: the pynvml module by default (tests pass a fake)."""
+    """Every check, host first, of the devices this job will use.
+
+    ``device`` is the profile's (cpu: no GPU is checked and the sweep runs gloo; cuda: the
+    job's GPUs and one NCCL rank on each). ``job_devices``: the UUIDs of the job's CUDA
+    devices; by default torch lists them in a child process. ``nvml``: the pynvml module by
+    default (tests pass a fake).
+    """
     start = time.monotonic()
     checks = host_checks(ranks, threads)
-    gpus = gpu_checks(expect_gpus, nvml)
+    devices: list[str] = []
+    if device == "cuda":
+        devices, cuda = _cuda_devices(job_devices)
+        checks += [cuda] if cuda is not None else []
+    gpus = gpu_checks(expect_gpus, nvml, devices)
     checks += gpus
-    gpu_count = next(
-        (c.value for c in gpus if c.name == "gpus.count" and isinstance(c.value, int)), 0
-    )
-    if collectives:
-        if gpu_count >= 1 and nvml is None:
-            checks += collective_checks(gpu_count, "nccl", gpu_names(), corrupt_collective)
-        else:
-            checks += collective_checks(max(2, ranks), "gloo", [], corrupt_collective)
+    if collectives and device == "cuda" and devices:
+        checks += collective_checks(len(devices), "nccl", job_gpu_names(gpus), corrupt_collective)
+    elif collectives and device != "cuda":
+        checks += collective_checks(max(2, ranks), "gloo", [], corrupt_collective)
     if dcgm:
         checks.append(dcgm_check())
     return Preflight(tuple(checks), time.monotonic() - start)
