@@ -40,6 +40,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     preflight = run_preflight(
         ranks=profile.world_size,
         threads=profile.threads_per_rank,
+        device=profile.device,
         expect_gpus=args.expect_gpus,
         dcgm=args.dcgm,
         corrupt_collective=args.fault_collective,
