@@ -113,7 +113,8 @@ def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _windows(n: int, count: int) -> list[tuple[int, int]]:
+def window_edges(n: int, count: int) -> list[tuple[int, int]]:
+    """The [start, end) steps of `count` windows over `n` steps, as even as whole steps allow."""
     count = max(1, min(count, n))
     edges = [round(i * n / count) for i in range(count + 1)]
     return [(edges[i], edges[i + 1]) for i in range(count) if edges[i + 1] > edges[i]]
@@ -163,7 +164,7 @@ def window_bounds(
     """
     k = len(members)
     n = min(len(primary["loss"]), *(len(m["series"]["loss"]) for m in members))
-    spans = _windows(n, windows)
+    spans = window_edges(n, windows)
     a = alpha / (len(spans) * len(BAND_SCALARS) + len(FINAL_METRICS))
     t = t_quantile(1 - a, k - 1) * math.sqrt(1 + 1 / k)
     bounds = []

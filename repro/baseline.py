@@ -8,10 +8,16 @@ A baseline is a folder ``<baseline-dir>/<name>/``::
     record.json     the primary run's exact record (primary seed, unperturbed)
     band.json       numerics-band members' curves and final metrics; the seed band's finals
     README.md       how and when it was made
+
+``baseline.yaml`` also holds what the baseline was recorded with (``numerics_members``,
+``seeds``) and a sha256 digest of each file it judges by (``sha256``): a member deleted
+or duplicated, a value edited or a file cut short is refused before it judges a run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import re
 import shlex
@@ -23,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
-from repro.bands import Bands
+from repro.bands import BAND_SCALARS, Bands, window_edges
 from repro.documents import load_document
 from repro.errors import UserError
 from repro.manifest.keys import environment_key, key_info
-from repro.runview import RunView, series
+from repro.runview import FINAL_METRICS, SCALARS, RunView, series
 
 BAND_SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 2  # 2: field classes, the numerics-only workload hash, new seed streams
@@ -37,6 +43,15 @@ BAND_PARAMETER_RANGES = {
     "windows": (1, 100),
 }
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The files a baseline judges by; baseline.yaml keeps a sha256 of each (it cannot hold its own).
+DIGESTED_FILES = ("record.json", "band.json", "config.yaml", "manifest.yaml")
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """The sha256 of each file a baseline judges by, as ``baseline.yaml`` stores them."""
+    return {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in DIGESTED_FILES
+    }
 
 
 @dataclass(frozen=True)
@@ -49,14 +64,36 @@ class Baseline:
         return str(self.meta["name"])
 
     def primary(self) -> RunView:
-        """The primary run, loaded once (the bands measure every deviation from it too)."""
-        return self._primary
+        """The primary run, loaded and checked once (the bands measure every deviation from it)."""
+        return self._checked[0]
+
+    def bands(self) -> Bands:
+        """The bands, checked: enough members, sane parameters, intact files (see ``_checked``)."""
+        primary, data = self._checked
+        return Bands(
+            name=self.name,
+            alpha=float(self.meta.get("alpha", DEFAULT_ALPHA)),
+            windows=int(self.meta.get("windows", DEFAULT_WINDOWS)),
+            primary_seed=int(self.meta["primary_seed"]),
+            primary=series(primary.steps),
+            workload_hash=str(self.meta["workload_hash"]),
+            members=list(data["members"]),
+            seeds=list(data["seeds"]),
+            resolution=dict(data.get("resolution", {})),
+        )
+
+    def check(self) -> None:
+        """Raise ``UserError`` if the baseline is damaged (what ``baseline list`` reports)."""
+        self._checked  # noqa: B018 -- the cached property raises on damage
 
     @cached_property
-    def _primary(self) -> RunView:
+    def _checked(self) -> tuple[RunView, dict[str, Any]]:
+        """The primary run and the band document, after every check of the baseline's files:
+        a baseline never judges a run with one of its files edited, cut short or non-finite."""
         from repro.manifest.schema import load_manifest
         from repro.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
 
+        self._check_parameters()
         record = load_document(
             self.path / "record.json",
             kind="baseline record",
@@ -78,16 +115,22 @@ class Baseline:
             record=record,
         )
         view.check_complete(self.path / "record.json")
-        return view
-
-    def bands(self) -> Bands:
-        """The bands, checked: enough members, sane parameters, every series as long as the primary's."""
+        primary = series(view.steps)
+        self._check_finite(
+            self.path / "record.json",
+            [("the primary run", primary, view.final)],
+        )
         data = load_document(
             self.path / "band.json",
             kind="baseline band",
             schema_version=BAND_SCHEMA_VERSION,
             required=("members", "seeds"),
         )
+        self._check_band(data, len(view.steps))
+        self._check_digests()
+        return view, data
+
+    def _check_parameters(self) -> None:
         meta_file = self.path / "baseline.yaml"
         params = {
             "alpha": self.meta.get("alpha", DEFAULT_ALPHA),
@@ -102,41 +145,134 @@ class Baseline:
                     f"{meta_file}: {key} {value!r} is outside the sane range [{low}, {high}]; "
                     f"fix it or {self._rerecord}"
                 )
-        primary = self.primary()
-        steps = len(primary.steps)
+
+    def _check_band(self, data: dict[str, Any], steps: int) -> None:
+        """What the band was recorded with, its shape, its values, and members that differ."""
         band_file = self.path / "band.json"
-        for what, entries in (("numerics members", data["members"]), ("seeds", data["seeds"])):
+        damaged = f"restore the folder or {self._rerecord}"
+        members, seeds = data["members"], data["seeds"]
+        for what, entries in (("numerics members", members), ("seeds", seeds)):
             if not isinstance(entries, list) or len(entries) < MIN_MEMBERS:
                 count = len(entries) if isinstance(entries, list) else 0
                 raise UserError(
                     f"{band_file} holds {count} {what}, fewer than the {MIN_MEMBERS} a band needs; "
                     f"{self._rerecord}"
                 )
-        for i, member in enumerate(data["members"]):
-            lengths = {len(v) for v in member.get("series", {}).values()}
+        # baseline.yaml records the counts (older baselines may lack them: nothing to match).
+        recorded = self.meta.get("numerics_members")
+        if isinstance(recorded, int) and recorded != len(members):
+            raise UserError(
+                f"{band_file} holds {len(members)} numerics members but baseline.yaml records "
+                f"{recorded}: a member was deleted or duplicated; {damaged}"
+            )
+        if not all(isinstance(m, dict) and isinstance(m.get("series"), dict) for m in members):
+            raise UserError(f"{band_file} holds a numerics member without series; {damaged}")
+        if not all(isinstance(s, dict) for s in seeds):
+            raise UserError(f"{band_file} holds a seed entry that is not a mapping; {damaged}")
+        seed_numbers = [s.get("seed") for s in seeds]
+        recorded_seeds = self.meta.get("seeds")
+        if isinstance(recorded_seeds, list) and sorted(map(str, seed_numbers)) != sorted(
+            map(str, recorded_seeds)
+        ):
+            raise UserError(
+                f"{band_file} holds seeds {seed_numbers} but baseline.yaml records "
+                f"{recorded_seeds}: a seed was deleted or duplicated; {damaged}"
+            )
+        for i, member in enumerate(members):
+            lengths = {len(v) if isinstance(v, list) else -1 for v in member["series"].values()}
             if lengths != {steps}:
                 raise UserError(
-                    f"{band_file}: numerics member {i} has series of {sorted(lengths)} steps but the "
-                    f"primary run has {steps}; {self._rerecord}"
+                    f"{band_file}: numerics member {i} has series of {sorted(lengths)} steps but "
+                    f"the primary run has {steps}; {self._rerecord}"
                 )
-        return Bands(
-            name=self.name,
-            alpha=float(params["alpha"]),
-            windows=int(params["windows"]),
-            primary_seed=int(self.meta["primary_seed"]),
-            primary=series(primary.steps),
-            workload_hash=str(self.meta["workload_hash"]),
-            members=list(data["members"]),
-            seeds=list(data["seeds"]),
-            resolution=dict(data.get("resolution", {})),
+        self._check_finite(
+            band_file,
+            [(f"numerics member {i}", m["series"], m.get("final")) for i, m in enumerate(members)]
+            + [(f"the seed {s.get('seed')} run", {}, s) for s in seeds],
         )
+        self._check_members_differ(band_file, members, steps, damaged)
+
+    def _check_members_differ(
+        self, band_file: Path, members: list[dict[str, Any]], steps: int, damaged: str
+    ) -> None:
+        """Rounding perturbations make every member's curves differ from the first step on:
+        a curve two members share was copied. (Their final accuracy may well be equal.)"""
+        runs: dict[Any, int] = {}
+        for i, member in enumerate(members):
+            run = member.get("run")
+            if run is not None and run in runs:
+                raise UserError(
+                    f"{band_file}: numerics members {runs[run]} and {i} are the same run {run}: a "
+                    f"member was duplicated; {damaged}"
+                )
+            runs[run] = i
+        for scalar in BAND_SCALARS:
+            curves: dict[tuple[Any, ...], int] = {}
+            for i, member in enumerate(members):
+                curve = tuple(member["series"].get(scalar, ()))
+                if curve in curves:
+                    raise UserError(
+                        f"{band_file}: numerics members {curves[curve]} and {i} hold the same "
+                        f"{scalar} series: a member was duplicated; {damaged}"
+                    )
+                curves[curve] = i
+            for start, end in window_edges(steps, int(self.meta.get("windows", DEFAULT_WINDOWS))):
+                first = members[0]["series"].get(scalar, [])[start:end]
+                if all(m["series"].get(scalar, [])[start:end] == first for m in members[1:]):
+                    raise UserError(
+                        f"{band_file}: every numerics member holds the same {scalar} series in "
+                        f"steps {start}-{end - 1}, which rounding perturbations never give; {damaged}"
+                    )
+
+    def _check_finite(
+        self,
+        where: Path,
+        runs: list[tuple[str, dict[str, Any], dict[str, Any] | None]],
+    ) -> None:
+        """Every recorded value is a finite number (a skipped step's gradient norm is None):
+        a NaN or inf would make a band judge every run, or none, at an arbitrary step."""
+        for who, curves, final in runs:
+            for scalar in SCALARS:
+                for step, value in enumerate(curves.get(scalar, ())):
+                    if value is None and scalar == "grad_norm":
+                        continue
+                    if not _finite(value):
+                        raise UserError(
+                            f"{where}: {who}'s {scalar} is {value!r} at step {step}, not a finite "
+                            f"number; restore the folder or {self._rerecord}"
+                        )
+            for metric in FINAL_METRICS:
+                value = (final or {}).get(metric)
+                if not _finite(value):
+                    raise UserError(
+                        f"{where}: {who}'s final {metric} is {value!r}, not a finite number; "
+                        f"restore the folder or {self._rerecord}"
+                    )
+
+    def _check_digests(self) -> None:
+        """Each file matches the digest recorded with it (older baselines have none)."""
+        recorded = self.meta.get("sha256")
+        if not isinstance(recorded, dict):
+            return
+        actual = file_digests(self.path)
+        for name in DIGESTED_FILES:
+            if recorded.get(name) != actual[name]:
+                raise UserError(
+                    f"{self.path / name} does not match the sha256 that baseline.yaml records "
+                    f"for it: the file changed after recording; restore the folder or "
+                    f"{self._rerecord}"
+                )
 
     @property
     def _rerecord(self) -> str:
-        command = record_command(
-            str(self.meta["profile"]), self.name, force=True, sets=self.meta.get("sets", ())
+        command = rerecord_command(
+            self.path, str(self.meta["profile"]), self.name, self.meta.get("sets", ())
         )
         return f"re-record it with `{command}`."
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # -- where baselines live -------------------------------------------------------------------
@@ -175,19 +311,27 @@ def search_dirs(option: str | None) -> list[Path]:
     return seen
 
 
-def _rerecord_old(data: dict[str, Any]) -> str:
-    """An old baseline was made under other rules (field classes, hash, seeds): record it anew."""
-    command = record_command(str(data.get("profile", "quick")), data.get("name"), force=True)
-    return f"it was recorded under older rules; re-record it with `{command}`"
+def rerecord_command(path: Path, profile: str, name: str | None, sets: Sequence[str] = ()) -> str:
+    """The command that records the baseline at ``path`` anew, in the folder it lives in."""
+    folder, default = path.parent, write_dir(None)
+    elsewhere = not default.is_dir() or folder.resolve() != default.resolve()
+    return record_command(
+        profile, name, force=True, sets=sets, baseline_dir=str(folder) if elsewhere else None
+    )
 
 
 def load_baseline(path: Path) -> Baseline:
+    def rerecord_old(data: dict[str, Any]) -> str:
+        """Made under other rules (field classes, hash, seeds): record it anew."""
+        command = rerecord_command(path, str(data.get("profile", "quick")), data.get("name"))
+        return f"it was recorded under older rules; re-record it with `{command}`"
+
     meta = load_document(
         path / "baseline.yaml",
         kind="baseline",
         schema_version=BASELINE_SCHEMA_VERSION,
         required=("name", "profile", "workload_hash", "primary_seed", "environment_key"),
-        recreate=_rerecord_old,
+        recreate=rerecord_old,
     )
     return Baseline(path, meta)
 
@@ -201,6 +345,59 @@ def list_baselines(dirs: list[Path]) -> list[Baseline]:
     return found
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A baseline folder as ``repro baseline list`` shows it."""
+
+    name: str
+    profile: str
+    workload_hash: str
+    state: str  # "current", "stale (re-record)" or "damaged"
+    path: Path
+    problem: str = ""  # why it is damaged: the sentence judging with it would end in
+
+
+def survey_baselines(dirs: list[Path]) -> list[Listed]:
+    """Every baseline folder and whether it can judge: current, stale, or damaged."""
+    from repro.profile import load_profile, parse_overrides
+    from repro.workload import workload_hash
+
+    found = []
+    for d in dirs:
+        for child in sorted(d.iterdir()):
+            if not (child.is_dir() and (child / "baseline.yaml").is_file()):
+                continue
+            meta: dict[str, Any] = {}
+            try:
+                baseline = load_baseline(child)
+                meta = baseline.meta
+                baseline.check()
+            except UserError as damage:
+                found.append(
+                    Listed(
+                        str(meta.get("name", child.name)),
+                        str(meta.get("profile", "?")),
+                        str(meta.get("workload_hash", "?")),
+                        "damaged",
+                        child,
+                        str(damage),
+                    )
+                )
+                continue
+            try:
+                settings = load_profile(meta["profile"], parse_overrides(meta.get("sets")))
+                current = workload_hash(settings.to_dict()) == meta["workload_hash"]
+            except UserError:
+                current = False
+            state = "current" if current else "stale (re-record)"
+            found.append(
+                Listed(
+                    baseline.name, str(meta["profile"]), str(meta["workload_hash"]), state, child
+                )
+            )
+    return found
+
+
 def find_baseline(name: str, dirs: list[Path]) -> Baseline:
     for d in dirs:
         if (d / name / "baseline.yaml").is_file():
@@ -210,9 +407,15 @@ def find_baseline(name: str, dirs: list[Path]) -> Baseline:
 
 
 def record_command(
-    profile: str, name: str | None = None, *, force: bool = False, sets: Sequence[str] = ()
+    profile: str,
+    name: str | None = None,
+    *,
+    force: bool = False,
+    sets: Sequence[str] = (),
+    baseline_dir: str | None = None,
 ) -> str:
-    """The command that records a baseline, paste-able (values shell-quoted)."""
+    """The command that records a baseline, paste-able (values shell-quoted); with
+    ``baseline_dir`` it writes where the user's own ``--baseline-dir`` looks."""
     words = ["repro", "baseline", "record", "--profile", profile]
     for pair in sets:
         words += ["--set", pair]
@@ -220,6 +423,8 @@ def record_command(
         words += ["--name", name]
     if force:
         words.append("--force")
+    if baseline_dir:
+        words += ["--baseline-dir", baseline_dir]
     return shlex.join(words)
 
 
@@ -237,7 +442,9 @@ def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[s
     return sum(weights[key_info(k).impact] for k in differing), differing
 
 
-def _another_training(profile: str, workload: str, sets: Sequence[str]) -> Selection | None:
+def _another_training(
+    profile: str, workload: str, sets: Sequence[str], baseline_dir: str | None
+) -> Selection | None:
     """No baseline fits because the user's own overrides define another training; else None."""
     from repro.profile import differing_fields, load_profile, parse_overrides
     from repro.workload import workload_hash
@@ -253,7 +460,7 @@ def _another_training(profile: str, workload: str, sets: Sequence[str]) -> Selec
         if classes.get("semantic")
         else "another precision (a band calibrates rounding noise for its own precision only)"
     )
-    command = record_command(profile, sets=sets)
+    command = record_command(profile, sets=sets, baseline_dir=baseline_dir)
     return Selection(
         None,
         [],
@@ -271,11 +478,13 @@ def select_baseline(
     name: str | None = None,
     *,
     sets: Sequence[str] = (),
+    baseline_dir: str | None = None,
 ) -> Selection:
     """The matching baseline with the closest environment key (weighted by impact).
 
     ``workload`` is the run's own hash (after its ``--set`` overrides): a baseline of
-    another training or another precision never matches it.
+    another training or another precision never matches it. ``baseline_dir`` is the
+    user's ``--baseline-dir``: the command a NO_BASELINE suggests records into it.
     """
     env = environment_key(manifest)
     if name is not None:
@@ -286,24 +495,27 @@ def select_baseline(
                 f"pass --profile {chosen.meta['profile']} or pick another baseline."
             )
         if chosen.meta["workload_hash"] != workload:
-            override = _another_training(profile, workload, sets)
+            override = _another_training(profile, workload, sets, baseline_dir)
             if override is not None:
                 return override
             raise UserError(
                 f"baseline {name!r} was recorded for workload {chosen.meta['workload_hash']} but the reference "
-                f"workload is now {workload}; re-record it with `{record_command(profile, name, force=True)}`."
+                f"workload is now {workload}; re-record it with "
+                f"`{record_command(profile, name, force=True, baseline_dir=baseline_dir)}`."
             )
         _, differing = _mismatch_score(env, chosen.meta["environment_key"])
         return Selection(chosen, differing, f"baseline {name} (chosen with --baseline)")
     same_profile = [b for b in list_baselines(dirs) if b.meta["profile"] == profile]
     current = [b for b in same_profile if b.meta["workload_hash"] == workload]
     if not current:
-        override = _another_training(profile, workload, sets)
+        override = _another_training(profile, workload, sets, baseline_dir)
         if override is not None:
             return override
         if same_profile:
             stale = ", ".join(b.name for b in same_profile)
-            command = record_command(profile, same_profile[0].name, force=True)
+            command = record_command(
+                profile, same_profile[0].name, force=True, baseline_dir=baseline_dir
+            )
             return Selection(
                 None,
                 [],
@@ -311,7 +523,7 @@ def select_baseline(
                 f"(now {workload}) and no longer apply; re-record with `{command}`.",
                 command,
             )
-        command = record_command(profile)
+        command = record_command(profile, baseline_dir=baseline_dir)
         return Selection(
             None, [], f"no {profile} baseline exists; record one with `{command}`.", command
         )

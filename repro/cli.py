@@ -202,22 +202,11 @@ def _cmd_baseline_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline_list(args: argparse.Namespace) -> int:
-    from repro.baseline import list_baselines, search_dirs
-    from repro.profile import load_profile, parse_overrides
-    from repro.workload import workload_hash
+    from repro.baseline import search_dirs, survey_baselines
 
-    for b in list_baselines(search_dirs(args.baseline_dir)):
-        try:
-            current = (
-                workload_hash(
-                    load_profile(b.meta["profile"], parse_overrides(b.meta.get("sets"))).to_dict()
-                )
-                == b.meta["workload_hash"]
-            )
-        except UserError:
-            current = False
-        state = "current" if current else "stale (re-record)"
-        print(f"{b.name:40s} {b.meta['profile']:6s} {b.meta['workload_hash']}  {state}  {b.path}")
+    for b in survey_baselines(search_dirs(args.baseline_dir)):
+        why = f"  ({b.problem})" if b.problem else ""
+        print(f"{b.name:40s} {b.profile:6s} {b.workload_hash}  {b.state}  {b.path}{why}")
     return EXIT_OK
 
 
@@ -409,6 +398,16 @@ def _add_baseline(sub: Any) -> None:
     ls.set_defaults(handler=_cmd_baseline_list)
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """A count no machine can have is bad input, not a machine unfit to be judged."""
+    expect = getattr(args, "expect_gpus", None)
+    if expect is not None and expect < 0:
+        raise UserError(
+            f"--expect-gpus {expect} is negative; pass the number of GPUs this machine should "
+            "have (0 or more)."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # A shell that starts a job in the background may leave SIGINT ignored; repro
     # promises that Ctrl-C (or a CI runner's SIGINT) stops every rank, so take it back.
@@ -419,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_counts(args)
         return int(args.handler(args))
     except ReproError as exc:
         print(exc.message, file=sys.stderr)

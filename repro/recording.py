@@ -17,8 +17,16 @@ from typing import Any
 from repro import atomic
 from repro.band_build import Replacer, build_band, checked_members, final_resolution
 from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
-from repro.baseline import BASELINE_SCHEMA_VERSION, NAME_PATTERN, hardware_name, record_command
+from repro.baseline import (
+    BASELINE_SCHEMA_VERSION,
+    NAME_PATTERN,
+    Baseline,
+    file_digests,
+    hardware_name,
+    record_command,
+)
 from repro.clock import utc_now
+from repro.documents import read_data
 from repro.errors import RunFailed, UserError
 from repro.manifest.keys import environment_key
 from repro.runview import RunView
@@ -39,10 +47,7 @@ def write_baseline(
     sets: Sequence[str] = (),
 ) -> Path:
     """Write the baseline folder atomically: build it beside the target, then rename into place."""
-    if not NAME_PATTERN.match(name):
-        raise UserError(
-            f"baseline name {name!r} is not valid; use letters, digits, '.', '_' and '-'."
-        )
+    check_name(name)
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
     if target.exists() and not force:
@@ -68,12 +73,13 @@ def write_baseline(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
         os.chmod(staging, 0o777 & ~atomic.umask())
-        atomic.write_yaml(staging / "baseline.yaml", meta)
         shutil.copyfile(Path(primary.path) / "manifest.yaml", staging / "manifest.yaml")
         shutil.copyfile(Path(primary.path) / "config.yaml", staging / "config.yaml")
         # A line per step and per member series: a re-recorded baseline reads as a diff.
         atomic.write_json_lines(staging / "record.json", primary.record, expand=RECORD_LINES)
         atomic.write_json_lines(staging / "band.json", band, expand=4)
+        # Last: the digests of the files just written.
+        atomic.write_yaml(staging / "baseline.yaml", {**meta, "sha256": file_digests(staging)})
         atomic.write_text(
             staging / "README.md",
             (
@@ -93,6 +99,49 @@ def write_baseline(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def check_name(name: str) -> None:
+    """A baseline name is one folder name: no path separators, no leading dot."""
+    if not NAME_PATTERN.match(name):
+        raise UserError(
+            f"baseline name {name!r} is not valid; use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit)."
+        )
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """``folder`` is, or can be created as, a folder this user can write: checked before the
+    first training so that a typo never costs a whole recording."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"{option} {folder}: {existing} is a file, not a folder; pick a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{option} {folder}: {existing} is not writable by this user; pick a folder you can "
+            "write or fix its permissions."
+        )
+
+
+def seal_baseline(path: Path) -> dict[str, Any]:
+    """Write what a baseline was recorded with into its ``baseline.yaml``, from its stored
+    files (member and seed counts, the sha256 of each file it judges by), without retraining.
+
+    For baselines recorded before ``baseline.yaml`` carried them. The files must pass every
+    check but the digests first: sealing never blesses a damaged band. Returns the new meta.
+    """
+    meta = dict(read_data(path / "baseline.yaml"))
+    band = read_data(path / "band.json")
+    unsealed = {k: v for k, v in meta.items() if k != "sha256"}
+    # Counts already recorded stay: the check below holds the band to them.
+    unsealed.setdefault("numerics_members", len(band["members"]))
+    unsealed.setdefault("seeds", [s["seed"] for s in band["seeds"]])
+    Baseline(path, unsealed).check()
+    sealed = {**unsealed, "sha256": file_digests(path)}
+    atomic.write_yaml(path / "baseline.yaml", sealed)
+    return sealed
 
 
 def baseline_plan(
@@ -216,7 +265,12 @@ def record_baseline(
     from repro.prepare import prepare_run
     from repro.runner import launch
 
+    # Every input is checked before the first of the (by default 32) trainings.
     plan, seed_list = baseline_plan(profile, numerics, seeds, sets)
+    if name is not None:
+        check_name(name)
+    check_writable(root, "--baseline-dir")
+    check_writable(runs_dir, "--runs-dir")
     if name is not None and (root / name).exists() and not force:
         raise UserError(f"baseline {root / name} already exists; pass --force to replace it.")
     entries = [

@@ -16,7 +16,14 @@ from typing import Any
 
 from repro import atomic
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baseline import Selection, find_baseline, search_dirs, select_baseline, write_dir
+from repro.baseline import (
+    Selection,
+    find_baseline,
+    list_baselines,
+    search_dirs,
+    select_baseline,
+    write_dir,
+)
 from repro.errors import Unfit, UserError
 from repro.judge import Comparison, compare
 from repro.manifest.nvml import cuda_device_uuids
@@ -69,16 +76,23 @@ def verify(
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be at least 1.")
     profile = load_profile(profile_name, parse_overrides(set_pairs))
+    workload = workload_hash(profile.to_dict())
     dirs = search_dirs(baseline_dir)
-    # Bad input fails before any training: an unknown baseline, or overrides no baseline may hold.
+    # Bad input fails before any training: an unknown or damaged baseline (any one that could
+    # judge this run), or overrides no baseline may hold.
     if baseline_name is not None:
-        find_baseline(baseline_name, dirs)
+        find_baseline(baseline_name, dirs).check()
+    else:
+        for stored in list_baselines(dirs):
+            if (stored.meta["profile"], stored.meta["workload_hash"]) == (
+                profile.name,
+                workload,
+            ):
+                stored.check()
     if record_missing:
         baseline_plan(profile_name, DEFAULT_NUMERICS, DEFAULT_SEEDS, set_pairs)
     health = (
-        _check_fit(
-            profile.world_size, profile.threads_per_rank, profile.device, strict, expect_gpus
-        )
+        _check_fit(profile.world_size, profile.threads_per_rank, strict, expect_gpus)
         if preflight
         else None
     )
@@ -95,11 +109,12 @@ def verify(
     candidate, repeats = views[0], views[1:]
     selection = select_baseline(
         profile.name,
-        workload_hash(profile.to_dict()),
+        workload,
         candidate.manifest,
         dirs,
         baseline_name,
         sets=set_pairs,
+        baseline_dir=baseline_dir,
     )
     result = VerifyResult(_judge(candidate, repeats, selection), Path(candidate.path))
     _keep_verdict(result.run_dir, result.comparison)
@@ -123,14 +138,10 @@ def verify(
     return result
 
 
-def _check_fit(
-    ranks: int, threads: int, device: str, strict: bool, expect_gpus: int | None
-) -> Preflight:
+def _check_fit(ranks: int, threads: int, strict: bool, expect_gpus: int | None) -> Preflight:
     from repro.preflight.run import run_preflight
 
-    # The devices checked are the ones this job's CUDA_VISIBLE_DEVICES lets it use: with
-    # --per-device, every GPU the runs will take in turn.
-    health = run_preflight(ranks=ranks, threads=threads, device=device, expect_gpus=expect_gpus)
+    health = run_preflight(ranks=ranks, threads=threads, expect_gpus=expect_gpus)
     if health.unfit(strict):
         raise Unfit(health, strict)
     return health

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import yaml
 from helpers import view
 from repro.band_build import BandRejected
 from repro.baseline import (
+    file_digests,
     load_baseline,
     record_command,
     search_dirs,
@@ -21,7 +23,7 @@ from repro.baseline import (
 from repro.cli import main
 from repro.errors import UserError
 from repro.profile import load_profile, parse_overrides
-from repro.recording import assemble_baseline, baseline_plan
+from repro.recording import assemble_baseline, baseline_plan, seal_baseline
 from repro.workload import workload_hash
 
 
@@ -276,3 +278,210 @@ def test_seed_execution_and_harness_overrides_keep_the_baseline(smoke_baseline, 
     workload = workload_hash(load_profile("smoke", parse_overrides(sets)).to_dict())
     selection = select_baseline("smoke", workload, manifest, [smoke_baseline.parent], sets=sets)
     assert selection.baseline is not None and selection.baseline.path == smoke_baseline
+
+
+# -- a tampered or corrupt baseline is refused, never judged ---------------------------------
+
+SHIPPED = "quick-cpu-x86_64-avx2"
+
+
+def _shipped_copy(tmp_path: Path) -> Path:
+    """A copy of the shipped quick baseline: real files, and no training needed to judge."""
+    copy = tmp_path / "baselines" / SHIPPED
+    shutil.copytree(shipped_dir() / SHIPPED, copy)
+    return copy
+
+
+def _band(edit):
+    def damage(folder: Path) -> None:
+        # json writes NaN and Infinity as bare literals, the way a hand edit or a careless
+        # script would leave them.
+        path = folder / "band.json"
+        data = json.loads(path.read_text())
+        edit(data)
+        path.write_text(json.dumps(data, indent=1))
+
+    return damage
+
+
+def _set_member(i: int, **values):
+    def edit(data) -> None:
+        member = data["members"][i]
+        for key, value in values.items():
+            scalar, step = key.rsplit("_at_", 1)
+            member["series"][scalar][int(step)] = value
+
+    return edit
+
+
+def _same_window(data) -> None:
+    first = data["members"][0]["series"]["loss"]
+    for member in data["members"][1:]:
+        member["series"]["loss"][40:80] = first[40:80]
+
+
+def _nudge_one_value(folder: Path) -> None:
+    """One digit of one member's gradient norm changed: still a plausible band."""
+    path = folder / "band.json"
+    text = path.read_text()
+    i = text.index('"grad_norm": [') + len('"grad_norm": [')
+    j = text.index(",", i)
+    path.write_text(text[:i] + repr(float(text[i:j]) * 1.0001) + text[j:])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        pytest.param(
+            _band(lambda d: d["members"].pop(7)),
+            "band.json holds 23 numerics members but baseline.yaml records 24: a member was deleted",
+            id="member-deleted",
+        ),
+        pytest.param(
+            _band(lambda d: d["members"].append(d["members"][3])),
+            "band.json holds 25 numerics members but baseline.yaml records 24",
+            id="member-duplicated",
+        ),
+        pytest.param(
+            _band(lambda d: d["members"].__setitem__(9, d["members"][4])),
+            "numerics members 4 and 9 are the same run",
+            id="member-copied-over-another",
+        ),
+        pytest.param(
+            _band(lambda d: d["seeds"].append(d["seeds"][0])),
+            "but baseline.yaml records [0, 1, 2, 3, 4, 5, 6, 7]: a seed was deleted or duplicated",
+            id="seed-duplicated",
+        ),
+        pytest.param(
+            _band(_set_member(5, loss_at_12=math.nan)),
+            "numerics member 5's loss is nan at step 12, not a finite number",
+            id="nan-in-a-series",
+        ),
+        pytest.param(
+            _band(lambda d: d["members"][2]["final"].update(eval_loss=math.inf)),
+            "numerics member 2's final eval_loss is inf, not a finite number",
+            id="inf-final-metric",
+        ),
+        pytest.param(
+            _band(lambda d: d["seeds"][3].update(eval_accuracy=-math.inf)),
+            "the seed 3 run's final eval_accuracy is -inf",
+            id="inf-seed-metric",
+        ),
+        pytest.param(
+            _band(_same_window),
+            "every numerics member holds the same loss series in steps 40-79",
+            id="identical-window-series",
+        ),
+        pytest.param(
+            _nudge_one_value,
+            "band.json does not match the sha256 that baseline.yaml records for it",
+            id="one-value-edited",
+        ),
+        pytest.param(
+            lambda d: (d / "band.json").write_text((d / "band.json").read_text()[:200_000]),
+            "band.json is malformed or truncated",
+            id="truncated",
+        ),
+        pytest.param(
+            lambda d: (d / "record.json").write_text(
+                (d / "record.json").read_text().replace('"loss": 2.', '"loss": NaN, "x": 2.', 1)
+            ),
+            "the primary run's loss is nan at step 0",
+            id="nan-in-the-primary-record",
+        ),
+    ],
+)
+def test_a_tampered_baseline_is_refused_and_listed_as_damaged(tmp_path, capsys, damage, message):
+    """Each edit that once got a verdict (EQUIVALENT, or a DRIFT blaming the machine)."""
+    copy = _shipped_copy(tmp_path)
+    damage(copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    runs = tmp_path / "runs"
+    baselines = str(copy.parent)
+    # verify refuses before anything trains (the issue's own command) ...
+    verify = ["verify", "--profile", "quick", "--set", "threads_per_rank=2"]
+    code = main([*verify, "--baseline-dir", baselines, "--runs-dir", str(runs), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1, err  # one sentence, no traceback
+    if "truncated" not in message:
+        assert f"repro baseline record --profile quick --name {SHIPPED} --force" in err
+    assert not runs.exists()
+    # ... compare refuses to judge with it ...
+    assert main(["compare", str(copy), str(copy)]) == 2
+    assert message in capsys.readouterr().err
+    # ... and the list says which baseline is damaged, and why.
+    assert main(["baseline", "list", "--baseline-dir", baselines]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(SHIPPED) and " damaged " in line and message in line, line
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+def test_an_intact_baseline_is_listed_current(tmp_path, capsys):
+    """Members share one final accuracy on the shipped baseline: that alone is no damage."""
+    copy = _shipped_copy(tmp_path)
+    band = json.loads((copy / "band.json").read_text())
+    assert len({m["final"]["eval_accuracy"] for m in band["members"]}) == 1
+    assert main(["baseline", "list", "--baseline-dir", str(copy.parent)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(SHIPPED) and "  current  " in line, line
+
+
+def test_the_shipped_baseline_carries_what_it_was_recorded_with(tmp_path):
+    """Counts and digests, computed from its stored files; sealing an intact copy changes
+    nothing, so whoever rewrites one of its files sees here how to seal it again."""
+    meta = load_baseline(shipped_dir() / SHIPPED).meta
+    band = json.loads((shipped_dir() / SHIPPED / "band.json").read_text())
+    assert meta["numerics_members"] == len(band["members"]) == 24
+    assert meta["seeds"] == [s["seed"] for s in band["seeds"]] == list(range(8))
+    copy = _shipped_copy(tmp_path)
+    assert seal_baseline(copy) == meta, (
+        f"the files of the shipped baseline {SHIPPED} changed: if that was meant, seal it again with "
+        f"`python -c 'from repro.recording import seal_baseline; from repro.baseline import "
+        f'shipped_dir; seal_baseline(shipped_dir() / "{SHIPPED}")\'`'
+    )
+
+
+def test_sealing_never_blesses_a_damaged_baseline(tmp_path):
+    copy = _shipped_copy(tmp_path)
+    meta = yaml.safe_load((copy / "baseline.yaml").read_text())
+    del meta["sha256"]
+    (copy / "baseline.yaml").write_text(yaml.safe_dump(meta))
+    _band(lambda d: d["members"].pop())(copy)
+    with pytest.raises(UserError, match=r"holds 23 numerics members but baseline\.yaml records 24"):
+        seal_baseline(copy)
+    assert "sha256" not in yaml.safe_load((copy / "baseline.yaml").read_text())
+
+
+def test_a_recorded_baseline_carries_its_digests(smoke_baseline):
+    meta = load_baseline(smoke_baseline).meta
+    assert meta["sha256"] == file_digests(smoke_baseline)
+    assert meta["numerics_members"] == len(load_baseline(smoke_baseline).bands().members)
+
+
+# -- baseline record checks every input before the first training ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--name", "../x", "baseline name '../x' is not valid"),
+        ("--name", "a/b", "baseline name 'a/b' is not valid"),
+        ("--baseline-dir", "a-file/baselines", "is a file, not a folder"),
+        ("--runs-dir", "a-file", "is a file, not a folder"),
+    ],
+)
+def test_baseline_record_refuses_bad_input_before_training(
+    tmp_path, capsys, option, value, message
+):
+    (tmp_path / "a-file").write_text("")
+    paths = {"--baseline-dir": str(tmp_path / "baselines"), "--runs-dir": str(tmp_path / "runs")}
+    paths[option] = str(tmp_path / value) if option != "--name" else value
+    code = main(
+        ["baseline", "record", "--profile", "smoke", "--quiet"]
+        + [word for pair in paths.items() for word in pair]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing trained or written
