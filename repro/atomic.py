@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from repro import strict_json
 
 
 def umask() -> int:
@@ -40,7 +41,7 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any, *, indent: int | None = 1) -> None:
     # sort_keys: identical records must be byte-identical whatever the dict order.
-    write_text(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
+    write_text(path, strict_json.dumps(data, indent=indent, sort_keys=True) + "\n")
 
 
 def write_json_lines(path: Path, data: Any, *, expand: int) -> None:
@@ -52,11 +53,11 @@ def write_json_lines(path: Path, data: Any, *, expand: int) -> None:
 
 def dumps_lines(value: Any, expand: int, depth: int = 0) -> str:
     if depth >= expand or not isinstance(value, (dict, list)) or not value:
-        return json.dumps(value, sort_keys=True)
+        return strict_json.dumps(value, sort_keys=True)
     pad, inner = " " * depth, " " * (depth + 1)
     if isinstance(value, dict):
         items = [
-            f"{inner}{json.dumps(key)}: {dumps_lines(value[key], expand, depth + 1)}"
+            f"{inner}{strict_json.dumps(key)}: {dumps_lines(value[key], expand, depth + 1)}"
             for key in sorted(value)
         ]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"

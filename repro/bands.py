@@ -22,6 +22,7 @@ from typing import Any
 
 from repro.group_stats import mean_sd, t_quantile
 from repro.runview import FINAL_METRICS, RunView, deviations, series
+from repro.strict_json import build
 
 # Judged by the numerics band. The learning rate follows a schedule and the loss scale is
 # 1 without a GradScaler: both are exact, so they get exact checks, not bands.
@@ -76,12 +77,13 @@ class BandCheck:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BandCheck:
-        return cls(
-            **{
+        return build(
+            cls,
+            {
                 **data,
-                "windows": [WindowCheck(**w) for w in data.get("windows", [])],
-                "finals": [MetricCheck(**m) for m in data.get("finals", [])],
-            }
+                "windows": [build(WindowCheck, w) for w in data.get("windows", [])],
+                "finals": [build(MetricCheck, m) for m in data.get("finals", [])],
+            },
         )
 
 
@@ -98,7 +100,9 @@ class SeedCheck:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeedCheck:
-        return cls(**{**data, "metrics": [MetricCheck(**m) for m in data.get("metrics", [])]})
+        return build(
+            cls, {**data, "metrics": [build(MetricCheck, m) for m in data.get("metrics", [])]}
+        )
 
 
 def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:

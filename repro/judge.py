@@ -32,6 +32,7 @@ from repro.manifest.diff import Difference, diff_manifests
 from repro.manifest.keys import environment_key
 from repro.profile import differing_fields, flatten_settings
 from repro.runview import RunView, records_identical
+from repro.strict_json import build
 from repro.summary import summary as summary_line
 from repro.summary import unexplained
 from repro.verdict import Verdict
@@ -75,11 +76,11 @@ class Comparison:
             **{
                 **data,
                 "verdict": Verdict(data["verdict"]),
-                "first_difference": Divergence(**divergence) if divergence else None,
+                "first_difference": build(Divergence, divergence) if divergence else None,
                 "numerics": BandCheck.from_dict(data["numerics"]),
                 "seed": SeedCheck.from_dict(data["seed"]),
-                "causes": [Cause(**c) for c in data.get("causes", [])],
-                "exact": [ExactCheck(**e) for e in data.get("exact", [])],
+                "causes": [build(Cause, c) for c in data.get("causes", [])],
+                "exact": [build(ExactCheck, e) for e in data.get("exact", [])],
                 "env_differences": [Difference(**d) for d in data.get("env_differences", [])],
                 "reference_verdict": Verdict(reference_verdict) if reference_verdict else None,
             }

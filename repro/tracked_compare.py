@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repro import strict_json
 from repro.bands import BandCheck, SeedCheck
 from repro.causes import rank_causes, training_cause
 from repro.divergence import Divergence
@@ -73,8 +74,13 @@ def load_tracked(path: Path) -> Tracked:
     settings = {"config": config.get("config", {}), "seed": config.get("seed")}
     command = shlex.join(["python", *config.get("argv", [])])
     described = {**config, "settings": settings, "command": command}
+    # A final metric that is not a number (written before run.final() checked its values)
+    # still counts for identity but is not shown as a number; the report says so.
+    odd = sorted(k for k, v in (final or {}).items() if strict_json.number(v) is None)
+    note = f"{path.name}: final {', '.join(odd)} is not a number and is not shown" if odd else None
     record = {"final": final, "fingerprint": fingerprint}
-    return Tracked(RunView(path.name, str(path), status, described, manifest, record), ranks)
+    view = RunView(path.name, str(path), status, described, manifest, record)
+    return Tracked(view, ranks, note)
 
 
 def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:
@@ -137,8 +143,14 @@ def _describe(t: Tracked) -> dict[str, Any]:
         "workload_hash": None,
         "command": config.get("command"),
         "reference": False,
-        "final": t.final,
+        "final": _numbers(t.final),
     }
+
+
+def _numbers(final: dict[str, Any] | None) -> dict[str, Any] | None:
+    if final is None:
+        return None
+    return {k: v for k, v in final.items() if strict_json.number(v) is not None}
 
 
 def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
@@ -187,7 +199,7 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
         == environment_key(reference.view.manifest),
         causes=causes,
         mismatches=mismatches,
-        notes=[n for n in (candidate.note, reference.note) if n][:1],
+        notes=list(dict.fromkeys(n for n in (candidate.note, reference.note) if n)),
         setting_differences={"config": config_diffs} if config_diffs else {},
     )
     return Judged(comparison, _loss_curves(candidate, reference))

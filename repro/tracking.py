@@ -17,7 +17,6 @@ would have ended anyway.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import socket
@@ -29,10 +28,11 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from repro import atomic
+from repro import atomic, strict_json
 from repro.clock import utc_now
-from repro.manifest.env import redact_argv, redact_mapping
+from repro.manifest.redact import redact, redact_argv
 from repro.store import create_unique_run_dir, write_status
+from repro.track_values import loggable, plain_config, warn_not_recorded
 
 TRACK_SCHEMA_VERSION = 1
 METRICS_FILE = "metrics-rank{rank}.jsonl"
@@ -68,6 +68,8 @@ class TrackedRun:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.path: Path | None = None
         self._pending: list[tuple[int, dict[str, Any]]] = []
+        self._not_recorded: dict[str, dict[str, Any]] = {}  # name -> its first refusal, unwritten
+        self._refused: set[str] = set()  # names warned about: one warning each, not one a step
         self._previous_sigterm: Any = None
         self._last_step: int | None = None
 
@@ -102,16 +104,51 @@ class TrackedRun:
     # -- what the loop calls --------------------------------------------------------------
 
     def log(self, step: int, **scalars: Any) -> None:
-        """Scalars at a step; tensors are detached and left on their device until a flush."""
-        values = {name: _detached(value) for name, value in scalars.items()}
-        self._pending.append((int(step), values))
-        self._last_step = int(step)
+        """Values at a step: numbers and one-element numeric tensors, and as notes strings,
+        bools and None. Tensors are detached, cloned and left on their device until a flush.
+
+        A value that cannot be recorded (a set, a tensor of many elements) is left out of
+        the row with a ``TrackingWarning`` and named in the metrics file; the rest of the
+        row is kept. A training is not ended for a log line: hours of work lost to a
+        metric is worse than one metric missing and said to be missing."""
+        try:
+            step = int(step)
+        except (TypeError, ValueError):
+            self._refuse("<step>", f"a step of {type(step).__name__}", "log", None)
+            return
+        values = {}
+        for name, value in scalars.items():
+            kept, what = loggable(value, notes=True)
+            if what is None:
+                values[name] = kept
+            else:
+                self._refuse(name, what, "log", step)
+        self._pending.append((step, values))
+        self._last_step = step
         if len(self._pending) >= self.flush_every:
             self._flush()
 
     def final(self, **metrics: Any) -> None:
-        """Final metrics (evaluation accuracy, loss): what ``repro compare`` reports first."""
-        self._append({"final": {name: _number(_detached(v)) for name, v in metrics.items()}})
+        """Final metrics (evaluation accuracy, loss): what ``repro compare`` reports first.
+        Numbers and one-element numeric tensors; anything else is left out with a warning,
+        as in ``log``."""
+        values = {}
+        for name, value in metrics.items():
+            kept, what = loggable(value, notes=False)
+            if what is None:
+                values[name] = kept
+            else:
+                self._refuse(name, what, "final", None)
+        names = list(values)
+        self._append({"final": dict(zip(names, _to_host([values[n] for n in names])))})
+
+    def _refuse(self, name: str, what: str, call: str, step: int | None) -> None:
+        key = f"{call}:{name}"
+        if key in self._refused:
+            return
+        self._refused.add(key)
+        warn_not_recorded(name, what, call, step)
+        self._not_recorded[key] = {"not_recorded": name, "call": call, "is": what, "at_step": step}
 
     def fingerprint(self, model: Any) -> str:
         """A sha256 over the weights' names, dtypes, shapes and bytes: bit-exact identity."""
@@ -135,17 +172,14 @@ class TrackedRun:
 
     def _flush(self) -> None:
         """Every pending tensor leaves its device in one transfer per device."""
-        if not self._pending or self.path is None:
+        if not (self._pending or self._not_recorded) or self.path is None:
             return
         pending, self._pending = self._pending, []
-        host = _to_host([v for _, values in pending for v in values.values()])
-        lines, i = [], 0
+        lines = [_line(notice) for notice in self._not_recorded.values()]
+        self._not_recorded = {}
+        host = iter(_to_host([v for _, values in pending for v in values.values()]))
         for step, values in pending:
-            row: dict[str, Any] = {"step": step}
-            for name in values:
-                row[name] = _number(host[i])
-                i += 1
-            lines.append(_line(row))
+            lines.append(_line({"step": step, **{name: next(host) for name in values}}))
         with open(self._metrics_path, "a", encoding="utf-8") as f:
             f.write("".join(lines))
 
@@ -179,6 +213,7 @@ class TrackedRun:
 
         assert self.path is not None
         argv = redact_argv(sys.argv)
+        config, converted = plain_config(self.config)
         write_status(self.path, "RUNNING", pid=os.getpid(), host=socket.gethostname())
         atomic.write_yaml(
             self.path / "config.yaml",
@@ -186,7 +221,10 @@ class TrackedRun:
                 "schema_version": TRACK_SCHEMA_VERSION,
                 "kind": "tracked",
                 "run_id": self.path.name,
-                "config": redact_mapping(self.config),
+                "config": redact(config),
+                # The keys whose values YAML cannot hold, recorded in a readable form instead
+                # (a Path as its text, a numpy scalar as a number), with their Python types.
+                "config_converted": converted,
                 "seed": self.seed,
                 "world_size": self.world_size,
                 "argv": argv,
@@ -282,11 +320,6 @@ def _launch_key() -> str | None:
     return "-".join(str(p) for p in [*parts, restart]).replace("/", "_").replace(":", "_")
 
 
-def _detached(value: Any) -> Any:
-    detach = getattr(value, "detach", None)
-    return detach() if callable(detach) else value
-
-
 def _to_host(values: list[Any]) -> list[Any]:
     """Tensors to Python numbers: one stacked transfer per device and dtype."""
     import torch
@@ -303,14 +336,6 @@ def _to_host(values: list[Any]) -> list[Any]:
     return out
 
 
-def _number(value: Any) -> Any:
-    """A JSON-safe number: floats exactly (repr round-trips), Inf/NaN as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if hasattr(value, "item"):
-        return _number(value.item())
-    return value
-
-
 def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True) + "\n"
+    # Floats exactly (repr round-trips); NaN and Inf as the strings "nan", "inf", "-inf".
+    return strict_json.dumps(record, sort_keys=True) + "\n"

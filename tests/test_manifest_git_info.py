@@ -12,7 +12,6 @@ from repro.manifest.git_info import (
     parse_status,
     repository_state,
     repro_checkout_sha,
-    strip_credentials,
 )
 
 AUTHOR = git.Actor("Test", "test@example.com")
@@ -78,23 +77,6 @@ def test_repository_without_commits(tmp_path: Path) -> None:
 
 def test_not_a_repository_is_not_an_error(tmp_path: Path) -> None:
     assert repository_state(tmp_path) == {"unavailable": "not a git repository"}
-
-
-@pytest.mark.parametrize(
-    ("url", "clean"),
-    [
-        ("https://user:secret@example.com/org/repo.git", "https://example.com/org/repo.git"),
-        ("https://ghp_token123@github.com/org/repo.git", "https://github.com/org/repo.git"),
-        ("http://u:p@host:8080/x.git", "http://host:8080/x.git"),
-        ("ssh://user:pw@host/x.git", "ssh://host/x.git"),
-        ("ssh://git@host/x.git", "ssh://git@host/x.git"),
-        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
-        ("https://github.com/org/repo.git", "https://github.com/org/repo.git"),
-        ("/srv/git/repo.git", "/srv/git/repo.git"),
-    ],
-)
-def test_strip_credentials(url: str, clean: str) -> None:
-    assert strip_credentials(url) == clean
 
 
 def test_parse_status_counts_renames_once() -> None:

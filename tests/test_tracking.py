@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import enum
 import json
 import os
 import random
@@ -12,11 +15,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 import repro
+from repro.track_values import TrackingWarning
 from repro.tracking import read_metrics, tracked_status
 
 # A training script of the kind users write, small enough to run in seconds.
@@ -292,3 +297,170 @@ def test_repro_run_writes_its_record_as_tensorboard_events(tmp_path):
     as_f32 = [float(torch.tensor(s["loss"], dtype=torch.float32)) for s in record.steps]
     assert [r["loss"] for r in rows] == as_f32
     assert events.final is not None and set(events.final) >= {"eval_loss", "eval_accuracy"}
+
+
+# -- what track, log and final accept -------------------------------------------------------
+
+
+class _Mode(enum.Enum):
+    FAST = 1
+
+
+@dataclasses.dataclass
+class _Optim:
+    betas: tuple[float, float] = (0.9, 0.99)
+    name: str = "adamw"
+
+
+def test_a_config_of_ordinary_python_values_is_recorded_in_readable_form(tmp_path):
+    args = argparse.Namespace(
+        out_dir=Path("out/run1"),
+        lr=np.float32(0.5),
+        steps=np.int64(7),
+        device=torch.device("cpu"),
+        dtype=torch.bfloat16,
+        mode=_Mode.FAST,
+        betas=(0.9, 0.95),
+        optim=_Optim(),
+        tags={"b", "a"},
+        callback=object(),
+    )
+    with repro.track(config=vars(args), runs_dir=tmp_path) as run:
+        run.log(0, loss=1.0)
+    run_dir = _run_dir(tmp_path)
+    assert tracked_status(run_dir)["status"] == "COMPLETE"
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["config"] == {
+        "out_dir": "out/run1",
+        "lr": 0.5,
+        "steps": 7,
+        "device": "cpu",
+        "dtype": "torch.bfloat16",
+        "mode": "_Mode.FAST",
+        "betas": [0.9, 0.95],
+        "optim": {"betas": [0.9, 0.99], "name": "adamw"},
+        "tags": ["a", "b"],
+        "callback": "<object object>",  # no memory address: it would differ every run
+    }
+    assert recorded["config_converted"] == {
+        "out_dir": "pathlib.PosixPath" if os.name == "posix" else "pathlib.WindowsPath",
+        "lr": "numpy.float32",
+        "steps": "numpy.int64",
+        "device": "torch.device",
+        "dtype": "torch.dtype",
+        "mode": "test_tracking._Mode",
+        "optim": "test_tracking._Optim",
+        "tags": "set",
+        "callback": "object",
+    }
+
+
+def test_a_config_that_refers_to_itself_is_still_recorded(tmp_path):
+    config: dict[str, object] = {"lr": 0.1}
+    config["self"] = config
+    with repro.track(config=config, runs_dir=tmp_path):
+        pass
+    run_dir = _run_dir(tmp_path)
+    assert tracked_status(run_dir)["status"] == "COMPLETE"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["config"]["lr"] == 0.1
+
+
+def test_a_value_log_cannot_record_is_left_out_with_a_warning_and_every_other_value_kept(
+    tmp_path,
+):
+    with repro.track(runs_dir=tmp_path, flush_every=2) as run:
+        run.log(0, loss=torch.tensor(1.5), note="warmup", flag=True, nothing=None)
+        with pytest.warns(TrackingWarning, match=r"weird at step 1 is an object"):
+            run.log(1, loss=torch.tensor(2.5), weird=object())
+        with pytest.warns(TrackingWarning, match=r"tags at step 2 is a set"):
+            run.log(2, loss=3.5, tags={"a"})
+        with pytest.warns(TrackingWarning, match=r"per_class at step 3 is a tensor of 4 elements"):
+            run.log(3, loss=np.float32(4.5), per_class=torch.ones(4))
+        with pytest.warns(TrackingWarning, match=r"z at step 4 is a torch.complex64 tensor"):
+            run.log(4, loss=torch.tensor([5.5]), z=torch.tensor(1j))
+        run.log(5, loss=6.5, weird=object())  # warned once a name, not once a step
+        run.log(6, loss=torch.tensor(7, dtype=torch.int32))
+    run_dir = _run_dir(tmp_path)
+    assert tracked_status(run_dir)["status"] == "COMPLETE"
+    records = list(read_metrics(run_dir))
+    rows = [r for r in records if "step" in r]
+    assert [r["loss"] for r in rows] == [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7]
+    assert rows[0] == {"step": 0, "loss": 1.5, "note": "warmup", "flag": True, "nothing": None}
+    refused = {r["not_recorded"]: r for r in records if "not_recorded" in r}
+    assert set(refused) == {"weird", "tags", "per_class", "z"}
+    assert refused["per_class"]["at_step"] == 3
+
+
+def test_a_logged_tensor_updated_in_place_afterwards_keeps_its_logged_value(tmp_path):
+    running_loss = torch.zeros(())
+    with repro.track(runs_dir=tmp_path, flush_every=100) as run:
+        for step in range(3):
+            running_loss += 1.0  # an accumulator the loop keeps updating in place
+            run.log(step, loss=running_loss)
+    rows = [r for r in read_metrics(_run_dir(tmp_path)) if "step" in r]
+    assert [r["loss"] for r in rows] == [1.0, 2.0, 3.0]
+
+
+def test_a_final_metric_that_is_not_a_number_is_left_out_and_compare_still_reports(
+    tmp_path, capsys
+):
+    from repro.cli import main
+
+    for accuracy in (0.5, "high"):
+        with repro.track(config={"lr": 0.1}, runs_dir=tmp_path) as run:
+            run.log(0, loss=1.0)
+            if isinstance(accuracy, str):
+                with pytest.warns(TrackingWarning, match="eval_accuracy is a str"):
+                    run.final(eval_accuracy=accuracy, eval_loss=torch.tensor(0.25))
+            else:
+                run.final(eval_accuracy=accuracy, eval_loss=torch.tensor(0.25))
+    a, b = sorted(p for p in tmp_path.iterdir() if not p.name.startswith("."))
+    finals = [next(r["final"] for r in read_metrics(d) if "final" in r) for d in (a, b)]
+    assert sorted(finals, key=len) == [
+        {"eval_loss": 0.25},
+        {"eval_accuracy": 0.5, "eval_loss": 0.25},
+    ]
+
+    # A run written before final() checked its values: compare says so, no traceback.
+    older = b if "eval_accuracy" in finals[1] else a
+    metrics = older / "metrics-rank0.jsonl"
+    metrics.write_text(
+        metrics.read_text().replace('"eval_accuracy": 0.5', '"eval_accuracy": "high"')
+    )
+    assert main(["compare", str(a), str(b)]) == 3  # NO_BASELINE: the finals differ
+    out = " ".join(capsys.readouterr().out.split())  # the report wraps its lines
+    assert "final eval_accuracy is not a number and is not shown" in out
+
+
+def test_credentials_on_the_command_line_and_in_the_config_are_not_recorded(tmp_path):
+    token = "ghp_" + "Q9w8E7r6" * 5
+    script = tmp_path / "clone_and_train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, repro
+            config = {{"repo": sys.argv[1], "hosts": [{{"url": sys.argv[1], "token": "t"}}],
+                      "headers": {{"Authorization": "Bearer {token}"}}}}
+            with repro.track(config=config, runs_dir=sys.argv[2]) as run:
+                run.log(0, loss=1.0)
+            """
+        )
+    )
+    runs = tmp_path / "runs"
+    url = f"https://user:{token}@github.com/org/x.git"
+    done = subprocess.run(
+        [sys.executable, str(script), url, str(runs), "--hub", f"Authorization: Bearer {token}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = _run_dir(runs)
+    for name in ("config.yaml", "manifest.yaml", "manifest-end.yaml"):
+        text = (run_dir / name).read_text()
+        assert token not in text and "user:" not in text, name
+    manifest = yaml.safe_load((run_dir / "manifest.yaml").read_text())
+    assert manifest["invocation"]["argv"][1] == "https://github.com/org/x.git"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())["config"]
+    assert config["hosts"] == [{"url": "https://github.com/org/x.git", "token": "<redacted>"}]
+    assert config["headers"] == {"Authorization": "<redacted>"}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from repro import strict_json
 
 if TYPE_CHECKING:
     from repro.explain.explain import Explanation
@@ -89,7 +90,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     title = f"repro explain: {result.other} from {result.here}"
     tone: Tone = "good" if code == 0 else "warn"
     if args.json:
-        print(json.dumps({"exit_code": code, **result.to_dict()}, indent=1, default=str))
+        print(strict_json.dumps({"exit_code": code, **result.to_dict()}, indent=1, default=str))
     else:
         print(render_terminal_blocks(title, tone, blocks(result)), end="")
     rest = blocks(result)[1:]  # the conclusion is the headline there

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from repro import strict_json
 from repro.errors import EXIT_OK, UserError
 from repro.manifest.diff import diff_manifests, format_differences
 from repro.manifest.schema import load_manifest, manifest_path, write_manifest
@@ -69,7 +69,7 @@ def render_differences_report(path_a: Path, path_b: Path, *, as_json: bool = Fal
     differences = diff_manifests(load_manifest(path_a), load_manifest(path_b))
     if as_json:
         data = [dataclasses.asdict(difference) for difference in differences]
-        return json.dumps(data, indent=1) + "\n"
+        return strict_json.dumps(data, indent=1) + "\n"
     header = f"A: {manifest_path(path_a)}\nB: {manifest_path(path_b)}\n"
     return header + format_differences(differences)
 
@@ -115,7 +115,7 @@ def capture_command(*, out: Path | None, as_json: bool, repo: Path | None) -> in
     if out is not None:
         print(f"wrote {write_manifest(out, manifest)}")
     elif as_json:
-        sys.stdout.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        sys.stdout.write(strict_json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     else:
         sys.stdout.write(yaml.safe_dump(manifest, sort_keys=True, default_flow_style=False))
     return EXIT_OK

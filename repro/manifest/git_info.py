@@ -10,27 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import repro
 from repro.manifest.probe import guarded, read_each, unavailable
+from repro.manifest.redact import strip_credentials
 
 _NOT_A_REPOSITORY = "not a git repository"
-
-
-def strip_credentials(url: str) -> str:
-    """A remote URL without a user:password or token.
-
-    ``https://user:tok@host/x.git`` -> ``https://host/x.git``; scp-style ``git@host:x``
-    (no scheme) and ``ssh://git@host/x`` (a user name, no secret) are kept as they are.
-    """
-    parts = urlsplit(url)
-    if not parts.scheme or "@" not in parts.netloc:
-        return url
-    if parts.scheme in ("http", "https") or parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=host))
-    return url
 
 
 def parse_status(porcelain_z: str) -> tuple[bool, int]:

@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from repro.clock import utc_now
-from repro.manifest.env import redact_argv
 from repro.manifest.probe import guarded, is_unavailable, read_each, unavailable
+from repro.manifest.redact import redact_argv
 
 # Triton ships under several distribution names; importing it would cost seconds.
 _TRITON_DISTRIBUTIONS = ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repro import strict_json
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def show(preflight: Preflight, args: argparse.Namespace) -> int:
             "comparisons": [],
             "preflight": preflight.to_dict(),
         }
-        print(json.dumps(data, indent=1, default=str))
+        print(strict_json.dumps(data, indent=1, default=str))
     else:
         from repro.report.preflight_render import preflight_blocks
         from repro.report.terminal import render_terminal_blocks

@@ -4,12 +4,12 @@ the command), the terminal report, ``--md``, ``--html`` and ``--junit`` files.""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repro import strict_json
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | Non
             "exit_code": worst.exit_code,
             "comparisons": [c.to_dict() for c in comparisons],
         }
-        _print(json.dumps(data, indent=1, default=str))
+        _print(strict_json.dumps(data, indent=1, default=str))
     elif group_report is not None:
         from repro.report.terminal import render_terminal_report
 

@@ -4,12 +4,11 @@ environment differences (``render.py``)."""
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from repro import atomic
+from repro import atomic, strict_json
 from repro.preflight.check import STATUSES, Check, Preflight
 from repro.report.blocks import Block, Item, Items, Text, Tone
 
@@ -26,7 +25,7 @@ def _value(value: Any) -> str:
         return "-"
     if isinstance(value, dict) and "busbw_gbps" in value:
         return f"{value['busbw_gbps']:.3g} GB/s at {value['bytes']} B"
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) else strict_json.dumps(value)
     return text if len(text) <= 40 else text[:39] + "…"
 
 
