@@ -218,6 +218,8 @@ class Baseline:
                 curves[curve] = i
             for start, end in window_edges(steps, int(self.meta.get("windows", DEFAULT_WINDOWS))):
                 first = members[0]["series"].get(scalar, [])[start:end]
+                if all(v is None for v in first):
+                    continue  # steps every member's GradScaler skipped have no norm to share
                 if all(m["series"].get(scalar, [])[start:end] == first for m in members[1:]):
                     raise UserError(
                         f"{band_file}: every numerics member holds the same {scalar} series in "

@@ -177,3 +177,24 @@ def test_nccl_knobs_are_offered_only_where_nccl_moves_data_and_ranks_only_up_to_
     cannot = {k.name: k.cannot for k in two.knobs}
     assert cannot["NCCL_ALGO"] == cannot["NCCL_NVLS_ENABLE"] == ""
     assert cannot["world_size"] == "this machine has 2 GPUs; 8 ranks need one each"
+
+
+def test_a_tracked_run_is_refused_with_what_explain_needs(tmp_path, capsys):
+    """explain reruns the reference training; a script's own training cannot be rerun."""
+    import repro
+    from repro.baseline import shipped_dir
+
+    with repro.track(config={"lr": 0.1}, seed=0, runs_dir=tmp_path / "runs") as run:
+        for step in range(3):
+            run.log(step, loss=1.0 / (step + 1))
+        run.final(eval_loss=0.25)
+    (tracked,) = (tmp_path / "runs").iterdir()
+    baseline = next(p for p in shipped_dir().iterdir() if (p / "baseline.yaml").is_file())
+    # As OTHER, and as --here beside a complete OTHER (nothing is rerun either way).
+    for argv in ([str(tracked)], [str(baseline), "--here", str(tracked)]):
+        code = main(["explain", *argv, "--runs-dir", str(tmp_path / "reruns")])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"{tracked} is a tracked run (repro.track): explain reruns the reference" in err
+        assert "record.json" not in err and err.count("\n") == 1, err
+    assert not (tmp_path / "reruns").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -93,7 +94,10 @@ def test_verify_without_a_baseline_says_how_to_record_one(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 3
-    assert "NO_BASELINE" in out and "repro baseline record --profile smoke" in out
+    # The command records where this verify looks: the --baseline-dir the user gave.
+    command = re.sub(r" \\\n\s*", " ", out)  # joined at the report's line continuations
+    assert "NO_BASELINE" in out
+    assert f"repro baseline record --profile smoke --baseline-dir {empty}\n" in command
     assert list(empty.iterdir()) == []
 
 
@@ -124,6 +128,20 @@ def test_verify_with_a_semantic_override_finds_no_baseline(smoke_baseline, tmp_p
 def test_repeat_must_be_positive(tmp_path, capsys):
     assert main(["verify", "--profile", "smoke", "--repeat", "0", "--runs-dir", str(tmp_path)]) == 2
     assert "--repeat 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["verify", "preflight"])
+def test_a_negative_gpu_count_is_bad_input(tmp_path, capsys, command):
+    """No machine has -1 GPUs: the value is wrong, not the machine (UNFIT would blame it)."""
+    runs = tmp_path / "runs"
+    argv = [command, "--expect-gpus", "-1"]
+    code = main(
+        argv + (["--profile", "smoke", "--runs-dir", str(runs)] if command == "verify" else [])
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--expect-gpus -1 is negative" in err and err.count("\n") == 1, err
+    assert not runs.exists()
 
 
 def test_per_device_needs_gpus(tmp_path, capsys):

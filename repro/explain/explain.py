@@ -121,7 +121,17 @@ class _Rerun:
 def load(argument: str) -> RunView:
     from repro.baseline import search_dirs
     from repro.compare import resolve
+    from repro.tensorboard_run import is_event_dir
+    from repro.tracked_compare import is_tracked
 
+    path = Path(argument)
+    if is_tracked(path) or is_event_dir(path):
+        what = "a TensorBoard log" if is_event_dir(path) else "a tracked run (repro.track)"
+        raise UserError(
+            f"{argument} is {what}: explain reruns the reference training knob by knob, and "
+            "repro cannot rerun the training of your own script; pass reference run folders "
+            "(`repro run`), or compare tracked runs with `repro compare`."
+        )
     try:
         dirs = search_dirs(None)
     except UserError:  # no baseline folder here: OTHER must then be a path
