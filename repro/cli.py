@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -11,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import __version__
+from repro import __version__, strict_json
 from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
 from repro.errors import (
     EXIT_CLOSED_PIPE,
@@ -216,7 +215,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
 
     results = selftest(quick=args.quick)
     if args.json:
-        print(json.dumps(to_dict(results), indent=1))
+        print(strict_json.dumps(to_dict(results), indent=1))
     else:
         print(render_table(results))
     if args.md:
