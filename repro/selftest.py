@@ -112,11 +112,16 @@ def run_session(
     numerics: int = DEFAULT_NUMERICS,
     seeds: int = DEFAULT_SEEDS,
     cuda: bool = False,
+    baseline: Path | None = None,
 ) -> Session:
-    """Launch the baseline and every case: one shared launch, plus one per launch-level change."""
+    """Launch the baseline and every case: one shared launch, plus one per launch-level change.
+
+    ``baseline``: judge against this recorded baseline instead of recording one (the GPU
+    check shares one baseline between its stages).
+    """
     runs_dir = workdir / "runs"
     lower = lower_capability()
-    plan, seed_list = baseline_plan(profile, numerics, seeds)
+    plan, seed_list = baseline_plan(profile, numerics, seeds) if baseline is None else ([], [])
     skipped = {c.name: r for c in cases if (r := _skip_reason(c, cuda, lower))}
     active = [c for c in cases if c.name not in skipped]
     shared = [c for c in active if c.launch == "shared"]
@@ -126,7 +131,7 @@ def run_session(
         for _ in range(case.repeat):
             entries.append(prepare_run(profile, list(case.sets), runs_dir=runs_dir, quiet=True))
             owners.append(case.name)
-    outcomes = launch(entries)
+    outcomes = launch(entries) if entries else []
     baseline_runs = [o.run_dir for o in outcomes[: len(plan)]]
     runs: dict[str, list[Path]] = {}
     for name, outcome in zip(owners, outcomes[len(plan) :]):
@@ -140,6 +145,10 @@ def run_session(
             for _ in range(case.repeat)
         ]
         runs[case.name] = [o.run_dir for o in launch(own, env=env)]
+    from repro.baseline import load_baseline
+
+    if baseline is not None:
+        return Session(profile, load_baseline(baseline), runs, skipped, baseline_runs)
     views = [RunView.from_run_dir(p) for p in baseline_runs]
     path, _ = assemble_baseline(
         views,
@@ -150,8 +159,6 @@ def run_session(
         force=True,
         replace=spare_members(profile, runs_dir=runs_dir),
     )
-    from repro.baseline import load_baseline
-
     return Session(profile, load_baseline(path), runs, skipped, baseline_runs)
 
 

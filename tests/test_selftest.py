@@ -53,3 +53,13 @@ def test_negative_control_fails_every_row(smoke_session):
             assert result.control_failed_row, (
                 f"the unperturbed record passes row {result.case.name}"
             )
+
+
+def test_rows_can_be_judged_against_a_baseline_recorded_before(smoke_session, tmp_path):
+    # The GPU check records one baseline and judges every stage's rows against it.
+    from repro.selftest import run_session
+
+    rerun = BY_NAME["rerun"]
+    session = run_session("smoke", [rerun], workdir=tmp_path, baseline=smoke_session.baseline.path)
+    assert session.baseline_runs == [] and len(session.runs["rerun"]) == rerun.repeat
+    assert check(rerun, judge_case(rerun, session)) == []
