@@ -236,3 +236,50 @@ def test_torch_in_a_child_lists_the_jobs_cuda_devices():
     # The production path on this CPU machine: torch sees no CUDA device, whatever is visible.
     assert job_device_uuids() == []
     assert job_device_uuids({**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}) == []
+
+
+# -- the device used in the environment key; GPU UUIDs never recorded raw ---------------------
+
+
+def _gpu_run(name: str, sm_count: int, mig: bool) -> dict[str, Any]:
+    used = {"name": name, "sm_count": sm_count, "mig": mig}
+    return {"hardware": {"cuda": {"available": True, "used": used}}}
+
+
+def test_a_mig_slice_and_its_full_card_have_different_environment_keys():
+    from repro.baseline import _mismatch_score
+    from repro.manifest.keys import environment_key
+
+    full = environment_key(_gpu_run(H100_SXM, 132, False))
+    slice_ = environment_key(_gpu_run(f"{H100_SXM} MIG 3g.40gb", 60, True))
+    _, differing = _mismatch_score(slice_, full)
+    assert differing == [
+        "hardware.cuda.used.mig",
+        "hardware.cuda.used.name",
+        "hardware.cuda.used.sm_count",
+    ]
+    # A baseline recorded before these keys existed lacks them and is not judged on them.
+    older = {k: v for k, v in full.items() if not k.startswith("hardware.cuda.used.")}
+    assert _mismatch_score(slice_, older) == (0.0, [])
+
+
+def test_a_cpu_run_reads_absent_for_the_device_used():
+    from repro.manifest.capture import capture_manifest
+    from repro.manifest.keys import environment_key
+
+    key = environment_key(capture_manifest())
+    assert {k: v for k, v in key.items() if k.startswith("hardware.cuda.used.")} == {
+        "hardware.cuda.used.mig": "absent",
+        "hardware.cuda.used.name": "absent",
+        "hardware.cuda.used.sm_count": "absent",
+    }
+
+
+def test_visible_device_uuids_are_hashed_in_the_manifest(monkeypatch):
+    from repro.manifest.capture import _environment
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{gpu_uuid(5)},{mig_uuid(0)}")
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "3")
+    recorded = _environment()
+    assert recorded["CUDA_VISIBLE_DEVICES"] == f"{hash_uuid(gpu_uuid(5))},{hash_uuid(mig_uuid(0))}"
+    assert recorded["NVIDIA_VISIBLE_DEVICES"] == "3"  # an index names no board

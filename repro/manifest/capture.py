@@ -27,14 +27,29 @@ from repro.manifest.probe import guarded, is_unavailable
 from repro.manifest.schema import MANIFEST_SCHEMA_VERSION
 
 
+def _mig_uuids() -> list[str]:
+    return [nvml.bare_uuid(u) for u in nvml.cuda_device_uuids() if u.upper().startswith("MIG-")]
+
+
 def _hardware() -> dict[str, Any]:
     cpu_reading = cpu.cpu_info()
     cpu_reading["torch_capability"] = guarded(torch_probes.cpu_capability)
+    cuda = torch_probes.cuda_devices()
+    cuda["used"] = torch_probes.device_used(guarded(_mig_uuids))
     return {
         "cpu": cpu_reading,
-        "cuda": torch_probes.cuda_devices(),
+        "cuda": cuda,
         **nvml.gpu_probes(sm_counts=guarded(torch_probes.sm_count_by_uuid)),
     }
+
+
+def _environment() -> dict[str, str]:
+    """The allowlisted variables, with GPU UUIDs hashed: a manifest never names a board."""
+    found = env.environment()
+    for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
+        if name in found:
+            found[name] = nvml.hash_visible_devices(found[name])
+    return found
 
 
 def _libraries() -> dict[str, Any]:
@@ -97,7 +112,7 @@ def capture_manifest(
         "hardware": _hardware,
         "libraries": _libraries,
         "numerics": numerics.numerics,
-        "env": env.environment,
+        "env": _environment,
         "code": lambda: _code(repo),
         "packages": packages.packages,
         "container": container.container,

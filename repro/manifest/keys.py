@@ -42,6 +42,8 @@ class KeyInfo:
     volatile: bool = False
     """A reading that changes between runs on one machine (current clocks, PCIe link):
     recorded in the manifest, never compared."""
+    added_later: bool = False
+    """Added after baselines were shipped: a baseline that lacks the key is not judged on it."""
 
 
 @dataclass(frozen=True)
@@ -51,20 +53,24 @@ class _Row:
     impact: Impact
     hint: str
     volatile: bool
+    added_later: bool = False
 
 
 _DEFAULT = _Row(pattern="*", env_key=False, impact="low", hint="", volatile=False)
 _REQUIRED = {"pattern", "env_key", "impact", "hint"}
+_OPTIONAL = {"volatile", "added_later"}
 
 
 def _parse_row(number: int, row: Any) -> _Row:
     # A bad row is a bug in the shipped table, not a user error: fail loudly.
-    if not isinstance(row, dict) or not _REQUIRED <= set(row) <= _REQUIRED | {"volatile"}:
+    if not isinstance(row, dict) or not _REQUIRED <= set(row) <= _REQUIRED | _OPTIONAL:
         raise ValueError(
             f"keys.yaml row {number} must have pattern, env_key, impact and hint, "
-            "and may have volatile"
+            "and may have volatile and added_later"
         )
-    volatile = row.get("volatile", False)
+    volatile, added_later = row.get("volatile", False), row.get("added_later", False)
+    if not isinstance(added_later, bool):
+        raise ValueError(f"keys.yaml row {number} ({row['pattern']}) has a bad added_later")
     if row["impact"] not in IMPACTS or not isinstance(row["env_key"], bool):
         raise ValueError(f"keys.yaml row {number} ({row['pattern']}) has a bad impact or env_key")
     if not isinstance(volatile, bool):
@@ -79,6 +85,7 @@ def _parse_row(number: int, row: Any) -> _Row:
         impact=cast(Impact, row["impact"]),
         hint=str(row["hint"] or ""),
         volatile=volatile,
+        added_later=added_later,
     )
 
 
@@ -101,6 +108,7 @@ def key_info(dotted_key: str) -> KeyInfo:
         impact=row.impact,
         hint=row.hint,
         volatile=row.volatile,
+        added_later=row.added_later,
     )
 
 
@@ -130,6 +138,12 @@ def flatten(manifest: Mapping[str, Any]) -> dict[str, Any]:
 def environment_key(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The flattened keys that decide whether bitwise-identical results are expected."""
     return {key: value for key, value in flatten(manifest).items() if key_info(key).env_key}
+
+
+def judged_against(key: str, baseline_key: Mapping[str, Any]) -> bool:
+    """Whether ``key`` counts when matching a baseline's environment key: a key added after
+    the baseline was recorded (the baseline lacks it) does not."""
+    return key in baseline_key or not key_info(key).added_later
 
 
 def section_rank(section: str) -> tuple[int, str]:

@@ -34,6 +34,13 @@ def hash_uuid(uuid: str) -> str:
     return hashlib.sha256(uuid.encode()).hexdigest()[:16]
 
 
+def hash_visible_devices(value: str) -> str:
+    """A ``CUDA_VISIBLE_DEVICES`` value with each ``GPU-``/``MIG-`` UUID hashed by
+    ``hash_uuid`` (as ``run.cuda_visible_device`` is); indices stay as written."""
+    entries = [entry.strip() for entry in value.split(",")]
+    return ",".join(hash_uuid(e) if e.upper().startswith(("GPU-", "MIG-")) else e for e in entries)
+
+
 def bare_uuid(uuid: str) -> str:
     """A UUID without its ``GPU-``/``MIG-`` prefix, in lower case: how torch spells it."""
     lowered = uuid.lower()

@@ -64,6 +64,27 @@ def cuda_devices() -> dict[str, Any]:
     )
 
 
+ABSENT = "absent"  # an environment-key field that does not apply here (a CPU run)
+
+
+def device_used(mig_uuids: Any) -> dict[str, Any]:
+    """The CUDA device this process computes on (rank 0's, so the run's): its name, SM count
+    and whether it is a MIG slice, which has fewer SMs than its card and so other kernels.
+
+    ``mig_uuids``: the MIG instances' bare UUIDs NVML lists (or why it cannot). Every field
+    reads ``"absent"`` where CUDA is unavailable.
+    """
+    if not torch.cuda.is_available():
+        return {"name": ABSENT, "sm_count": ABSENT, "mig": ABSENT}
+    properties = torch.cuda.get_device_properties(torch.cuda.current_device())
+    bare = str(properties.uuid).lower().removeprefix("gpu-").removeprefix("mig-")
+    return {
+        "name": str(properties.name),
+        "sm_count": int(properties.multi_processor_count),
+        "mig": mig_uuids if is_unavailable(mig_uuids) else bare in mig_uuids,
+    }
+
+
 def sm_count_by_uuid() -> dict[str, int]:
     """Streaming multiprocessors per GPU, keyed by UUID; empty when CUDA is unavailable."""
     if not torch.cuda.is_available():
