@@ -32,7 +32,7 @@ from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
 from repro.bands import BAND_SCALARS, Bands, window_edges
 from repro.documents import load_document
 from repro.errors import UserError
-from repro.manifest.keys import environment_key, key_info
+from repro.manifest.keys import environment_key, judged_against, key_info
 from repro.runview import FINAL_METRICS, SCALARS, RunView, series
 
 BAND_SCHEMA_VERSION = 1
@@ -440,7 +440,10 @@ class Selection:
 
 def _mismatch_score(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, list[str]]:
     weights = {"high": 100.0, "medium": 10.0, "low": 1.0}
-    differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    # ``b`` is the baseline's key: one recorded before a key was added lacks it, and is not
+    # judged on it (a CPU run reads "absent" there; a GPU run its device).
+    keys = {k for k in set(a) | set(b) if judged_against(k, b)}
+    differing = sorted(k for k in keys if a.get(k) != b.get(k))
     return sum(weights[key_info(k).impact] for k in differing), differing
 
 
