@@ -1,6 +1,6 @@
 """How long ``repro compare`` takes on two quick-profile runs, in-process and as a process.
 
-    python benchmarks/bench_compare.py [--runs RUN_A RUN_B] [--repeat 20] [--processes 5]
+    python benchmarks/bench_compare.py [--runs RUN_A RUN_B] [--repeat 20] [--processes 5] [--smoke]
 
 Without ``--runs``, two quick-profile runs with different seeds are made first in a
 temporary folder (about 35 s on 2 cores), so both plots are drawn. Baselines are looked up
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro.verdict import Verdict
-from runner import Timing, interleave, print_table, time_callable
+from runner import Timing, add_smoke_option, interleave, print_table, time_callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TERMINAL_CLAIM_S, HTML_CLAIM_S = 2.0, 5.0
@@ -35,14 +35,14 @@ TERMINAL_CLAIM_S, HTML_CLAIM_S = 2.0, 5.0
 VERDICT_EXIT_CODES = tuple(sorted({v.exit_code for v in Verdict}))
 
 
-def make_runs(folder: Path) -> tuple[Path, Path]:
+def make_runs(folder: Path, profile: str) -> tuple[Path, Path]:
     from repro.runner import run_many
 
-    print("making two quick-profile runs ...", file=sys.stderr)
-    outcomes = run_many("quick", [[], ["seed=1"]], runs_dir=folder)
+    print(f"making two {profile}-profile runs ...", file=sys.stderr)
+    outcomes = run_many(profile, [[], ["seed=1"]], runs_dir=folder)
     bad = [o for o in outcomes if not o.ok]
     if bad:
-        raise SystemExit(f"a quick run failed: {bad[0].run_dir}: {bad[0].reason}")
+        raise SystemExit(f"a {profile} run failed: {bad[0].run_dir}: {bad[0].reason}")
     return outcomes[0].run_dir, outcomes[1].run_dir
 
 
@@ -109,9 +109,13 @@ def main() -> None:
     parser.add_argument("--baseline-dir", type=Path, help="where compare looks for baselines")
     parser.add_argument("--repeat", type=int, default=20, help="in-process calls per case")
     parser.add_argument("--processes", type=int, default=5, help="rounds of whole processes")
+    add_smoke_option(parser)
     args = parser.parse_args()
+    profile = "smoke" if args.smoke else "quick"
+    if args.smoke:
+        args.repeat, args.processes = 1, 1
     with tempfile.TemporaryDirectory() as tmp:
-        a, b = args.runs if args.runs else make_runs(Path(tmp) / "runs")
+        a, b = args.runs if args.runs else make_runs(Path(tmp) / "runs", profile)
         baselines = args.baseline_dir or Path(tmp) / "baselines"
         baselines.mkdir(parents=True, exist_ok=True)
         in_process(a, b, baselines, args.repeat)

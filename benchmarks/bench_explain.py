@@ -1,12 +1,13 @@
 """What ``repro explain`` costs: reruns and seconds to confirm a cause, against one run.
 
-    python benchmarks/bench_explain.py [--profile smoke]
+    python benchmarks/bench_explain.py [--profile smoke] [--smoke]
 
 "The other machine" is this one with knobs turned: (a) one CPU kernel level down and 2
 threads per rank, (b) one kernel level down alone. ``repro explain`` confirms the cause of
 each against a plain run of this machine; the table gives its reruns, its wall time and
 that time as a multiple of one plain ``repro run`` of the same profile measured in the
 same script (the named alternative: a single rerun by hand, which cannot confirm a pair).
+``--smoke`` measures case (b) alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from results import Row, add_json_option, print_rows, write_rows
+from runner import add_smoke_option
 
 
 def _run(runs: Path, profile: str, *sets: str, **env: str) -> tuple[str, float]:
@@ -57,7 +59,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke")
     add_json_option(parser)
+    add_smoke_option(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.profile = "smoke"
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-explain-") as tmp:
         root = Path(tmp)
@@ -66,6 +71,8 @@ def main() -> int:
             "kernel level down + 2 threads": ("threads_per_rank=2",),
             "kernel level down": (),
         }
+        if args.smoke:  # one case: the same code, half the runs
+            del cases["kernel level down + 2 threads"]
         for i, (case, sets) in enumerate(cases.items()):
             other, _ = _run(root / f"other{i}", args.profile, *sets, ATEN_CPU_CAPABILITY="default")
             data, seconds = _explain(other, here, root / f"reruns{i}")

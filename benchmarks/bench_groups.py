@@ -1,6 +1,6 @@
 """Calibration of ``repro compare --group`` by simulation: are its error rates what it says?
 
-    python benchmarks/bench_groups.py [--draws 10000] [--power-draws 2000] [--alpha 0.05]
+    python benchmarks/bench_groups.py [--draws 10000] [--power-draws 2000] [--alpha 0.05] [--smoke]
 
 Every figure calls ``repro.group_stats.compare_samples``, the function the command uses,
 on groups drawn from three shapes of final accuracy:
@@ -33,6 +33,7 @@ import numpy as np
 
 from repro.group_stats import clopper_pearson, compare_samples
 from results import Row, add_json_option, print_rows, write_rows
+from runner import add_smoke_option
 
 BENCH = "groups"
 SIZES = (3, 5, 8, 20, 30)
@@ -150,7 +151,10 @@ def main() -> int:
     parser.add_argument("--power-draws", type=int, default=2_000, help="draws per power row")
     parser.add_argument("--alpha", type=float, default=0.05)
     add_json_option(parser)
+    add_smoke_option(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.draws, args.power_draws = 4, 2
     start = time.perf_counter()
     rows: list[Row] = []
     seed = 0
@@ -183,7 +187,7 @@ def main() -> int:
     print_rows(f"compare --group, simulated (alpha {args.alpha})", rows)
     print(f"\n{time.perf_counter() - start:.0f} s")
     write_rows(args.json, rows)
-    return 0 if all(r.met is not False for r in rows) else 1
+    return 0 if args.smoke or all(r.met is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

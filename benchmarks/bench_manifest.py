@@ -1,6 +1,6 @@
 """How long capturing an environment manifest takes, in-process and as a whole command.
 
-    python benchmarks/bench_manifest.py [--repeat 30] [--processes 5]
+    python benchmarks/bench_manifest.py [--repeat 30] [--processes 5] [--smoke]
 
 (a) ``capture_manifest()`` in-process, after ``import torch`` and ``import git`` (those
     imports are paid once by any run), with this environment's packages and with 100
@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import Timing, interleave, print_table, time_callable, time_command
+from runner import Timing, add_smoke_option, interleave, print_table, time_callable, time_command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXTRA_PACKAGES = 100
@@ -126,7 +126,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30, help="in-process calls per case")
     parser.add_argument("--processes", type=int, default=5, help="runs per command")
+    add_smoke_option(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.repeat, args.processes = 2, 1
     in_process(args.repeat)
     whole_process(args.processes)
 

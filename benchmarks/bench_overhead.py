@@ -1,6 +1,6 @@
 """Training overhead of the harness against a plain DDP + AMP loop of the same model.
 
-    python benchmarks/bench_overhead.py [--pairs 5] [--profile quick]
+    python benchmarks/bench_overhead.py [--pairs 5] [--profile quick] [--smoke]
 
 The plain loop runs the harness's own training step (``repro.reference.step``: the same
 Transformer, data pipeline, DDP over gloo with 2 ranks x 1 thread under the same launcher,
@@ -21,7 +21,8 @@ Measured per round, interleaved (the order rotates each round):
 Compared: the training-loop seconds each loop measures in-process (the harness's
 ``timings.json`` ``train_seconds``) and their ratio to the plain loop per round, and median
 step times over the same step indices. Also timed in this process: fingerprinting every
-parameter tensor once. The claim is <= 5 % (ratio <= 1.05).
+parameter tensor once. The claim is <= 5 % (ratio <= 1.05). ``--smoke`` runs the smoke
+profile once per case, without the two cases whose code the others run.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from results import (
     sample_row,
     write_rows,
 )
-from runner import Timing, print_table, time_callable
+from runner import Timing, add_smoke_option, print_table, time_callable
 
 BENCH = "overhead"
 TARGET = 1.05
@@ -135,7 +136,7 @@ def run_harness(
     raise RuntimeError(f"the harness run failed twice: {failures[-1]}")
 
 
-def fingerprint_cost(profile_name: str, repeat: int = 200) -> Row:
+def fingerprint_cost(profile_name: str, repeat: int) -> Row:
     """In this process, 1 thread: fingerprinting every parameter, as the harness does per step."""
     import torch
 
@@ -191,7 +192,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--plain-rank", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--extras", default="", help=argparse.SUPPRESS)
     add_json_option(parser)
+    add_smoke_option(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.pairs, args.profile = 1, "smoke"
     if args.plain_rank:
         plain_rank(args.profile, set(args.extras.split(",")), args.plain_rank)
         return []
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
             args.profile, ["trace_steps=0"], folder, failures
         ),
     }
+    if args.smoke:  # what the dropped cases run, these run too (comm hook, gather, harness)
+        for name in ("plain + comm hook", "repro run, trace_steps=0"):
+            del cases[name]
     results: dict[str, list[tuple[dict, float]]] = {name: [] for name in cases}
     print(f"load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         case = f"train s ratio per round: {name} / plain"
         rows.append(sample_row(BENCH, case, per_round, "x", at_most=TARGET))
     rows += step_rows(args.profile, results)
-    rows.append(fingerprint_cost(args.profile))
+    rows.append(fingerprint_cost(args.profile, repeat=5 if args.smoke else 200))
     print_rows(f"{args.pairs} interleaved rounds: ratios per round and per-step medians", rows)
     same = "yes" if len(identities) == 1 else f"NO ({len(identities)} distinct)"
     print(f"\nfinal weights bit-identical across all loops and rounds: {same}")

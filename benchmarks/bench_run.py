@@ -1,6 +1,6 @@
 """Cost of one ``repro run``: whole-process wall time, training time and peak memory.
 
-    python benchmarks/bench_run.py [--repeat 3] [--profile quick]
+    python benchmarks/bench_run.py [--repeat 3] [--profile quick] [--smoke]
 
 Each repetition runs ``python -m repro run --profile quick`` as a whole process. Memory
 is the summed PSS (proportional set size, so pages shared between the ranks count once)
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from repro.proctree import descendants
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
-from runner import Timing, print_table
+from runner import Timing, add_smoke_option, print_table
 
 BENCH = "run"
 GIB = 2**30
@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", default="quick")
     add_json_option(parser)
+    add_smoke_option(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeat, args.profile = 1, "smoke"
 
     print(f"load average before: {load_average()}", flush=True)
     runs = []

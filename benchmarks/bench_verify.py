@@ -1,9 +1,10 @@
 """Wall time of ``repro verify`` (one run judged against a baseline), split into its phases.
 
-    python benchmarks/bench_verify.py [--repeat 3] [--baseline-dir DIR] [--record]
+    python benchmarks/bench_verify.py [--repeat 3] [--baseline-dir DIR] [--record] [--smoke]
 
-Without ``--baseline-dir`` a small baseline is recorded first into a temporary folder
-(``repro baseline record --profile quick --numerics 3 --seeds 3``; not timed). Each
+Without ``--baseline-dir`` the smallest baseline repro accepts is recorded first into a
+temporary folder (``repro baseline record --profile quick --numerics 8 --seeds 8``; not
+timed). Each
 repetition runs ``python -m repro verify --profile quick`` as a whole process; the phases
 come from the file times the run leaves behind:
 
@@ -31,8 +32,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from repro.band_sizes import MIN_MEMBERS
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
-from runner import Timing, print_table, time_callable
+from runner import Timing, add_smoke_option, print_table, time_callable
 
 BENCH = "verify"
 PHASES = ("start-up, CLI", "start-up, ranks", "training", "finish run", "judging", "report")
@@ -43,7 +45,9 @@ def repro(*args: str) -> list[str]:
 
 
 def record_small_baseline(profile: str, folder: Path) -> Path:
-    command = repro("baseline", "record", "--profile", profile, "--numerics", "3", "--seeds", "3")
+    smallest = str(MIN_MEMBERS)
+    command = repro("baseline", "record", "--profile", profile)
+    command += ["--numerics", smallest, "--seeds", smallest]
     command += ["--baseline-dir", str(folder / "baselines"), "--runs-dir", str(folder / "runs")]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return folder / "baselines"
@@ -79,24 +83,31 @@ def one_verify(profile: str, baseline_dir: Path, runs_dir: Path) -> tuple[dict[s
 
 
 def in_process(run_dir: Path, baseline_dir: Path) -> list[Timing]:
-    """Judging (load run and baseline, compare) and rendering the report, alone."""
+    """Judging (load run and baseline, compare, the curves the report draws) and rendering
+    the report, alone: what ``repro verify`` does after its run."""
     from repro.baseline import find_baseline
     from repro.judge import compare
+    from repro.report.curves import Judged, judged
     from repro.report.terminal import render_terminal
     from repro.runview import RunView
 
     chosen = json.loads((run_dir / "verdict.json").read_text())["baseline"]
     baseline = find_baseline(chosen, [baseline_dir])
 
-    def judge() -> object:
-        return compare(RunView.from_run_dir(run_dir), baseline.primary(), bands=baseline.bands())
+    def judge() -> Judged:
+        candidate, primary, bands = (
+            RunView.from_run_dir(run_dir),
+            baseline.primary(),
+            baseline.bands(),
+        )
+        return judged(compare(candidate, primary, bands=bands), candidate, primary, bands)
 
-    comparison = judge()
-    judged = time_callable(judge, repeat=5)
-    report = time_callable(lambda: render_terminal(comparison), repeat=5)  # type: ignore[arg-type]
+    report = judge()
+    judging = time_callable(judge, repeat=5)
+    rendering = time_callable(lambda: render_terminal(report), repeat=5)
     return [
-        Timing("judge (in-process)", judged.seconds),
-        Timing("report (in-process)", report.seconds),
+        Timing("judge (in-process)", judging.seconds),
+        Timing("report (in-process)", rendering.seconds),
     ]
 
 
@@ -123,7 +134,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--baseline-dir", type=Path, help="default: record a small one first")
     parser.add_argument("--record", action="store_true", help="also time a default record")
     add_json_option(parser)
+    add_smoke_option(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # the smoke profile; --record is left as given (it takes minutes)
+        args.repeat, args.profile = 1, "smoke"
 
     print(f"load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:

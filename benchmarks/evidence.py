@@ -1,9 +1,12 @@
 """The verdict's error rates, measured on real changes (``nox -s evidence``; long, not in CI).
 
     python benchmarks/evidence.py [--profile quick] [--per-cell 62] [--trials 20] [--record]
+        [--baseline-dir DIR] [--smoke]
 
 Judges every candidate against the baseline ``repro verify`` selects on this machine
-(``--record`` records a fresh one first, into a temporary folder).
+(from ``--baseline-dir`` when given; ``--record`` records a fresh one first, into a
+temporary folder). ``--smoke`` runs one candidate per cell and one power trial on the
+smoke profile, whose baseline must come from ``--baseline-dir`` or ``--record``.
 
 False alarms. Each cell is an environment change that must not move the numbers beyond
 rounding: another thread count per rank, each CPU kernel level below this machine's
@@ -51,6 +54,7 @@ from repro.runner import launch
 from repro.runview import RunView
 from repro.verdict import Verdict
 from repro.workload import workload_hash
+from runner import add_smoke_option
 
 POWER_LEVELS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)
 # oneDNN's ISA names one level below torch's CPU capability (oneDNN reads upper case).
@@ -210,7 +214,8 @@ def false_alarms(
 ) -> dict:
     """Alarms on real environment changes, each candidate also band-member perturbed."""
     cells: list[dict[str, Any]] = []
-    for c, cell in enumerate(machine_cells(capability)):
+    # --smoke: the first cell; the others differ only in their settings and environment.
+    for c, cell in enumerate(machine_cells(capability)[: 1 if args.smoke else None]):
         sets = [[*cell.sets, f"band_member={100 + 1000 * c + i}"] for i in range(args.per_cell)]
         views = run_cell(args.profile, sets, cell.env, runs, only_kept=kept)
         comparisons = judged(views, primary, bands)
@@ -268,7 +273,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--workdir", type=Path, help="keep the runs here; a second call judges them again"
     )
+    parser.add_argument("--baseline-dir", help="judge by a baseline from this folder")
+    add_smoke_option(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.profile, args.per_cell, args.trials, args.levels = "smoke", 1, 1, (0.05,)
 
     import torch
 
@@ -286,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
                 profile.name,
                 workload_hash(profile.to_dict()),
                 manifest_run.manifest,
-                search_dirs(None),
+                search_dirs(args.baseline_dir),
             )
             if selection.baseline is None:
                 raise SystemExit(f"no baseline to measure against: {selection.message}")

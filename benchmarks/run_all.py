@@ -1,6 +1,6 @@
 """Run every benchmark in sequence and print one combined table.
 
-    python benchmarks/run_all.py [--only bench_run bench_verify] [--record] [--markdown FILE]
+    python benchmarks/run_all.py [--only bench_run bench_verify] [--record] [--markdown FILE] [--smoke]
 
 (``nox -s bench`` runs it.) Each ``bench_*.py`` runs as its own process, never two at
 once, with its output shown as it goes. Scripts built on ``results.py`` hand their rows
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from results import Row, format_rows, load_average, read_rows
+from runner import add_smoke_option
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
@@ -141,6 +142,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=SCRIPTS, metavar="NAME", help="a subset")
     parser.add_argument("--record", action="store_true", help="bench_verify also times a record")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write Markdown")
+    add_smoke_option(parser)
     args = parser.parse_args()
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -151,6 +153,7 @@ def main() -> int:
         if not (HERE / f"{name}.py").exists():
             continue
         extra = ["--record"] if name == "bench_verify" and args.record else []
+        extra += ["--smoke"] if args.smoke else []
         rows, code = run_script(name, extra)
         all_rows += rows
         if code != 0:

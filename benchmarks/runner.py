@@ -12,6 +12,7 @@ measured interleaved (A, B, A, B, ...) and compared by median, never across runs
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -21,6 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}
+
+
+def add_smoke_option(parser: argparse.ArgumentParser) -> None:
+    """``--smoke``: the whole script on the smallest inputs, in seconds, so the test suite
+    runs every benchmark (tests/test_benchmarks.py) and none can break unnoticed."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run everything once on tiny inputs (seconds): a check that the script works; "
+        "its figures measure nothing and its targets are not judged (exit 0)",
+    )
 
 
 @dataclass(frozen=True)
