@@ -383,6 +383,11 @@ def _nudge_one_value(folder: Path) -> None:
             id="truncated",
         ),
         pytest.param(
+            lambda d: (d / "baseline.yaml").write_text((d / "baseline.yaml").read_text()[:900]),
+            "baseline.yaml is malformed or truncated",
+            id="truncated-baseline-yaml",
+        ),
+        pytest.param(
             lambda d: (d / "record.json").write_text(
                 (d / "record.json").read_text().replace('"loss": 2.', '"loss": NaN, "x": 2.', 1)
             ),
