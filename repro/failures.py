@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.rank_output import last_finished_step, rank_log
+from repro.rank_output import EXIT_NO_SPACE, last_finished_step, rank_log
 
 # What a process's death by a signal usually means: (the signal in words, what to suspect).
 # Any other signal is named by the C library's description (``signal.strsignal``).
@@ -217,6 +217,9 @@ def failure_reason(run_dir: Path, end: LaunchEnd) -> tuple[str, str]:
     waiting in a collective then raise errors of their own. SIGTERM comes last, since the
     agent ends the surviving ranks with it once one has failed.
     """
+    full = sorted(e.rank for e in end.rank_exits if e.exitcode == EXIT_NO_SPACE)
+    if full:
+        return f"no space left on device writing the run folder ({_ranks(full)} stopped)", "crash"
     signalled = [e for e in end.rank_exits if e.exitcode < 0 and -e.exitcode != signal.SIGTERM]
     timeouts = _watchdog_timeouts(end, signalled)
     if timeouts:

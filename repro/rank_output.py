@@ -13,10 +13,16 @@ Neither imports torch.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TextIO
+
+EXIT_NO_SPACE = errno.ENOSPC
+"""A rank's exit status when its run folder's disk is full (nothing else can be written)."""
+_NEARLY_FULL = 1 << 20  # bytes: below this a disk counts as full (torch.save's error has no errno)
 
 RANK_LOG_DIR_ENV = "REPRO_RANK_LOG_DIR"
 """Set by ``repro.runner`` for its ranks: the folder their ``rank{N}.log`` go to."""
@@ -75,3 +81,18 @@ def last_finished_step(run_dir: Path, rank: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def out_of_space(folder: Path, exc: BaseException) -> bool:
+    """Whether ``exc`` came from a full disk under ``folder``: an ENOSPC or EDQUOT in its
+    chain, or (torch.save reports a full disk as a bare RuntimeError) a disk with next to
+    nothing left."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False

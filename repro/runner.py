@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +109,8 @@ def launch(
         plan_path, report_path = Path(scratch) / "plan.json", Path(scratch) / "report.json"
         plan_path.write_text(strict_json.dumps([e.to_dict() for e in entries]))
         command = [sys.executable, "-m", "repro.runner", "--report", str(report_path)]
-        command += ["--log", str(log), *(["--verbose"] if verbose else []), "--"]
+        command += ["--log", str(log), "--plan", str(plan_path)]
+        command += [*(["--verbose"] if verbose else []), "--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
         command += ["--max-restarts", "0", "--monitor-interval", "0.2"]
         command += ["-m", "repro.reference.train", "--plan", str(plan_path)]
@@ -163,8 +167,25 @@ def _wait(
 ) -> int | None:
     """The launcher's exit status; None when stopped at the deadline. Ctrl-C ends every rank,
     marks the runs still RUNNING as INTERRUPTED and raises ``RunInterrupted``."""
+    # The launcher holds the read end of a pipe whose write end only this process has: when
+    # this process dies in any way (kill -9 too), the kernel closes it, and the launcher
+    # ends every rank and marks the runs (``_watch_parent``).
+    alive, held = os.pipe()
+    command = [*command[:3], "--watch-fd", str(alive), *command[3:]]
     # A session of its own, so a timeout or Ctrl-C can end every rank and data worker at once.
-    proc = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        proc = subprocess.Popen(command, env=env, start_new_session=True, pass_fds=(alive,))
+    finally:
+        os.close(alive)
+    try:
+        return _wait_for(proc, deadline, entries)
+    finally:
+        os.close(held)
+
+
+def _wait_for(
+    proc: subprocess.Popen[bytes], deadline: float, entries: list[PlanEntry]
+) -> int | None:
     try:
         return proc.wait(timeout=deadline)
     except subprocess.TimeoutExpired:
@@ -246,6 +267,27 @@ class _Tee(io.TextIOBase):
         return self.streams[0].fileno()
 
 
+def _watch_parent(fd: int, plan: Path | None, scratch: Path) -> None:
+    """Block until the repro process that started this launch is gone (its end of the pipe
+    closes: exit, crash or SIGKILL); if it went first, end every rank and data worker, mark
+    the runs still RUNNING as INTERRUPTED, remove the launch's scratch folder, and exit."""
+    while os.read(fd, 1):
+        pass
+    entries = json.loads(plan.read_text()) if plan is not None and plan.exists() else []
+    for pid in reversed(descendants(os.getpid())):  # the deepest first
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    for entry in entries:
+        run_dir = Path(entry["run_dir"])
+        with contextlib.suppress(OSError, UserError):
+            if _status(run_dir) == "RUNNING":
+                write_status(
+                    run_dir, "INTERRUPTED", reason="the repro command running it was killed"
+                )
+    shutil.rmtree(scratch, ignore_errors=True)
+    os._exit(137)  # 128 + SIGKILL: what ended the launch
+
+
 def _launcher_main(argv: list[str]) -> int:
     """Run torch's elastic launcher (``torch.distributed.run``) and report its ranks' ends.
 
@@ -259,7 +301,13 @@ def _launcher_main(argv: list[str]) -> int:
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--plan", type=Path, help="the runs this launch executes")
+    parser.add_argument("--watch-fd", type=int, help="a pipe that closes when repro dies")
     args = parser.parse_args(argv[:split])
+    if args.watch_fd is not None:
+        threading.Thread(
+            target=_watch_parent, args=(args.watch_fd, args.plan, args.report.parent), daemon=True
+        ).start()
     log = open(args.log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 -- lives as long as the process
     # Before torch is imported: its log handlers bind to sys.stderr when they are created.
     sys.stdout = sys.stderr = _Tee(log, sys.stderr) if args.verbose else log

@@ -13,6 +13,7 @@ A run lives in ``<runs-dir>/<run-id>/``::
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from repro import atomic
 from repro.clock import utc_stamp
@@ -85,9 +88,27 @@ def create_unique_run_dir(runs_dir: Path, git_sha: str | None = None) -> Path:
 
 
 def write_status(run_dir: Path, status: str, **detail: Any) -> None:
+    """``status.yaml``, atomically; on a full disk, rewritten in place instead.
+
+    An atomic write needs room for a second copy, which a full disk does not have; the
+    existing file's block does. A folder whose run failed for want of space must not read
+    RUNNING forever, and a status written in place is still one whole YAML document once
+    the write returns.
+    """
     assert status in STATUSES, status
     doc = {"schema_version": STATUS_SCHEMA_VERSION, "status": status, **detail}
-    atomic.write_yaml(Path(run_dir) / "status.yaml", doc)
+    path = Path(run_dir) / "status.yaml"
+    try:
+        atomic.write_yaml(path, doc)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.exists():
+            raise
+        text = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False).encode()
+        with open(path, "r+b") as f:
+            f.write(text)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
 
 
 @dataclass(frozen=True)

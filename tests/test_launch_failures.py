@@ -347,3 +347,94 @@ def test_a_rank_the_nccl_watchdog_aborts_is_named_as_a_hang_with_its_step(
     assert str(tmp_path / "rank*.log") in reason
     # The watchdog's line stayed in the rank's log, off the terminal.
     assert "Watchdog caught" not in capfd.readouterr().err
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 64 KiB tmpfs: room for a run's config and manifest, not for its checkpoint."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_run_in_one_sentence_and_leaves_no_temp_file(full_disk: Path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "repro", "run", "--profile", "smoke", "--quiet"]
+        + ["--runs-dir", str(full_disk)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 4, done.stderr
+    assert "repro: FAILED: no space left on device writing the run folder" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    (run_dir,) = full_disk.iterdir()
+    assert Run(run_dir).status["status"] == "FAILED"  # rewritten in place: no room for a copy
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_cli_ends_the_launcher_and_every_rank(tmp_path: Path):
+    import subprocess
+    import sys
+    import tempfile
+    import uuid
+
+    marker = uuid.uuid4().hex
+    scratch_before = set(Path(tempfile.gettempdir()).glob("repro-launch-*"))
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "repro", "run", "--profile", "smoke", "--quiet"]
+        + ["--runs-dir", str(tmp_path), "--set", "steps=2000"],
+        env={**os.environ, "REPRO_TEST_MARKER": marker},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the CLI alone gets the signal, as `kill -9 PID` sends it
+    )
+    (run_dir,) = _wait_for_one(tmp_path)
+    _wait_for(run_dir / "manifest.yaml")  # the ranks are training
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait(timeout=10)
+
+    deadline = time.monotonic() + 20
+    while _tagged(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _tagged(marker) == []  # launcher, ranks and data workers: all gone
+    status = Run(run_dir).status
+    assert status["status"] == "INTERRUPTED", status
+    assert "killed" in status["reason"]
+    assert set(Path(tempfile.gettempdir()).glob("repro-launch-*")) <= scratch_before
+
+
+def _wait_for_one(folder: Path, timeout: float = 60.0) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while not any(folder.iterdir()):
+        assert time.monotonic() < deadline, f"no run folder in {folder}"
+        time.sleep(0.05)
+    return list(folder.iterdir())
+
+
+def _tagged(marker: str) -> list[int]:
+    """Live processes whose environment carries the marker (the killed CLI's whole tree)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if f"REPRO_TEST_MARKER={marker}".encode() in environ and state != "Z":
+                found.append(int(entry.name))
+    return found

@@ -45,7 +45,7 @@ from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
 from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
-from repro.rank_output import Progress, capture_output
+from repro.rank_output import EXIT_NO_SPACE, Progress, capture_output, out_of_space
 from repro.reference.loop import Training, TrainingFailure
 from repro.reference.step import AMP_DTYPES, sdpa_context
 from repro.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
@@ -230,8 +230,12 @@ class RankRun:
         final = training.final(state)
         checkpoint = self.run_dir / "checkpoint.pt"
         tmp = self.run_dir / ".checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, checkpoint)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, checkpoint)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave half a checkpoint behind
+            raise
         self._write_record(training.record(final))
         atomic.write_json(
             self.run_dir / "timings.json",
@@ -389,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         if current_dir is not None:
             _write_rank_error(current_dir, rank, world, exc, current)
+            if out_of_space(current_dir, exc):
+                # Nothing more can be written there, a traceback included: the exit status
+                # alone tells the parent (repro.failures).
+                raise SystemExit(EXIT_NO_SPACE) from None
         raise
     finally:
         if dist.is_initialized():
