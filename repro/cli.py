@@ -143,9 +143,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     if args.group:
         return _compare_groups(args)
-    if args.metric or args.margin or args.unpaired:
+    if args.metric or args.margin or args.resolution or args.unpaired:
         raise UserError(
-            "--metric, --margin and --unpaired apply to groups: `repro compare --group A RUN... --group B RUN...`."
+            "--metric, --margin, --resolution and --unpaired apply to groups: `repro compare --group A RUN... --group B RUN...`."
         )
     from repro.compare import compare_runs
 
@@ -155,7 +155,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_groups(args: argparse.Namespace) -> int:
-    from repro.groups import compare_groups, load_group_run, parse_margin
+    from repro.groups import compare_groups, load_group_run, parse_margin, parse_resolution
     from repro.report.group_render import build_group_report
 
     if args.runs:
@@ -168,6 +168,7 @@ def _compare_groups(args: argparse.Namespace) -> int:
         groups,
         metrics=args.metric,
         margins=[parse_margin(m) for m in args.margin or []],
+        resolutions=dict(parse_resolution(r) for r in args.resolution or []),
         alpha=args.alpha,
         unpaired=args.unpaired,
     )
@@ -335,7 +336,13 @@ def _add_compare(sub: Any) -> None:
     g.add_argument(
         "--margin",
         action="append",
-        help="for SAME: 0.002 (the metric's units), 0.3pp (points of a share), 0.5%% (of group A's mean); METRIC=... for one metric",
+        help="for SAME: 0.002 (the metric's units), 0.3pp (points of a share), 0.5%% (of the mean of both groups); METRIC=... for one metric",
+    )
+    g.add_argument(
+        "--resolution",
+        action="append",
+        metavar="METRIC=STEP",
+        help="the smallest step a metric shows, e.g. eval_accuracy=1/50 (default: the grid its values sit on)",
     )
     g.add_argument(
         "--alpha", type=float, default=0.05, help="false-DIFFERENT rate over all metrics (0.05)"

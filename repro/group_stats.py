@@ -1,34 +1,54 @@
 """Two groups of runs, one metric: are the settings behind them different, the same, or
 is it too early to say? A pure function of the numbers (``compare_samples``).
 
-- **DIFFERENT**: Welch's t-test (paired t when the runs pair by seed) rejects equal means
-  at ``alpha``.
 - **SAME**: only against a margin the user gives, by two one-sided tests: the
-  (1 - 2 alpha) interval of the difference lies inside +-margin. No margin, no SAME.
+  (1 - 2 alpha) interval of the difference lies inside +-margin. The margin is the
+  user's statement of what matters, so SAME wins even where the difference is also
+  detected (a real difference inside the margin is still SAME; the report says so).
+- **DIFFERENT**: Welch's t-test (paired t when the runs pair by seed) rejects equal means
+  at ``alpha``, and the difference is at least the metric's resolution.
 - **UNRESOLVED** otherwise, with the smallest difference these group sizes detect at
-  80 % power and the runs per side that would resolve the observed gap.
+  80 % power with the test actually run, and the runs per side that would resolve the
+  observed gap.
 
-Why t-tests and not an exact permutation test: with 3 or 4 runs per side (what people
-run) a permutation test cannot reach 5 % at all (its smallest p-value is 1/10 for 3 vs 3
-and 1/4 for 3 pairs), and no bootstrap below about 20 runs per side (it under-covers).
-Under the null the difference of two groups drawn alike is symmetric, where the t-test
-holds up well; ``benchmarks/bench_groups.py`` measures its error rates on normal, skewed
-and token-discrete accuracies at 3 to 30 runs per side.
+No spread: when every run of each group agreed (or every pair moved alike), a t-test
+has nothing to scale the gap by and would call any gap certain. The exact test decides
+instead: the permutation test of the two groups (p = 2 / C(2n, n) for n runs per side
+at two values), or the sign test of the pairs (p = 2 * 2**-n when all n differences
+have one sign); and the metric's resolution (the grid its values sit on, e.g. 1/50 for
+an accuracy over 50 items) stands in for the missing spread in the intervals, so
+constant groups are SAME only when their difference plus the resolution lies inside
+the margin.
+
+Why t-tests and not an exact permutation test otherwise: with 3 or 4 runs per side (what
+people run) a permutation test cannot reach 5 % at all (its smallest p-value is 1/10 for
+3 vs 3 and 1/4 for 3 pairs), and no bootstrap below about 20 runs per side (it
+under-covers). ``benchmarks/bench_groups.py`` measures the error rates on normal, skewed
+and discrete accuracies at 2 to 30 runs per side.
 
 The probability that a run of group B beats a run of group A (ties count half) comes
-with the Hanley-McNeil interval, its variance taken half a pair in from 0 or 1 when the
-groups do not overlap (the plain formula gives a zero-width interval there).
+with Newcombe's score-type interval (his method 5: the Hanley-McNeil variance, sizes
+averaged, taken at the bound rather than at the estimate) and a continuity correction of
+half a pair; it covers at least 95 % at 2 to 20 runs per side, where the plain
+Hanley-McNeil (Wald) interval covers as little as 72 %. Without the correction the
+score interval covers 90 % at 3 vs 3: complete separation (5 % of draws at no effect)
+must still reach 0.5.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 Decision = Literal["DIFFERENT", "SAME", "UNRESOLVED"]
+Test = Literal["welch", "paired t", "exact permutation", "exact sign"]
 POWER = 0.8  # for the detectable difference and the runs per side to resolve a gap
 MOST_RUNS = 10_000  # "more than this many per side" is as good as "never"
+# Spreads below this fraction of the values' size are floating-point noise (0.94 - 0.92
+# and 0.92 - 0.90 differ in the 17th digit): every run agreed.
+AGREE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -43,17 +63,24 @@ class SampleComparison:
     sd_a: float
     sd_b: float
     paired: bool
+    test: Test  # the test that gave p_value
     difference: float  # mean_b - mean_a (mean of the paired differences when paired)
     interval: tuple[float, float]  # (1 - alpha) interval of the difference
     p_value: float  # two-sided, equal means
     alpha: float
+    detected: bool  # p_value < alpha and the gap is at least the resolution
+    resolution: float  # the smallest step the metric shows; 0: continuous, inf: unknown
     margin: float | None  # absolute, in the metric's units
     equivalence_alpha: float  # the false-SAME rate at a true difference of the margin
     equivalence_interval: tuple[float, float]  # (1 - 2 equivalence_alpha): inside +-margin is SAME
     superiority: float  # P(a run of B beats a run of A), ties half
     superiority_interval: tuple[float, float]
-    detectable: float  # smallest |difference| detected with POWER at these sizes
+    detectable: float  # smallest |difference| detected with POWER at these sizes (inf: none)
     runs_to_resolve: int | None  # per side, for the observed gap at POWER; None: resolved or no gap
+
+    @property
+    def no_spread(self) -> bool:
+        return self.test.startswith("exact")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,23 +143,72 @@ def _paired(a: list[float], b: list[float]) -> _Estimate:
     return _Estimate(md, sd / math.sqrt(len(d)), float(len(d) - 1), sd)
 
 
-def _p_value(e: _Estimate) -> float:
-    if e.se == 0:  # no spread at all: any gap is certain, none is none
-        return 0.0 if e.difference != 0 else 1.0
-    return _t_sf2(e.difference / e.se, e.dof)
+def _exact_p(a: list[float], b: list[float], paired: bool, difference: float) -> float:
+    """The exact test where there is no spread: each group constant (permutation test of
+    the group labels) or every pair's difference alike (sign test)."""
+    if difference == 0:
+        return 1.0
+    if paired:  # n differences of one sign: 2 of the 2**n sign patterns are as extreme
+        return min(1.0, 2.0 * 0.5 ** len(a))
+    # Group A all x, group B all y: relabel at random; k of B's values land in A.
+    n_a, n_b = len(a), len(b)
+    total = math.comb(n_a + n_b, n_a)
+    observed = 1.0  # |mean_B - mean_A| in units of |y - x| when k = 0
+    extreme = 0
+    for k in range(min(n_a, n_b) + 1):
+        gap = abs((n_b - k) / n_b - k / n_a)
+        if gap >= observed - 1e-12:
+            extreme += math.comb(n_b, k) * math.comb(n_a, n_a - k)
+    return extreme / total
+
+
+def _exact_runs_needed(paired: bool, alpha: float) -> int:
+    """Runs per side at which the exact test of constant groups can reach ``alpha``."""
+    n = 2
+    while n <= MOST_RUNS:
+        smallest = 2 * 0.5**n if paired else 2 / math.comb(2 * n, n)
+        if smallest < alpha:
+            return n
+        n += 1
+    return MOST_RUNS + 1
+
+
+# -- P(B beats A) ---------------------------------------------------------------------------
 
 
 def superiority(a: list[float], b: list[float], alpha: float) -> tuple[float, tuple[float, float]]:
-    """P(B > A) + P(B = A) / 2 over all cross pairs, with a (1 - alpha) Hanley-McNeil interval."""
+    """P(B > A) + P(B = A) / 2 over all cross pairs, with Newcombe's (2006) score-type
+    (1 - alpha) interval: every theta whose Hanley-McNeil variance (with the group sizes
+    replaced by their mean) puts the estimate within z standard errors, after moving it
+    half a pair towards theta (the estimate is a count of pairs)."""
     wins = sum((y > x) + 0.5 * (y == x) for x in a for y in b)
     pairs = len(a) * len(b)
     p = wins / pairs
-    # Half a pair in from the edge: at complete separation the formula's variance is zero.
-    q = min(max(p, 0.5 / pairs), 1 - 0.5 / pairs)
-    q1, q2 = q / (2 - q), 2 * q * q / (1 + q)
-    var = (q * (1 - q) + (len(b) - 1) * (q1 - q * q) + (len(a) - 1) * (q2 - q * q)) / pairs
-    half = _normal_quantile(1 - alpha / 2) * math.sqrt(max(var, 0.0))
-    return p, (max(0.0, p - half), min(1.0, p + half))
+    z = _normal_quantile(1 - alpha / 2)
+    size = (len(a) + len(b)) / 2
+
+    def outside(theta: float) -> bool:
+        var = (
+            theta
+            * (1 - theta)
+            / pairs
+            * (1 + (size - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+        )
+        gap = max(abs(p - theta) - 0.5 / pairs, 0.0)
+        return gap * gap > z * z * var
+
+    def bound(inside: float, out: float) -> float:
+        for _ in range(60):  # bisection to 1e-18 of the unit interval
+            mid = (inside + out) / 2
+            if outside(mid):
+                out = mid
+            else:
+                inside = mid
+        return inside
+
+    low = 0.0 if p == 0 else bound(p, 0.0)
+    high = 1.0 if p == 1 else bound(p, 1.0)
+    return p, (low, high)
 
 
 def _normal_quantile(p: float) -> float:
@@ -141,34 +217,95 @@ def _normal_quantile(p: float) -> float:
     return float(ndtri(p))
 
 
-def _detectable(spread: float, n_a: int, n_b: int, paired: bool, alpha: float) -> float:
-    """The |difference| a two-sided test at ``alpha`` detects with POWER at these sizes."""
-    if paired:
-        dof, scale = n_a - 1, 1 / math.sqrt(n_a)
+# -- power ----------------------------------------------------------------------------------
+
+_GRID = 96  # quantile midpoints per chi-square in the Welch power integral
+WELCH_AS_POOLED = 30  # runs per side from which the pooled power stands in for Welch's
+
+
+@lru_cache(maxsize=4096)
+def _detectable_in_spreads(n_a: int, n_b: int, paired: bool, alpha: float) -> float:
+    """The |difference|, in per-run standard deviations, that the test actually run
+    detects with POWER at these sizes (both groups with the same spread)."""
+    from scipy.special import nctdtr, stdtrit
+
+    if paired or min(n_a, n_b) >= WELCH_AS_POOLED:
+        # The paired t is exact; past WELCH_AS_POOLED runs per side Welch's test has the
+        # pooled test's power to within 0.04 % of the detectable difference.
+        if min(n_a, n_b) < 2:
+            return math.inf
+        dof = n_a - 1 if paired else n_a + n_b - 2
+        scale = 1 / math.sqrt(n_a) if paired else math.sqrt(1 / n_a + 1 / n_b)
+        crit = float(stdtrit(dof, 1 - alpha / 2))
+
+        def power(delta: float) -> float:
+            nc = delta / scale
+            return float(1 - nctdtr(dof, nc, crit) + nctdtr(dof, nc, -crit))
+
     else:
-        dof, scale = n_a + n_b - 2, math.sqrt(1 / n_a + 1 / n_b)
-    if dof < 1:
-        return math.inf
-    return (t_quantile(1 - alpha / 2, dof) + t_quantile(POWER, dof)) * spread * scale
+        # Welch's test rejects when |mean gap| > t(nu_hat) * se_hat, and both nu_hat and
+        # se_hat move with the two sample variances: average the rejection probability
+        # over them (each a scaled chi-square), on a grid of their quantiles.
+        import numpy as np
+        from scipy.special import chdtri, ndtr
+
+        mid = (np.arange(_GRID) + 0.5) / _GRID
+        x = chdtri(n_a - 1, mid)[:, None]  # (GRID, 1)
+        y = chdtri(n_b - 1, mid)[None, :]  # (1, GRID)
+        va, vb = x / ((n_a - 1) * n_a), y / ((n_b - 1) * n_b)
+        nu = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
+        reach = stdtrit(nu, 1 - alpha / 2) * np.sqrt(va + vb)  # (GRID, GRID)
+        true_se = math.sqrt(1 / n_a + 1 / n_b)
+
+        def power(delta: float) -> float:
+            return float(
+                np.mean(ndtr((delta - reach) / true_se) + ndtr((-delta - reach) / true_se))
+            )
+
+    high = 1.0
+    while power(high) < POWER:
+        high *= 2
+        if high > 1e6:
+            return math.inf
+    low = 0.0
+    for _ in range(50):
+        mid_delta = (low + high) / 2
+        if power(mid_delta) < POWER:
+            low = mid_delta
+        else:
+            high = mid_delta
+    return high
+
+
+def welch_detectable(spread: float, n_a: int, n_b: int, paired: bool, alpha: float) -> float:
+    """The |difference| the test ``compare_samples`` runs (Welch, or paired t) detects
+    with POWER at these sizes, for runs spread by ``spread``."""
+    return spread * _detectable_in_spreads(n_a, n_b, paired, alpha)
 
 
 def detectable_difference(spread: float, runs: int, alpha: float = 0.05) -> float:
     """Two settings, ``runs`` runs each, per-run spread ``spread``: the gap in mean a
-    two-sided test at ``alpha`` detects with POWER (80 %)."""
-    return _detectable(spread, runs, runs, False, alpha)
+    pooled two-sided t-test at ``alpha`` detects with POWER (80 %), by the usual
+    (t + t) approximation. The seed band's planning figure; a group comparison states
+    ``welch_detectable`` for the test it runs."""
+    dof = 2 * runs - 2
+    if dof < 1:
+        return math.inf
+    scale = math.sqrt(2 / runs)
+    return (t_quantile(1 - alpha / 2, dof) + t_quantile(POWER, dof)) * spread * scale
 
 
 def runs_per_side(gap: float, spread: float, paired: bool, alpha: float) -> int | None:
-    """The fewest runs per side at which ``gap`` is detected with POWER; None when there is
-    no gap to resolve, MOST_RUNS + 1 past the ceiling."""
+    """The fewest runs per side at which ``gap`` is detected with POWER by the test
+    actually run; None when there is no gap to resolve, MOST_RUNS + 1 past the ceiling."""
     if gap == 0 or not math.isfinite(gap):
         return None
     if spread == 0:
-        return 2
+        return _exact_runs_needed(paired, alpha)
     low, high = 2, MOST_RUNS + 1
     while low < high:  # the detectable difference shrinks as runs are added
         n = (low + high) // 2
-        if _detectable(spread, n, n, paired, alpha) <= abs(gap):
+        if welch_detectable(spread, n, n, paired, alpha) <= abs(gap):
             high = n
         else:
             low = n + 1
@@ -203,40 +340,69 @@ def compare_samples(
     margin: float | None = None,
     paired: bool = False,
     equivalence_alpha: float | None = None,
+    resolution: float = 0.0,
 ) -> SampleComparison:
     """Group A against group B for one metric; ``paired`` means a[i] and b[i] share a seed.
 
     ``alpha`` is the false-DIFFERENT rate, and (unless ``equivalence_alpha`` says
     otherwise) the false-SAME rate at a true difference of exactly the margin. Several
     metrics split alpha for DIFFERENT, while SAME for all of them may keep it whole
-    (an intersection-union test). Needs at least 2 values per side.
+    (an intersection-union test). ``resolution`` is the smallest step the metric can
+    show (0: continuous; inf: unknown, so runs that all agree prove nothing). Needs at
+    least 2 finite values per side.
     """
     if len(a) < 2 or len(b) < 2:
         raise ValueError("each group needs at least 2 runs")
     if paired and len(a) != len(b):
         raise ValueError("paired groups need the same number of runs")
+    if not all(math.isfinite(v) for v in a + b):
+        raise ValueError("every value must be a finite number")
     same_alpha = alpha if equivalence_alpha is None else equivalence_alpha
     for level in (alpha, same_alpha):
         if not 0 < level < 0.5:
             raise ValueError(f"alpha must lie between 0 and 0.5, not {level}")
     if margin is not None and not margin > 0:
         raise ValueError(f"the margin must be positive, not {margin}")
+    if not resolution >= 0:  # inf: unknown (every value the same number)
+        raise ValueError(f"the resolution must be 0 or positive, not {resolution}")
     e = _paired(a, b) if paired else _welch(a, b)
-    p = _p_value(e)
+    size = max(abs(v) for v in a + b)
+    no_spread = e.se <= AGREE * size
+    if no_spread:
+        difference = 0.0 if abs(e.difference) <= AGREE * size else e.difference
+        p = _exact_p(a, b, paired, difference)
+        test: Test = "exact sign" if paired else "exact permutation"
 
-    def interval(level: float) -> tuple[float, float]:
-        half = t_quantile(1 - (1 - level) / 2, e.dof) * e.se if e.se > 0 else 0.0
-        return e.difference - half, e.difference + half
+        def interval(level: float) -> tuple[float, float]:
+            # No spread to scale by: the difference is known to the metric's resolution.
+            return difference - resolution, difference + resolution
+
+    else:
+        difference = e.difference
+        p = _t_sf2(difference / e.se, e.dof)
+        test = "paired t" if paired else "welch"
+
+        def interval(level: float) -> tuple[float, float]:
+            half = t_quantile(1 - (1 - level) / 2, e.dof) * e.se
+            return difference - half, difference + half
 
     equivalence = interval(1 - 2 * same_alpha)
-    if p < alpha:
-        decision: Decision = "DIFFERENT"
-    elif margin is not None and -margin < equivalence[0] and equivalence[1] < margin:
-        decision = "SAME"
+    # A gap of one grid step, computed in floating point, may fall a hair short of it.
+    detected = p < alpha and abs(difference) >= resolution * (1 - 1e-9)
+    if margin is not None and -margin < equivalence[0] and equivalence[1] < margin:
+        decision: Decision = "SAME"
+    elif detected:
+        decision = "DIFFERENT"
     else:
         decision = "UNRESOLVED"
     (ma, sa), (mb, sb) = mean_sd(a), mean_sd(b)
     sup, sup_interval = superiority(a, b, alpha)
+    spread = 0.0 if no_spread else e.spread
+    if no_spread:
+        reachable = _exact_runs_needed(paired, alpha) <= len(a)
+        detectable = max(resolution, AGREE * size) if reachable else math.inf
+    else:
+        detectable = welch_detectable(spread, len(a), len(b), paired, alpha)
     return SampleComparison(
         decision=decision,
         n_a=len(a),
@@ -246,19 +412,20 @@ def compare_samples(
         sd_a=sa,
         sd_b=sb,
         paired=paired,
-        difference=e.difference,
+        test=test,
+        difference=difference,
         interval=interval(1 - alpha),
         p_value=p,
         alpha=alpha,
+        detected=detected,
+        resolution=resolution,
         margin=margin,
         equivalence_alpha=same_alpha,
         equivalence_interval=equivalence,
         superiority=sup,
         superiority_interval=sup_interval,
-        detectable=_detectable(e.spread, len(a), len(b), paired, alpha),
+        detectable=detectable,
         runs_to_resolve=(
-            runs_per_side(e.difference, e.spread, paired, alpha)
-            if decision == "UNRESOLVED"
-            else None
+            runs_per_side(difference, spread, paired, alpha) if decision == "UNRESOLVED" else None
         ),
     )

@@ -4,30 +4,45 @@ One run per side cannot say: identical trainings spread by up to a few accuracy 
 from nondeterminism and seeds alone. This compares the two groups' distributions per
 metric (``repro.group_stats``) and gives one verdict: DIFFERENT when any metric differs
 (the false-DIFFERENT rate alpha is split over the metrics), SAME when every metric is
-shown inside its margin, UNRESOLVED otherwise; FAILED when a run did not complete.
+shown inside its margin, UNRESOLVED otherwise; FAILED when a run did not complete or a
+compared metric of a run is not a finite number (NaN, Inf, a string).
 
 A run is a reference run folder, a tracked run (``repro.track``) or a TensorBoard log
-folder. Metrics are the numeric final metrics every run has, or those named with
-``--metric`` (``NAME`` for a final metric, ``NAME@STEP`` for a logged scalar at a step).
+folder, never a mix of reference and tracked runs. Metrics are the final metrics every
+run has, or those named with ``--metric`` (``NAME`` for a final metric, ``NAME@STEP``
+for a logged scalar at a step).
+
+The unit is the seed: runs of one seed in one group are averaged into one value (with
+deterministic training they are copies, and counting them as independent draws makes
+false DIFFERENT verdicts several times as likely as alpha). A run is identified by the
+run id it recorded (by its record's digest where it recorded none), not by its folder: a
+run named twice, copied, or in both groups is bad input.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
-from repro.group_stats import SampleComparison, can_pair, compare_samples
+from repro.group_stats import SampleComparison, can_pair, compare_samples, mean_sd
 from repro.verdict import Verdict
 
 DEFAULT_ALPHA = 0.05
 CURVES_SHOWN = 3  # logged scalars drawn per report, in the order the runs logged them
+GRID_ITEMS = 1000  # the finest grid 1/N inferred from values (an evaluation set of N items)
+# Values within this (float32-level) fraction of a grid point sit on it: accuracies are
+# often float32 means.
+ON_GRID = 5e-7
 _AT_STEP = re.compile(r"^(?P<name>[^@]+)@(?P<step>\d+)$")
 _MARGIN = re.compile(r"^(?:(?P<metric>[^=]+)=)?(?P<value>[0-9.eE+-]+)(?P<unit>pp|%)?$")
+_RESOLUTION = re.compile(r"^(?P<metric>[^=]+)=(?P<value>[0-9.eE+-]+(?:/[0-9]+)?)$")
 
 
 @dataclass(frozen=True)
@@ -39,14 +54,18 @@ class GroupRun:
     seed: Any
     complete: bool
     reason: str  # why it is not complete ("" when it is)
-    final: dict[str, float]  # the numeric final metrics
+    final: dict[str, Any]  # the final metrics as recorded (a NaN may be a string "nan")
     scalars: dict[str, dict[int, float]]  # logged scalar -> step -> value (rank 0's view)
+    kind: str = "tracked"  # "tracked", "tensorboard" or "reference"
+    run_id: str | None = None  # as the run recorded it (config.yaml), whatever its folder
+    digest: str = ""  # sha256 of its record files: equal for byte copies
 
 
 @dataclass(frozen=True)
 class Margin:
     """``--margin``: absolute (``0.002``), percentage points (``0.3pp`` = 0.003) or a
-    fraction of group A's mean (``0.5%``), for one metric or (no name) all of them."""
+    fraction of the pooled mean of both groups (``0.5%``), for one metric or (no name)
+    all of them."""
 
     metric: str | None
     value: float
@@ -54,13 +73,17 @@ class Margin:
 
     def absolute(self, metric: str, values_a: list[float], values_b: list[float]) -> float:
         if self.unit == "%":
-            margin = abs(statistics.fmean(values_a)) * self.value / 100
-            if margin == 0:
+            # The pooled mean: group A's alone would make the margin depend on which
+            # setting was named first. Near zero a percentage of it is no margin at all.
+            pooled = values_a + values_b
+            mean, sd = mean_sd(pooled)
+            if abs(mean) <= 3 * sd / math.sqrt(len(pooled)):
                 raise UserError(
-                    f"--margin {self.describe()}: group A's mean {metric} is 0, so a percentage "
-                    f"of it is no margin; give one in the metric's units (--margin {metric}=VALUE)."
+                    f"--margin {self.describe()}: the mean {metric} of both groups, {mean:.3g}, "
+                    "is within 3 standard errors of 0, so a percentage of it is no margin; "
+                    f"give one in the metric's units (--margin {metric}=VALUE)."
                 )
-            return margin
+            return abs(mean) * self.value / 100
         if self.unit == "pp":
             if not all(0 <= v <= 1 for v in values_a + values_b):
                 raise UserError(
@@ -80,10 +103,43 @@ def parse_margin(spec: str) -> Margin:
     if m is None or not value > 0 or not math.isfinite(value):
         raise UserError(
             f"--margin {spec!r} is not a margin: give a positive number, in the metric's units "
-            "(0.002), percentage points (0.3pp) or percent of group A's mean (0.5%), "
+            "(0.002), percentage points (0.3pp) or percent of the mean of both groups (0.5%), "
             "optionally for one metric (eval_accuracy=0.3pp)."
         )
     return Margin(m.group("metric"), value, m.group("unit") or "")
+
+
+def parse_resolution(spec: str) -> tuple[str, float]:
+    """``--resolution eval_accuracy=1/50``: the smallest step the metric can show."""
+    m = _RESOLUTION.match(spec.strip())
+    value = math.nan
+    if m:
+        try:
+            value = float(Fraction(m.group("value")))
+        except (ValueError, ZeroDivisionError):
+            value = math.nan
+    if m is None or not value > 0 or not math.isfinite(value):
+        raise UserError(
+            f"--resolution {spec!r} is not a resolution: give METRIC=STEP with a positive step, "
+            "e.g. eval_accuracy=1/50 for an accuracy over 50 items."
+        )
+    return m.group("metric"), value
+
+
+def infer_resolution(values: list[float]) -> float:
+    """The coarsest grid 1/N (N up to GRID_ITEMS) that every value sits on; 0 when none
+    does (a continuous metric); inf when every value is the same number, which says
+    nothing of the grid. With few distinct values the grid found can be coarser than the
+    metric's real step, which only makes SAME harder to show; --resolution states it."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    if np.all(np.abs(array - array[0]) <= ON_GRID * np.maximum(1.0, np.abs(array))):
+        return math.inf
+    scaled = np.arange(1, GRID_ITEMS + 1)[:, None] * array[None, :]
+    on_grid = np.abs(scaled - np.round(scaled)) <= ON_GRID * np.maximum(1.0, np.abs(scaled))
+    fits = np.flatnonzero(on_grid.all(axis=1))
+    return 1 / float(fits[0] + 1) if fits.size else 0.0
 
 
 def _is_number(text: str) -> bool:
@@ -94,16 +150,32 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def as_number(value: Any) -> float | None:
+    """A recorded metric as a float (NaN and Inf included, also as the strings tracking
+    writes them), or None when it is no number at all."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return float(value)
+    return None
+
+
 @dataclass(frozen=True)
 class MetricResult:
     metric: str
-    values_a: list[float]  # in the order the runs pair (by seed) or were given
+    values_a: list[float]  # one per seed, in the order the seeds pair or were given
     values_b: list[float]
     margin: str | None  # as given, e.g. "0.3pp"
-    stats: SampleComparison
+    stats: SampleComparison | None  # None when a run's value is not a finite number
+    resolution_source: str = "continuous"  # "given", "inferred", "continuous" or "unknown"
+    failures: tuple[str, ...] = ()  # "RUN's final METRIC is nan" for each such run
 
     @property
     def verdict(self) -> Verdict:
+        if self.stats is None:
+            return Verdict.FAILED
         return Verdict(self.stats.decision)
 
 
@@ -125,13 +197,18 @@ class GroupComparison:
             "verdict": self.verdict,
             "summary": self.summary,
             "groups": {
-                name: [{"name": r.name, "path": r.path, "seed": r.seed} for r in runs]
+                name: [
+                    {"name": r.name, "path": r.path, "seed": r.seed, "run_id": r.run_id}
+                    for r in runs
+                ]
                 for name, runs in zip(self.names, self.runs)
             },
             "paired": self.paired,
             "alpha": self.alpha,
             "metrics": [
-                {"metric": m.metric, "verdict": m.verdict, "margin": m.margin, **asdict(m.stats)}
+                {"metric": m.metric, "verdict": m.verdict, "margin": m.margin}
+                | (asdict(m.stats) if m.stats is not None else {})
+                | {"resolution_source": m.resolution_source, "failures": list(m.failures)}
                 | {"values": {self.names[0]: m.values_a, self.names[1]: m.values_b}}
                 for m in self.metrics
             ],
@@ -142,73 +219,170 @@ class GroupComparison:
 # -- loading --------------------------------------------------------------------------------
 
 
+def run_kind(path: Path) -> str:
+    from repro.tensorboard_run import is_event_dir
+    from repro.tracked_compare import is_tracked
+
+    if is_tracked(path):
+        return "tracked"
+    return "tensorboard" if is_event_dir(path) else "reference"
+
+
 def load_group_run(argument: str) -> GroupRun:
-    from repro.tensorboard_run import is_event_dir, load_event_dir
-    from repro.tracked_compare import is_tracked, load_tracked
+    from repro.tensorboard_run import load_event_dir
+    from repro.tracked_compare import load_tracked
 
     path = Path(argument)
     if not path.is_dir():
         raise UserError(
             f"{argument} is not a run folder; pass run folders after each --group NAME."
         )
-    if is_tracked(path) or is_event_dir(path):
-        tracked = load_event_dir(path) if is_event_dir(path) else load_tracked(path)
+    kind = run_kind(path)
+    if kind != "reference":
+        tracked = load_event_dir(path) if kind == "tensorboard" else load_tracked(path)
         view, rows = tracked.view, tracked.ranks[0] if tracked.ranks else []
         scalars: dict[str, dict[int, float]] = {}
         for row in rows:
             for key, value in row.items():
-                if key != "step" and _numeric(value):
-                    scalars.setdefault(key, {})[int(row["step"])] = float(value)
+                if key != "step" and (number := as_number(value)) is not None:
+                    scalars.setdefault(key, {})[int(row["step"])] = number
+        records = (
+            sorted(path.glob("events.out.tfevents.*"))
+            if kind == "tensorboard"
+            else sorted(path.glob("metrics-rank*.jsonl"))
+        )
     else:
         from repro.runview import RunView
 
         view = RunView.from_run_dir(path)
         scalars = {
-            "loss": {s["step"]: float(s["loss"]) for s in view.steps if _numeric(s["loss"])},
+            "loss": {s["step"]: float(s["loss"]) for s in view.steps},
             "grad_norm": {
-                s["step"]: float(norm)
-                for s in view.steps
-                if (norm := s["grad_norm"]) is not None and _numeric(norm)
+                s["step"]: float(norm) for s in view.steps if (norm := s["grad_norm"]) is not None
             },
         }
+        records = [path / "record.json"]
     status = str(view.status.get("status", "UNKNOWN"))
-    final = {k: float(v) for k, v in (view.final or {}).items() if _numeric(v)}
+    final = dict(view.final or {})
+    if kind == "tracked":  # as written: a loader may leave out what is not a number
+        from repro.tracking import read_metrics
+
+        for record in read_metrics(path, 0):
+            if "final" in record:
+                final = dict(record["final"])
     complete = status == "COMPLETE" and bool(final)
     reason = (
         "" if complete else str(view.status.get("reason") or f"status {status}, no final metrics")
     )
     seed = view.config.get("settings", {}).get("seed")
-    return GroupRun(view.name, str(path), seed, complete, reason, final, scalars)
+    run_id = view.config.get("run_id") if kind != "tensorboard" else None
+    return GroupRun(
+        view.name,
+        str(path),
+        seed,
+        complete,
+        reason,
+        final,
+        scalars,
+        kind,
+        None if run_id is None else str(run_id),
+        _digest(path, records),
+    )
+
+
+def _digest(root: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file():
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _check_distinct(groups: list[tuple[str, list[GroupRun]]]) -> None:
+    """Each run once: a repeat, a copy (same run id, or the same record where no id was
+    recorded) or a run in both groups would count one draw of seed noise twice."""
+    kinds = {r.kind == "reference": r for _, runs in groups for r in runs}
+    if len(kinds) == 2:
+        raise UserError(
+            f"{kinds[True].path} is a reference run and {kinds[False].path} a tracked run: "
+            "compare tracked runs (repro.track, TensorBoard logs) with tracked runs and "
+            "reference runs with reference runs."
+        )
+    seen: dict[Any, tuple[str, GroupRun]] = {}
+    for group, runs in groups:
+        for run in runs:
+            keys = [("path", str(Path(run.path).resolve()))]
+            keys.append(("id", run.run_id) if run.run_id else ("digest", run.digest))
+            for key in keys:
+                if key not in seen:
+                    continue
+                other_group, other = seen[key]
+                where = (
+                    f"twice in group {group!r}"
+                    if other_group == group
+                    else f"in groups {other_group!r} and {group!r}"
+                )
+                what = {
+                    "path": f"{run.path} is named {where}",
+                    "id": f"{other.path} and {run.path} are one run (run id {run.run_id}) {where}",
+                    "digest": f"{other.path} and {run.path} hold the same record {where}",
+                }[key[0]]
+                raise UserError(
+                    f"{what}: a copy of a run is no new draw of seed noise, so name each run once."
+                )
+            for key in keys:
+                seen[key] = (group, run)
 
 
 def _numeric(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    number = as_number(value)
+    return number is not None and math.isfinite(number)
 
 
 # -- comparing ------------------------------------------------------------------------------
 
 
-def _metric_values(runs: tuple[GroupRun, ...], metric: str) -> list[float]:
-    at = _AT_STEP.match(metric)
-    values = []
+@dataclass(frozen=True)
+class _Unit:
+    """One seed of one group: the runs of that seed (one, unless it was repeated)."""
+
+    seed: Any
+    runs: tuple[GroupRun, ...]
+
+
+def _units(runs: list[GroupRun]) -> list[_Unit]:
+    by_seed: dict[str, list[GroupRun]] = {}
+    alone: list[_Unit] = []
     for run in runs:
-        if at:
-            value = run.scalars.get(at.group("name"), {}).get(int(at.group("step")))
+        if run.seed is None:  # no seed recorded: each run counts as its own draw
+            alone.append(_Unit(None, (run,)))
         else:
-            value = run.final.get(metric)
-        if value is None:
-            where = (
-                f"no {at.group('name')} logged at step {at.group('step')}"
-                if at
-                else f"no final {metric}"
-            )
-            raise UserError(f"{run.path} has {where}; compare a metric every run has (--metric).")
-        values.append(value)
-    return values
+            by_seed.setdefault(str(run.seed), []).append(run)
+    return [_Unit(rs[0].seed, tuple(rs)) for rs in by_seed.values()] + alone
+
+
+def raw_value(run: GroupRun, metric: str) -> Any:
+    """The run's value of a metric as recorded; a UserError when it has none."""
+    at = _AT_STEP.match(metric)
+    if at:
+        value = run.scalars.get(at.group("name"), {}).get(int(at.group("step")))
+        missing = f"no {at.group('name')} logged at step {at.group('step')}"
+    else:
+        value = run.final.get(metric)
+        missing = f"no final {metric}"
+    if value is None:
+        raise UserError(f"{run.path} has {missing}; compare a metric every run has (--metric).")
+    return value
 
 
 def _default_metrics(runs: list[GroupRun]) -> list[str]:
-    common = [m for m in runs[0].final if all(m in r.final for r in runs)]
+    """The final metrics every run has and at least one run holds a number for (a NaN
+    in every run is still a metric: it fails; a label in every run is none)."""
+    common = [
+        m
+        for m in runs[0].final
+        if all(m in r.final for r in runs) and any(as_number(r.final[m]) is not None for r in runs)
+    ]
     if not common:
         raise UserError(
             "the runs share no numeric final metric; name one with --metric (NAME, or NAME@STEP "
@@ -217,32 +391,15 @@ def _default_metrics(runs: list[GroupRun]) -> list[str]:
     return common
 
 
-def _pairing(a: list[GroupRun], b: list[GroupRun], unpaired: bool) -> tuple[bool, list[str]]:
-    notes = []
-    for side in (a, b):
-        seeds = [r.seed for r in side if r.seed is not None]
-        repeated = sorted({str(s) for s in seeds if seeds.count(s) > 1})
-        if repeated:
-            notes.append(
-                f"seed {', '.join(repeated)} appears more than once in one group: such runs "
-                "are not independent draws of seed noise unless the training is nondeterministic."
-            )
-    paired = not unpaired and can_pair([r.seed for r in a], [r.seed for r in b])
-    if paired:
-        notes.append(
-            f"paired by seed: the same {len(a)} seeds on both sides, so each seed's runs are compared."
-        )
-    return paired, notes
-
-
 def _band(runs: tuple[GroupRun, ...], scalar: str) -> dict[str, list[float]]:
     steps = sorted(set.intersection(*(set(r.scalars.get(scalar, {})) for r in runs)))
-    per_step = [[r.scalars[scalar][s] for r in runs] for s in steps]
+    per_step = [[v for r in runs if math.isfinite(v := r.scalars[scalar][s])] for s in steps]
+    kept = [(s, v) for s, v in zip(steps, per_step) if v]  # a step every run left NaN: no band
     return {
-        "steps": [float(s) for s in steps],
-        "median": [statistics.median(v) for v in per_step],
-        "low": [min(v) for v in per_step],
-        "high": [max(v) for v in per_step],
+        "steps": [float(s) for s, _ in kept],
+        "median": [statistics.median(v) for _, v in kept],
+        "low": [min(v) for _, v in kept],
+        "high": [max(v) for _, v in kept],
     }
 
 
@@ -261,6 +418,7 @@ def compare_groups(
     *,
     metrics: list[str] | None = None,
     margins: list[Margin] | None = None,
+    resolutions: dict[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
     unpaired: bool = False,
 ) -> GroupComparison:
@@ -277,40 +435,69 @@ def compare_groups(
             )
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha {alpha:g} must lie between 0 and 0.5 (0.05 is usual).")
-    failed = [r for r in a + b if not r.complete]
-    paired, notes = _pairing(a, b, unpaired)
+    _check_distinct(groups)
+    units_a, units_b = _units(a), _units(b)
+    notes = []
+    for name, members, seeds in ((name_a, a, units_a), (name_b, b, units_b)):
+        if len(seeds) < 2:
+            raise UserError(
+                f"group {name!r} holds {len(members)} runs of one seed ({seeds[0].seed}); the "
+                "unit is the seed, so give each group runs of at least 2 seeds."
+            )
+        repeated = [u for u in seeds if len(u.runs) > 1]
+        if repeated:
+            times = ", ".join(f"seed {u.seed} {len(u.runs)} times" for u in repeated)
+            notes.append(
+                f"group {name} ran {times}: the unit is the seed, so each seed's runs are "
+                f"averaged into one value ({len(members)} runs, {len(seeds)} seeds compared)."
+            )
+    paired = not unpaired and can_pair([u.seed for u in units_a], [u.seed for u in units_b])
     if paired:  # the same order of seeds on both sides
-        a = sorted(a, key=lambda r: str(r.seed))
-        b = sorted(b, key=lambda r: str(r.seed))
-    runs = (tuple(a), tuple(b))
+        units_a.sort(key=lambda u: str(u.seed))
+        units_b.sort(key=lambda u: str(u.seed))
+        notes.append(
+            f"paired by seed: the same {len(units_a)} seeds on both sides, so each seed's "
+            "runs are compared."
+        )
+    units = (units_a, units_b)
+    runs = (tuple(r for u in units_a for r in u.runs), tuple(r for u in units_b for r in u.runs))
+    failed = [r for r in runs[0] + runs[1] if not r.complete]
     if failed:
         summary = "; ".join(f"{r.name} did not complete ({r.reason})" for r in failed)
         return GroupComparison(
             Verdict.FAILED, (name_a, name_b), runs, paired, alpha, (), summary, tuple(notes)
         )
-    names = metrics or _default_metrics(a + b)
+    names = metrics or _default_metrics(list(runs[0] + runs[1]))
     by_metric = {m.metric: m for m in margins or []}
-    results = []
-    for metric in names:
-        values_a, values_b = _metric_values(runs[0], metric), _metric_values(runs[1], metric)
-        margin = by_metric.get(metric) or by_metric.get(None)
-        stats = compare_samples(
-            values_a,
-            values_b,
-            alpha=alpha / len(names),  # Bonferroni: DIFFERENT on any metric at rate alpha
-            equivalence_alpha=alpha,  # SAME needs every metric: no split needed
-            margin=margin.absolute(metric, values_a, values_b) if margin else None,
+    for option, named in (
+        ("--margin", set(by_metric) - {None}),
+        ("--resolution", set(resolutions or {})),
+    ):
+        unknown = named - set(names)
+        if unknown:
+            raise UserError(
+                f"{option} names {', '.join(sorted(map(str, unknown)))}, which is not compared; "
+                f"the metrics compared are {', '.join(names)}."
+            )
+    if len(names) > 1:
+        notes.append(
+            f"alpha {alpha:g} is split over {len(names)} metrics (Bonferroni) so that the whole "
+            "verdict keeps it; metrics that move together (a loss and an accuracy) make this "
+            "conservative: fewer false DIFFERENT verdicts than alpha, and a real difference "
+            "needs a little more evidence."
+        )
+    results = [
+        _compare_metric(
+            metric,
+            units,
+            by_metric.get(metric) or by_metric.get(None),
+            (resolutions or {}).get(metric),
+            alpha=alpha,
+            metric_count=len(names),
             paired=paired,
         )
-        results.append(
-            MetricResult(metric, values_a, values_b, margin.describe() if margin else None, stats)
-        )
-    unknown = set(by_metric) - {None} - set(names)
-    if unknown:
-        raise UserError(
-            f"--margin names {', '.join(sorted(map(str, unknown)))}, which is not compared; "
-            f"the metrics compared are {', '.join(names)}."
-        )
+        for metric in names
+    ]
     verdict = Verdict.worst([r.verdict for r in results])
     return GroupComparison(
         verdict,
@@ -325,11 +512,64 @@ def compare_groups(
     )
 
 
+def _compare_metric(
+    metric: str,
+    units: tuple[list[_Unit], list[_Unit]],
+    margin: Margin | None,
+    resolution: float | None,
+    *,
+    alpha: float,
+    metric_count: int,
+    paired: bool,
+) -> MetricResult:
+    raw = [[[raw_value(r, metric) for r in u.runs] for u in side] for side in units]
+    failures = tuple(
+        f"{r.name}'s {_what(metric)} is {value!r}, not a finite number"
+        for side, side_raw in zip(units, raw)
+        for u, values in zip(side, side_raw)
+        for r, value in zip(u.runs, values)
+        if not _numeric(value)
+    )
+    if failures:  # never SAME, EQUIVALENT or IDENTICAL on a metric a run did not produce
+        return MetricResult(
+            metric, [], [], margin.describe() if margin else None, None, failures=failures
+        )
+    per_run = [float(v) for side in raw for values in side for v in values]
+    if resolution is None:
+        resolution = infer_resolution(per_run)
+        source = {0.0: "continuous", math.inf: "unknown"}.get(resolution, "inferred")
+    else:
+        source = "given"
+    values_a, values_b = (
+        [math.fsum(map(float, values)) / len(values) for values in side] for side in raw
+    )
+    stats = compare_samples(
+        values_a,
+        values_b,
+        alpha=alpha / metric_count,  # Bonferroni: DIFFERENT on any metric at rate alpha
+        equivalence_alpha=alpha,  # SAME needs every metric: no split needed
+        margin=margin.absolute(metric, values_a, values_b) if margin else None,
+        paired=paired,
+        resolution=resolution,
+    )
+    return MetricResult(
+        metric, values_a, values_b, margin.describe() if margin else None, stats, source
+    )
+
+
+def _what(metric: str) -> str:
+    at = _AT_STEP.match(metric)
+    return f"{at.group('name')} at step {at.group('step')}" if at else f"final {metric}"
+
+
 def _summary(verdict: Verdict, a: str, b: str, results: list[MetricResult]) -> str:
     def gap(r: MetricResult) -> str:
         s = r.stats
+        assert s is not None
         return f"{r.metric} {s.mean_b:.4g} vs {s.mean_a:.4g} ({s.difference:+.3g})"
 
+    if verdict is Verdict.FAILED:
+        return "; ".join(f for r in results for f in r.failures)
     if verdict is Verdict.DIFFERENT:
         hits = [r for r in results if r.verdict is Verdict.DIFFERENT]
         return f"{b} differs from {a}: " + "; ".join(gap(r) for r in hits)

@@ -7,9 +7,10 @@ points per run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from repro.group_stats import MOST_RUNS, POWER
+from repro.groups import as_number, raw_value
 from repro.report.blocks import (
     VERDICT_TONES,
     Block,
@@ -25,6 +26,7 @@ from repro.verdict import Verdict
 
 if TYPE_CHECKING:
     from repro.bands import SeedCheck
+    from repro.group_stats import SampleComparison
     from repro.groups import GroupComparison, MetricResult
 
 
@@ -42,6 +44,9 @@ def _metric_table(gc: GroupComparison) -> Table:
     rows = []
     for m in gc.metrics:
         s = m.stats
+        if s is None:  # a run's value is not a number: nothing to summarise
+            rows.append((m.metric, "", "", "", "", m.verdict))
+            continue
         rows.append(
             (
                 m.metric,
@@ -60,10 +65,40 @@ def _metric_table(gc: GroupComparison) -> Table:
     )
 
 
+_TESTS = {
+    "welch": "Welch's t-test",
+    "paired t": "paired t-test",
+    "exact permutation": "exact permutation test (every run of each group agreed)",
+    "exact sign": "exact sign test (every pair moved alike)",
+}
+
+
+def _resolution(m: MetricResult, s: SampleComparison) -> str:
+    if m.resolution_source == "given":
+        return f"resolution {_num(s.resolution)} (--resolution)"
+    if m.resolution_source == "inferred":
+        return (
+            f"resolution {_num(s.resolution)}, inferred: every value sits on a grid of "
+            f"1/{round(1 / s.resolution)} (--resolution {m.metric}=STEP states it)"
+        )
+    if m.resolution_source == "unknown":
+        return (
+            "resolution unknown: every run gave the same number, which shows no grid; "
+            f"--resolution {m.metric}=STEP states it"
+        )
+    return "no grid of values: a continuous metric"
+
+
 def _explanation(m: MetricResult, gc: GroupComparison) -> Item:
     """What the row means, in words a reader can act on."""
     s = m.stats
     a, b = gc.names
+    if s is None:
+        return Item(
+            f"{m.metric}: " + "; ".join(m.failures) + ": the groups cannot be compared on it",
+            tag=str(m.verdict),
+            tone=VERDICT_TONES[m.verdict],
+        )
     gap, spread = abs(s.difference), max(s.sd_a, s.sd_b)
     low, high = s.interval
     sup_low, sup_high = s.superiority_interval
@@ -71,30 +106,42 @@ def _explanation(m: MetricResult, gc: GroupComparison) -> Item:
         f"{b} - {a}: {s.difference:+.3g}, {_percent(1 - s.alpha)} interval [{low:+.3g}, {high:+.3g}]"
         + (" (mean of the pairs' differences)" if s.paired else ""),
         f"P(beats): a run of {b} beats a run of {a} with probability {s.superiority:.2f}, "
-        f"[{sup_low:.2f}, {sup_high:.2f}]; p = {s.p_value:.3g}",
+        f"[{sup_low:.2f}, {sup_high:.2f}] (score interval); p = {s.p_value:.3g} "
+        f"({_TESTS[s.test]})",
+        _resolution(m, s),
     )
-    sizes = f"{s.n_a} pairs" if s.paired else f"{s.n_a} and {s.n_b} runs"
-    detect = (
-        f"with {sizes} the smallest difference detected with {_percent(POWER)} power is "
-        f"{_num(s.detectable)}"
-    )
+    sizes = f"{s.n_a} pairs" if s.paired else f"{s.n_a} and {s.n_b} seeds"
+    if s.no_spread:
+        detect = (
+            "every run agreed: no spread to judge by, so the exact test decides and the "
+            "metric's resolution stands in for the spread"
+            + (
+                f"; it cannot reach p < {s.alpha:.3g} with {sizes}"
+                if s.detectable == float("inf")
+                else ""
+            )
+        )
+    else:
+        detect = (
+            f"with {sizes} the smallest difference {_TESTS[s.test]} detects with "
+            f"{_percent(POWER)} power is {_num(s.detectable)}"
+        )
     if m.verdict is Verdict.DIFFERENT:
         text = (
             f"{m.metric}: {_num(gap)} apart, p = {s.p_value:.2g} below {s.alpha:.3g} "
             f"(alpha {gc.alpha:g} split over {len(gc.metrics)} metric(s))"
         )
-        if (
-            s.margin is not None
-            and -s.margin < s.equivalence_interval[0]
-            and s.equivalence_interval[1] < s.margin
-        ):
-            text += f"; the difference is real but inside your margin of ±{m.margin}"
     elif m.verdict is Verdict.SAME:
         low, high = s.equivalence_interval
         text = (
             f"{m.metric}: the {_percent(1 - 2 * s.equivalence_alpha)} interval of the difference, "
             f"[{low:+.3g}, {high:+.3g}], lies inside ±{_num(s.margin or 0)} ({m.margin})"
         )
+        if s.detected:
+            text += (
+                f"; a difference of {s.difference:+.3g} is detected (p = {s.p_value:.2g}), "
+                "real but inside your margin"
+            )
     else:
         text = f"{m.metric}: {_num(gap)} apart, spread {_num(spread)}: {detect}"
         if s.runs_to_resolve is not None:
@@ -103,9 +150,8 @@ def _explanation(m: MetricResult, gc: GroupComparison) -> Item:
                 if s.runs_to_resolve > MOST_RUNS
                 else f"about {s.runs_to_resolve}"
             )
-            text += (
-                f"; {need} runs per side would resolve a {_num(gap)} difference with "
-                f"{_percent(POWER)} power"
+            text += f"; {need} seeds per side would resolve a {_num(gap)} difference" + (
+                "" if s.no_spread else f" with {_percent(POWER)} power"
             )
         if s.margin is None:
             text += "; give --margin to test whether the settings are the same"
@@ -118,14 +164,18 @@ def _explanation(m: MetricResult, gc: GroupComparison) -> Item:
     return Item(text, tag=str(m.verdict), tone=VERDICT_TONES[m.verdict], details=details)
 
 
+def _cell(value: Any) -> str:
+    number = as_number(value)
+    return _num(number) if number is not None else repr(value)
+
+
 def _runs_table(gc: GroupComparison) -> Table:
+    """Every run with its own values, as recorded (a seed's runs before averaging)."""
     names = [m.metric for m in gc.metrics]
     rows = []
     for group, runs in zip(gc.names, gc.runs):
-        for i, run in enumerate(runs):
-            values = []
-            for m in gc.metrics:
-                values.append(_num((m.values_a if group == gc.names[0] else m.values_b)[i]))
+        for run in runs:
+            values = [_cell(raw_value(run, name)) for name in names]
             seed = "" if run.seed is None else str(run.seed)
             status = "" if run.complete else f"did not complete: {run.reason}"
             rows.append((group, run.name, seed, *values, status))
@@ -150,13 +200,14 @@ def build_group_report(gc: GroupComparison) -> Report:
         for scalar in gc.curves
     ]
     plots += [
-        Plot("group_finals", f"final {m.metric}: one point per run, the bar at the mean", m.metric)
+        Plot("group_finals", f"final {m.metric}: one point per seed, the bar at the mean", m.metric)
         for m in gc.metrics
+        if m.stats is not None
     ]
     sections = [Section("Verdict", tuple(verdict_blocks))]
     if gc.metrics:  # the figures (HTML only) after the table of the runs they draw
         sections.append(Section("Runs", (_runs_table(gc), *plots)))
-    finals = {m.metric: {a: m.values_a, b: m.values_b} for m in gc.metrics}
+    finals = {m.metric: {a: m.values_a, b: m.values_b} for m in gc.metrics if m.stats is not None}
     return Report(
         verdict=gc.verdict,
         tone=VERDICT_TONES[gc.verdict],
