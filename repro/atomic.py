@@ -21,7 +21,11 @@ def umask() -> int:
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (readers see the old file or the new one)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        exc.filename = str(path)  # the file the user named, not the temp file beside it
+        raise
     try:
         # mkstemp makes the file private; give it the mode a plain open() would.
         os.chmod(tmp, 0o666 & ~umask())
@@ -30,8 +34,10 @@ def write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            exc.filename = str(path)
         raise
 
 

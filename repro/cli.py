@@ -23,6 +23,7 @@ from repro.errors import (
     UserError,
 )
 from repro.explain.command import add_explain
+from repro.outputs import check_outputs, describe
 from repro.preflight.command import add_preflight, health_options
 from repro.preflight.command import show as show_preflight
 from repro.report.emit import emit, silence_stdout
@@ -425,10 +426,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_counts(args)
+        check_outputs(args, _runs_dir(args) if hasattr(args, "runs_dir") else None)
         return int(args.handler(args))
     except ReproError as exc:
         print(exc.message, file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # What the up-front checks could not foresee (a disk that filled, a folder removed
+        # meanwhile): one sentence, never DRIFT's exit code. Once a run folder exists the
+        # run has begun, so it is a FAILED run.
+        from repro.store import run_dirs_created
+
+        if run_dirs_created():
+            print(f"repro: FAILED: {describe(exc)}", file=sys.stderr)
+            return Verdict.FAILED.exit_code
+        print(f"repro: error: {describe(exc)}; check the path and try again.", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("repro: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

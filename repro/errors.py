@@ -70,3 +70,11 @@ class RunInterrupted(ReproError):
     @property
     def message(self) -> str:
         return "repro: interrupted"
+
+
+class ReportNotWritten(ReproError):
+    """A report file failed after the verdict was printed: the verdict stands on screen, but
+    the file a CI gate reads is missing, so the command ends FAILED's code, never a verdict's."""
+
+    exit_code = Verdict.FAILED.exit_code
+    prefix = "FAILED"

@@ -61,6 +61,14 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
+_created: list[Path] = []  # run folders this process made: from the first, a run has begun
+
+
+def run_dirs_created() -> bool:
+    """Whether this process has made a run folder (a failure after that is a FAILED run)."""
+    return bool(_created)
+
+
 def create_run_dir(runs_dir: Path, run_id: str) -> Path:
     """Create ``runs_dir/run_id`` exclusively; an existing run is never reused."""
     validate_run_id(run_id)
@@ -73,6 +81,7 @@ def create_run_dir(runs_dir: Path, run_id: str) -> Path:
         path.mkdir()
     except FileExistsError:
         raise UserError(f"run directory {path} already exists; choose another run id.") from None
+    _created.append(path)
     return path
 
 

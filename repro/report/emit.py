@@ -37,7 +37,6 @@ def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | Non
     """Print and write the report formats a command asked for. ``judged``: each comparison
     with its curves (``repro.report.curves.Judged``), or, with ``group_report`` (the one
     report of a group comparison, drawn instead), the group comparison alone."""
-    from repro import atomic
 
     comparisons = [j.comparison for j in judged] if group_report is None else judged
 
@@ -58,6 +57,25 @@ def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | Non
         from repro.report.terminal import render_terminal_many
 
         _print(render_terminal_many(judged))
+    try:
+        _write_files(judged, comparisons, args, group_report)
+    except OSError as exc:  # past the up-front check: a disk filled, a folder went away
+        from repro.errors import ReportNotWritten
+        from repro.outputs import describe
+
+        raise ReportNotWritten(
+            f"{describe(exc)}; the verdict above stands, but that report file was not written"
+        ) from None
+
+
+def _write_files(
+    judged: list[Any],
+    comparisons: list[Any],
+    args: argparse.Namespace,
+    group_report: Report | None,
+) -> None:
+    from repro import atomic
+
     if getattr(args, "md", None):
         from repro.report.markdown import render_markdown_many, render_markdown_report
 
