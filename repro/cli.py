@@ -21,6 +21,7 @@ from repro.errors import (
     RunFailed,
     Unfit,
     UserError,
+    stop_on_sigterm,
 )
 from repro.explain.command import add_explain
 from repro.outputs import check_outputs, describe
@@ -421,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # A CI job timeout sends SIGTERM: stop the ranks the same way as on Ctrl-C.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:

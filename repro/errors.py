@@ -62,6 +62,20 @@ class Unfit(ReproError):
         self.preflight, self.strict = preflight, strict
 
 
+_STOPPED_BY = ["Ctrl-C"]  # what stopped this process, once something has
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a CI job's timeout, ``kill``) stops a command as Ctrl-C does, and says so."""
+    _STOPPED_BY.append("SIGTERM")
+    raise KeyboardInterrupt
+
+
+def stopped_by() -> str:
+    """``Ctrl-C`` or ``SIGTERM``: what a run marked INTERRUPTED was stopped by."""
+    return _STOPPED_BY[-1]
+
+
 class RunInterrupted(ReproError):
     """The user pressed Ctrl-C while a run was in progress (exit 130)."""
 

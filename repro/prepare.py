@@ -18,6 +18,7 @@ from typing import Any
 
 from repro import atomic
 from repro.clock import utc_now
+from repro.manifest.redact import redact_argv
 from repro.profile import Profile, load_profile, parse_overrides
 from repro.store import CONFIG_SCHEMA_VERSION, create_unique_run_dir, write_status
 from repro.workload import workload_hash
@@ -89,7 +90,8 @@ def prepare_run(
 
         git_sha = head_sha(repo)
     run_dir = create_unique_run_dir(runs_dir, git_sha)
-    recorded_argv = list(argv if argv is not None else sys.argv)
+    # A token on the command line (a URL with credentials, --token X) is never recorded.
+    recorded_argv = redact_argv(list(argv if argv is not None else sys.argv))
     config = {
         "schema_version": CONFIG_SCHEMA_VERSION,
         "run_id": run_dir.name,

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from repro import atomic, strict_json
-from repro.errors import RunInterrupted, UserError
+from repro.errors import RunInterrupted, UserError, stopped_by
 from repro.failures import LaunchEnd, failure_reason, read_report
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.prepare import PlanEntry, prepare_run, rank_env
@@ -196,7 +196,7 @@ def _wait_for(
         for entry in entries:
             if _status(Path(entry.run_dir)) == "RUNNING":
                 write_status(
-                    Path(entry.run_dir), "INTERRUPTED", reason="interrupted by the user (Ctrl-C)"
+                    Path(entry.run_dir), "INTERRUPTED", reason=f"interrupted ({stopped_by()})"
                 )
         raise RunInterrupted() from None
 

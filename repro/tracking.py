@@ -16,6 +16,7 @@ would have ended anyway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,6 +73,7 @@ class TrackedRun:
         self._refused: set[str] = set()  # names warned about: one warning each, not one a step
         self._previous_sigterm: Any = None
         self._last_step: int | None = None
+        self._unwritable: str | None = None  # why the record stopped (a full disk), once it has
 
     # -- the context ----------------------------------------------------------------------
 
@@ -93,7 +95,9 @@ class TrackedRun:
     ) -> None:
         self._restore_sigterm()
         self._flush()
-        if kind is None:
+        if self._unwritable is not None:
+            self._end("FAILED", reason=self._unwritable, kind="crash")
+        elif kind is None:
             self._end("COMPLETE")
         elif issubclass(kind, KeyboardInterrupt):
             self._end("INTERRUPTED", reason="interrupted (Ctrl-C)")
@@ -167,11 +171,38 @@ class TrackedRun:
 
     def _append(self, record: dict[str, Any]) -> None:
         self._flush()
-        with open(self._metrics_path, "a", encoding="utf-8") as f:
-            f.write(_line(record))
+        if self._unwritable is not None:
+            return
+        try:
+            with open(self._metrics_path, "a", encoding="utf-8") as f:
+                f.write(_line(record))
+        except OSError as exc:
+            self._stop_recording(exc)
 
     def _flush(self) -> None:
-        """Every pending tensor leaves its device in one transfer per device."""
+        """Every pending tensor leaves its device in one transfer per device.
+
+        A write that fails (a full disk) stops the record, not the training: one sentence on
+        stderr, nothing more written, and the run ends FAILED with that sentence."""
+        if self._unwritable is not None:
+            self._pending, self._not_recorded = [], {}
+            return
+        try:
+            self._write_pending()
+        except OSError as exc:
+            self._stop_recording(exc)
+
+    def _stop_recording(self, exc: OSError) -> None:
+        from repro.outputs import describe
+
+        self._unwritable = describe(exc)
+        print(
+            f"repro: FAILED: {self._unwritable}; this run's record stops here, the training "
+            "goes on",
+            file=sys.stderr,
+        )
+
+    def _write_pending(self) -> None:
         if not (self._pending or self._not_recorded) or self.path is None:
             return
         pending, self._pending = self._pending, []
@@ -239,11 +270,20 @@ class TrackedRun:
         from repro.manifest import capture_manifest
         from repro.manifest.schema import write_manifest
 
-        # The end state too: a library loaded late, a flag the loop changed.
-        write_manifest(
-            self.path / "manifest-end.yaml", capture_manifest(self.repo, argv=redact_argv(sys.argv))
-        )
-        write_status(self.path, status, **detail)  # the last act
+        try:
+            if self._unwritable is None:
+                # The end state too: a library loaded late, a flag the loop changed.
+                write_manifest(
+                    self.path / "manifest-end.yaml",
+                    capture_manifest(self.repo, argv=redact_argv(sys.argv)),
+                )
+            write_status(self.path, status, **detail)  # the last act
+        except OSError as exc:
+            if self._unwritable is None:
+                self._stop_recording(exc)
+            # write_status rewrites status.yaml in place when the disk is full
+            with contextlib.suppress(OSError):
+                write_status(self.path, "FAILED", reason=self._unwritable, kind="crash")
 
     # -- SIGTERM --------------------------------------------------------------------------
 

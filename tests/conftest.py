@@ -9,6 +9,7 @@ so CI stays inside its budget.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,25 @@ def smoke_runs(smoke_session: Session) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def smoke_baseline(smoke_session: Session) -> Path:
     return smoke_session.baseline.path
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """``tmpfs(options)``: a fresh tmpfs mounted with ``options`` (a full disk is
+    ``size=64k``, an unwritable folder ``ro``); skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        made = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+        )
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -11,6 +11,7 @@ import platform
 import re
 import shlex
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -349,30 +350,21 @@ def test_a_rank_the_nccl_watchdog_aborts_is_named_as_a_hang_with_its_step(
     assert "Watchdog caught" not in capfd.readouterr().err
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path):
-    """A 64 KiB tmpfs: room for a run's config and manifest, not for its checkpoint."""
-    import subprocess
+_REPRO_RUN = [sys.executable, "-m", "repro", "run", "--profile", "smoke", "--quiet"]
 
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+@pytest.fixture
+def full_disk(tmpfs) -> Path:
+    """Room for a run's config and manifest, not for its checkpoint."""
+    return tmpfs("size=64k")
 
 
 @pytest.mark.slow
 def test_a_full_disk_fails_the_run_in_one_sentence_and_leaves_no_temp_file(full_disk: Path):
     import subprocess
-    import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "repro", "run", "--profile", "smoke", "--quiet"]
-        + ["--runs-dir", str(full_disk)],
+        [*_REPRO_RUN, "--runs-dir", str(full_disk)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -388,15 +380,13 @@ def test_a_full_disk_fails_the_run_in_one_sentence_and_leaves_no_temp_file(full_
 @pytest.mark.slow
 def test_kill_9_of_the_cli_ends_the_launcher_and_every_rank(tmp_path: Path):
     import subprocess
-    import sys
     import tempfile
     import uuid
 
     marker = uuid.uuid4().hex
     scratch_before = set(Path(tempfile.gettempdir()).glob("repro-launch-*"))
     cli = subprocess.Popen(
-        [sys.executable, "-m", "repro", "run", "--profile", "smoke", "--quiet"]
-        + ["--runs-dir", str(tmp_path), "--set", "steps=2000"],
+        [*_REPRO_RUN, "--set", "steps=2000", "--runs-dir", str(tmp_path)],
         env={**os.environ, "REPRO_TEST_MARKER": marker},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -3,6 +3,8 @@ record, and ordinary values stay in."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from repro.manifest.env import environment
@@ -118,3 +120,16 @@ def test_a_recorded_environment_variable_holding_a_url_loses_its_credentials() -
 )
 def test_strip_credentials(url: str, clean: str) -> None:
     assert strip_credentials(url) == clean
+
+
+def test_a_prepared_runs_config_never_holds_a_credential_from_the_command_line(tmp_path):
+    import yaml
+
+    from repro.prepare import prepare_run
+
+    secret = "ghp_" + "a1b2c3d4e5" * 4
+    argv = ["repro", "run", "--repo", f"https://user:{secret}@host/x.git", "--token", secret]
+    entry = prepare_run("smoke", [], runs_dir=tmp_path, argv=argv, git_sha="0000000")
+    config = (Path(entry.run_dir) / "config.yaml").read_text()
+    assert secret not in config and secret not in str(entry.argv)
+    assert yaml.safe_load(config)["argv"][:3] == ["repro", "run", "--repo"]

@@ -226,7 +226,10 @@ def test_a_hung_rank_is_ended_by_the_collective_timeout(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_interrupts_every_rank(tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "named"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")]
+)
+def test_ctrl_c_or_sigterm_interrupts_every_rank_and_is_named(tmp_path, signum, named):
     marker = uuid.uuid4().hex
     proc = _repro(
         "run",
@@ -244,11 +247,12 @@ def test_ctrl_c_interrupts_every_rank(tmp_path):
     while time.monotonic() < deadline and not list(tmp_path.glob("*/manifest.yaml")):
         time.sleep(0.5)
     time.sleep(2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     (run_dir,) = tmp_path.iterdir()
-    assert Run(run_dir).status["status"] == "INTERRUPTED"
+    status = Run(run_dir).status
+    assert (status["status"], status["reason"]) == ("INTERRUPTED", f"interrupted ({named})")
     time.sleep(1)
     assert _orphans(marker) == []
 

@@ -464,3 +464,32 @@ def test_credentials_on_the_command_line_and_in_the_config_are_not_recorded(tmp_
     config = yaml.safe_load((run_dir / "config.yaml").read_text())["config"]
     assert config["hosts"] == [{"url": "https://github.com/org/x.git", "token": "<redacted>"}]
     assert config["headers"] == {"Authorization": "<redacted>"}
+
+
+_FILLS_THE_DISK = """
+import sys
+import repro
+
+with repro.track(config={"lr": 0.1}, runs_dir=sys.argv[1], flush_every=100) as run:
+    for step in range(3000):  # ~150 KB of rows: more than the disk holds
+        run.log(step, loss=1.0 / (step + 1), note="a row long enough to fill a small disk")
+    run.final(eval_loss=0.5)
+print("the training finished")
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_record_not_the_training_and_the_run_reads_failed(tmpfs, tmp_path):
+    disk = tmpfs("size=64k")
+    script = tmp_path / "train.py"
+    script.write_text(_FILLS_THE_DISK)
+    done = subprocess.run(
+        [sys.executable, str(script), str(disk)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "the training finished" in done.stdout, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("repro:")]
+    assert line.startswith("repro: FAILED: no space left on device writing ")
+    (run_dir,) = [p for p in disk.iterdir() if not p.name.startswith(".")]
+    status = yaml.safe_load((run_dir / "status.yaml").read_text())
+    assert status["status"] == "FAILED" and "no space left on device" in status["reason"]
