@@ -92,7 +92,9 @@ def verify(
     if record_missing:
         baseline_plan(profile_name, DEFAULT_NUMERICS, DEFAULT_SEEDS, set_pairs)
     health = (
-        _check_fit(profile.world_size, profile.threads_per_rank, strict, expect_gpus)
+        _check_fit(
+            profile.world_size, profile.threads_per_rank, profile.device, strict, expect_gpus
+        )
         if preflight
         else None
     )
@@ -138,10 +140,14 @@ def verify(
     return result
 
 
-def _check_fit(ranks: int, threads: int, strict: bool, expect_gpus: int | None) -> Preflight:
+def _check_fit(
+    ranks: int, threads: int, device: str, strict: bool, expect_gpus: int | None
+) -> Preflight:
     from repro.preflight.run import run_preflight
 
-    health = run_preflight(ranks=ranks, threads=threads, expect_gpus=expect_gpus)
+    # The devices checked are the ones this job's CUDA_VISIBLE_DEVICES lets it use: with
+    # --per-device, every GPU the runs will take in turn.
+    health = run_preflight(ranks=ranks, threads=threads, device=device, expect_gpus=expect_gpus)
     if health.unfit(strict):
         raise Unfit(health, strict)
     return health
