@@ -155,6 +155,11 @@ def _explanation(m: MetricResult, gc: GroupComparison) -> Item:
             )
         if s.margin is None:
             text += "; give --margin to test whether the settings are the same"
+        elif s.no_spread and s.resolution == float("inf"):
+            text += (
+                f"; every run gave the same number, which shows no grid: give --resolution "
+                f"{m.metric}=STEP to judge it against ±{_num(s.margin)} ({m.margin})"
+            )
         else:
             eq_low, eq_high = s.equivalence_interval
             text += (
