@@ -36,7 +36,7 @@ VERDICT_EXIT_CODES = tuple(sorted({v.exit_code for v in Verdict}))
 
 
 def make_runs(folder: Path, profile: str) -> tuple[Path, Path]:
-    from repro.runner import run_many
+    from repro.runs.runner import run_many
 
     print(f"making two {profile}-profile runs ...", file=sys.stderr)
     outcomes = run_many(profile, [[], ["seed=1"]], runs_dir=folder)
@@ -58,7 +58,7 @@ def time_process(argv: list[str]) -> float:
 
 
 def in_process(a: Path, b: Path, baselines: Path, repeat: int) -> None:
-    from repro.compare import compare_runs
+    from repro.commands.compare import compare_runs
 
     def judge() -> object:
         return compare_runs([str(a), str(b)], baseline_dir=str(baselines))

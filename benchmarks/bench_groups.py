@@ -47,8 +47,14 @@ from typing import TypeVar
 import numpy as np
 from scipy.stats import norm
 
-from repro.group_stats import POWER, clopper_pearson, compare_samples, superiority, welch_detectable
-from repro.groups import GroupRun, Margin, compare_groups
+from repro.judge.group_stats import (
+    POWER,
+    clopper_pearson,
+    compare_samples,
+    superiority,
+    welch_detectable,
+)
+from repro.judge.groups import GroupRun, Margin, compare_groups
 from results import Row, add_json_option, print_rows, write_rows
 from runner import add_smoke_option
 

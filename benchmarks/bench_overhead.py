@@ -120,7 +120,7 @@ def run_harness(
 
     A run that fails is noted in ``failures`` and launched once more.
     """
-    from repro.runner import run_many
+    from repro.runs.runner import run_many
 
     for _ in range(2):
         start = time.perf_counter()

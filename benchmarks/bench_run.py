@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from repro.proctree import descendants
+from repro.runs.proctree import descendants
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
 from runner import Timing, add_smoke_option, print_table
 

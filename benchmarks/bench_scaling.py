@@ -23,13 +23,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from repro.band_build import build_band
-from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
-from repro.bands import Bands
-from repro.judge import compare
+from repro.baselines.band_build import build_band
+from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
+from repro.judge.bands import Bands
+from repro.judge.comparison import compare
 from repro.profile import load_profile
-from repro.runner import run_many
-from repro.runview import RunView, series
+from repro.runs.runner import run_many
+from repro.runs.runview import RunView, series
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
 from runner import Timing, add_smoke_option, print_table, time_callable
 

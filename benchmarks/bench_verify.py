@@ -32,7 +32,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from repro.band_sizes import MIN_MEMBERS
+from repro.baselines.band_sizes import MIN_MEMBERS
 from results import Row, add_json_option, load_average, print_rows, sample_row, write_rows
 from runner import Timing, add_smoke_option, print_table, time_callable
 
@@ -85,11 +85,11 @@ def one_verify(profile: str, baseline_dir: Path, runs_dir: Path) -> tuple[dict[s
 def in_process(run_dir: Path, baseline_dir: Path) -> list[Timing]:
     """Judging (load run and baseline, compare, the curves the report draws) and rendering
     the report, alone: what ``repro verify`` does after its run."""
-    from repro.baseline import find_baseline
-    from repro.judge import compare
-    from repro.report.curves import Judged, judged
+    from repro.baselines.baseline import find_baseline
+    from repro.judge.comparison import compare
+    from repro.judge.curves import Judged, judged
     from repro.report.terminal import render_terminal
-    from repro.runview import RunView
+    from repro.runs.runview import RunView
 
     chosen = json.loads((run_dir / "verdict.json").read_text())["baseline"]
     baseline = find_baseline(chosen, [baseline_dir])

@@ -42,18 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
-from repro.bands import Bands, window_bounds
-from repro.baseline import Baseline, load_baseline, search_dirs, select_baseline
-from repro.group_stats import clopper_pearson
-from repro.judge import Comparison, compare
+from repro.baselines.baseline import Baseline, load_baseline, search_dirs, select_baseline
+from repro.baselines.recording import assemble_baseline, baseline_plan, spare_members
+from repro.judge.bands import Bands, window_bounds
+from repro.judge.comparison import Comparison, compare
+from repro.judge.group_stats import clopper_pearson
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
-from repro.prepare import prepare_run
 from repro.profile import load_profile, parse_overrides
-from repro.recording import assemble_baseline, baseline_plan, spare_members
-from repro.runner import launch
-from repro.runview import RunView
+from repro.runs.prepare import prepare_run
+from repro.runs.runner import launch
+from repro.runs.runview import RunView
+from repro.runs.workload import workload_hash
 from repro.verdict import Verdict
-from repro.workload import workload_hash
 from runner import add_smoke_option
 
 POWER_LEVELS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)

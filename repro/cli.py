@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from repro import __version__, strict_json
-from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
+from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
+from repro.commands.explain import add_explain
+from repro.commands.preflight import add_preflight, health_options
+from repro.commands.preflight import show as show_preflight
 from repro.errors import (
     EXIT_CLOSED_PIPE,
     EXIT_INTERRUPTED,
@@ -23,10 +26,7 @@ from repro.errors import (
     UserError,
     stop_on_sigterm,
 )
-from repro.explain.command import add_explain
 from repro.outputs import check_outputs, describe
-from repro.preflight.command import add_preflight, health_options
-from repro.preflight.command import show as show_preflight
 from repro.report.emit import emit, silence_stdout
 from repro.verdict import Verdict, exit_codes_help
 
@@ -40,7 +40,7 @@ EXIT_CODES_HELP = exit_codes_help(
 
 
 def _runs_dir(args: argparse.Namespace) -> Path:
-    from repro.store import default_runs_dir
+    from repro.runs.store import default_runs_dir
 
     return Path(args.runs_dir) if args.runs_dir else default_runs_dir()
 
@@ -82,8 +82,8 @@ def _common_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from repro.prepare import prepare_run
-    from repro.runner import launch
+    from repro.runs.prepare import prepare_run
+    from repro.runs.runner import launch
 
     entry = prepare_run(
         _profile(args), args.set, runs_dir=_runs_dir(args), repo=args.repo, quiet=args.quiet
@@ -92,11 +92,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     (outcome,) = launch([entry], verbose=args.verbose)
     if not outcome.ok:
         raise RunFailed(outcome.reason or outcome.status, run_dir=str(outcome.run_dir))
-    from repro.runview import RunView
+    from repro.runs.runview import RunView
 
     final = RunView.from_run_dir(outcome.run_dir).final or {}
     if args.tensorboard:
-        from repro.tensorboard_run import write_record_events
+        from repro.runs.tensorboard import write_record_events
 
         print(
             f"repro: TensorBoard events in {write_record_events(outcome.run_dir)}", file=sys.stderr
@@ -109,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from repro.verify import verify, verify_per_device
+    from repro.commands.verify import verify, verify_per_device
 
     common = dict(
         runs_dir=_runs_dir(args),
@@ -149,7 +149,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise UserError(
             "--metric, --margin, --resolution and --unpaired apply to groups: `repro compare --group A RUN... --group B RUN...`."
         )
-    from repro.compare import compare_runs
+    from repro.commands.compare import compare_runs
 
     judged = compare_runs(args.runs, baseline_name=args.baseline, baseline_dir=args.baseline_dir)
     emit(judged, args)
@@ -157,7 +157,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_groups(args: argparse.Namespace) -> int:
-    from repro.groups import compare_groups, load_group_run, parse_margin, parse_resolution
+    from repro.judge.groups import compare_groups, load_group_run, parse_margin, parse_resolution
     from repro.report.group_render import build_group_report
 
     if args.runs:
@@ -179,8 +179,8 @@ def _compare_groups(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline_record(args: argparse.Namespace) -> int:
-    from repro.baseline import write_dir
-    from repro.recording import record_baseline
+    from repro.baselines.baseline import write_dir
+    from repro.baselines.recording import record_baseline
 
     profile = _profile(args)
     path, summary = record_baseline(
@@ -204,7 +204,7 @@ def _cmd_baseline_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline_list(args: argparse.Namespace) -> int:
-    from repro.baseline import search_dirs, survey_baselines
+    from repro.baselines.baseline import search_dirs, survey_baselines
 
     for b in survey_baselines(search_dirs(args.baseline_dir)):
         why = f"  ({b.problem})" if b.problem else ""
@@ -214,7 +214,7 @@ def _cmd_baseline_list(args: argparse.Namespace) -> int:
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
     from repro import atomic
-    from repro.selftest import render_table, selftest, to_dict
+    from repro.commands.selftest import render_table, selftest, to_dict
 
     results = selftest(quick=args.quick)
     if args.json:
@@ -245,7 +245,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from repro.manifest import cli as manifest_cli
+    from repro.commands import manifest as manifest_cli
 
     manifest_cli.add_parser(sub)
     for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
@@ -436,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What the up-front checks could not foresee (a disk that filled, a folder removed
         # meanwhile): one sentence, never DRIFT's exit code. Once a run folder exists the
         # run has begun, so it is a FAILED run.
-        from repro.store import run_dirs_created
+        from repro.runs.store import run_dirs_created
 
         if run_dirs_created():
             print(f"repro: FAILED: {describe(exc)}", file=sys.stderr)

@@ -30,10 +30,15 @@ def describe(exc: OSError) -> str:
 
 
 def probe_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` if needed and check a file can be created in it."""
+    """Check a file can be created in ``folder``, or, where it does not exist yet, that the
+    nearest folder above it can take the folders to be made. Nothing is left behind."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {folder}: {existing} is a file, not a folder; pick a folder.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".repro-probe-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".repro-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

@@ -32,8 +32,8 @@ from typing import Any
 from repro import atomic, strict_json
 from repro.clock import utc_now
 from repro.manifest.redact import redact, redact_argv
-from repro.store import create_unique_run_dir, write_status
-from repro.track_values import loggable, plain_config, warn_not_recorded
+from repro.runs.store import create_unique_run_dir, write_status
+from repro.runs.track_values import loggable, plain_config, warn_not_recorded
 
 TRACK_SCHEMA_VERSION = 1
 METRICS_FILE = "metrics-rank{rank}.jsonl"

@@ -1,6 +1,6 @@
 """The verdict: one type that carries each outcome's exit code, precedence and meaning.
 
-The judge (or, for groups of runs, ``repro.groups``) decides a verdict, every renderer shows it, JUnit and the CLI turn it
+The judge (or, for groups of runs, ``repro.judge.groups``) decides a verdict, every renderer shows it, JUnit and the CLI turn it
 into a test result and an exit code, and the README's table is checked against
 it (tests/test_verdict.py). Nothing else spells out an exit code or an order.
 """

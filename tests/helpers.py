@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.baseline import load_baseline
-from repro.judge import Comparison, compare
-from repro.report.curves import Judged, judged
-from repro.runview import RunView
+from repro.baselines.baseline import load_baseline
+from repro.judge.comparison import Comparison, compare
+from repro.judge.curves import Judged, judged
+from repro.runs.runview import RunView
 
 
 def view(path: Path) -> RunView:

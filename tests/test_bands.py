@@ -2,7 +2,7 @@
 
 Every expected number below is computed here by hand from the published formula
 (one-sided log-normal prediction bound, Bonferroni over windows and final metrics), so a
-change to the arithmetic in ``repro.bands`` shows as a failure, not as a new number.
+change to the arithmetic in ``repro.judge.bands`` shows as a failure, not as a new number.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from scipy import stats
 
-from repro.band_build import leave_one_out
-from repro.bands import BAND_SCALARS, numerics_check, prediction_interval, window_bounds
-from repro.runview import FINAL_METRICS, RunView
+from repro.baselines.band_build import leave_one_out
+from repro.judge.bands import BAND_SCALARS, numerics_check, prediction_interval, window_bounds
+from repro.runs.runview import FINAL_METRICS, RunView
 
 STEPS = 20
 WINDOWS = 2

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from helpers import view
-from repro.band_build import BandRejected
-from repro.baseline import (
+from repro.baselines.band_build import BandRejected
+from repro.baselines.baseline import (
     file_digests,
     load_baseline,
     record_command,
@@ -20,11 +20,11 @@ from repro.baseline import (
     select_baseline,
     shipped_dir,
 )
+from repro.baselines.recording import assemble_baseline, baseline_plan, seal_baseline
 from repro.cli import main
 from repro.errors import UserError
 from repro.profile import load_profile, parse_overrides
-from repro.recording import assemble_baseline, baseline_plan, seal_baseline
-from repro.workload import workload_hash
+from repro.runs.workload import workload_hash
 
 
 def _members(smoke_session, broken: list[str]):
@@ -144,7 +144,7 @@ def test_never_overwrites_without_force(smoke_baseline, tmp_path):
     shutil.copytree(smoke_baseline, copy)
     meta = (copy / "baseline.yaml").read_bytes()
     with pytest.raises(UserError, match="already exists; pass --force"):
-        from repro.recording import write_baseline
+        from repro.baselines.recording import write_baseline
 
         write_baseline(
             tmp_path,
@@ -442,7 +442,7 @@ def test_the_shipped_baseline_carries_what_it_was_recorded_with(tmp_path):
     copy = _shipped_copy(tmp_path)
     assert seal_baseline(copy) == meta, (
         f"the files of the shipped baseline {SHIPPED} changed: if that was meant, seal it again with "
-        f"`python -c 'from repro.recording import seal_baseline; from repro.baseline import "
+        f"`python -c 'from repro.baselines.recording import seal_baseline; from repro.baselines.baseline import "
         f'shipped_dir; seal_baseline(shipped_dir() / "{SHIPPED}")\'`'
     )
 

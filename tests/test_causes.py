@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from fake_nvml import H100, FakeNVML
-from repro.causes import Cause, rank_causes
-from repro.divergence import Divergence
+from repro.judge.causes import Cause, rank_causes
+from repro.judge.divergence import Divergence
 from repro.manifest.diff import diff_manifests
 from repro.manifest.nvml import gpu_probes
-from repro.runview import RunView
+from repro.runs.runview import RunView
 
 GPU_CAUSE = "GPU architecture (kernel choice)"
 

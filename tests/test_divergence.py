@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from repro.divergence import first_difference
-from repro.runview import RunView
+from repro.judge.divergence import first_difference
+from repro.runs.runview import RunView
 
 NAMES = ["blocks.0.attn.qkv.weight", "head.weight"]
 

@@ -16,7 +16,7 @@ from repro.cli import main
 from repro.explain.knobs import read_differences
 from repro.explain.search import smallest_cause
 from repro.manifest.cpu import this_cpu_highest_kernel_level
-from repro.runview import RunView
+from repro.runs.runview import RunView
 
 
 def _run(runs: Path, *sets: str, **env: str) -> str:
@@ -182,7 +182,7 @@ def test_nccl_knobs_are_offered_only_where_nccl_moves_data_and_ranks_only_up_to_
 def test_a_tracked_run_is_refused_with_what_explain_needs(tmp_path, capsys):
     """explain reruns the reference training; a script's own training cannot be rerun."""
     import repro
-    from repro.baseline import shipped_dir
+    from repro.baselines.baseline import shipped_dir
 
     with repro.track(config={"lr": 0.1}, seed=0, runs_dir=tmp_path / "runs") as run:
         for step in range(3):

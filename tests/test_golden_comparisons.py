@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from repro.selftest import judge_case, load_cases
+from repro.commands.selftest import judge_case, load_cases
 
 GOLDEN = Path(__file__).parent / "golden"
 # The nondet row's runs draw dropout masks from the OS: their numbers change every session.
@@ -34,7 +34,7 @@ def machine(session: Any) -> str:
     """The baseline's environment key, digested (equal keys give equal records), with the
     variables that steer kernels in this environment (they appear in every reproduce
     command and environment difference)."""
-    from repro.prepare import steering_env
+    from repro.runs.prepare import steering_env
 
     key = [session.baseline.meta["environment_key"], steering_env(dict(os.environ))]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -85,9 +85,9 @@ def test_a_comparison_is_unchanged(case, smoke_session, golden_machine):
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
 def test_a_kept_comparison_reads_back_typed(path):
     """verdict.json (``to_dict``) reads back into the same typed parts, whole."""
-    from repro.bands import BandCheck, SeedCheck
-    from repro.divergence import Divergence
-    from repro.judge import Comparison
+    from repro.judge.bands import BandCheck, SeedCheck
+    from repro.judge.comparison import Comparison
+    from repro.judge.divergence import Divergence
     from repro.verdict import Verdict
 
     data = json.loads(path.read_text())

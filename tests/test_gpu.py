@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from helpers import view
-from repro.judge import compare
+from repro.judge.comparison import compare
 from repro.manifest.keys import environment_key
 from repro.manifest.nvml import cuda_device_uuids, hash_uuid
-from repro.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run
-from repro.runner import launch
+from repro.runs.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run
+from repro.runs.runner import launch
 
 # A short full-profile run: the GPU code path (nccl, fp16 autocast + GradScaler, fused attention).
 SHORT = [

@@ -21,13 +21,13 @@ import pytest
 import torch
 
 from fake_nvml import A100_MIG, H100, RTX_4090, FakeNVML, FakeNVMLErrorGpuIsLost
+from repro.commands.verify import devices_to_test, verify_per_device
 from repro.errors import UserError
 from repro.manifest.nvml import cuda_device_uuids
-from repro.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run, rank_env
 from repro.profile import load_profile
-from repro.runner import _child_env, launch
-from repro.store import Run
-from repro.verify import devices_to_test, verify_per_device
+from repro.runs.prepare import CUBLAS_WORKSPACE_CONFIG, prepare_run, rank_env
+from repro.runs.runner import _child_env, launch
+from repro.runs.store import Run
 
 NOXFILE = Path(__file__).resolve().parents[1] / "noxfile.py"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from helpers import compare_runs
-from repro.runner import run_many
-from repro.runview import series
-from repro.store import Run
+from repro.runs.runner import run_many
+from repro.runs.runview import series
+from repro.runs.store import Run
 from repro.verdict import Verdict
 
 OVERFLOW = 3
@@ -68,7 +68,7 @@ def test_without_a_scaler_an_overflow_fails_the_run(fp16_runs):
 
 
 def test_a_skipped_norm_is_left_out_of_the_band_not_counted_as_a_deviation(fp16_runs):
-    from repro.runview import deviations
+    from repro.runs.runview import deviations
 
     skip = series(Run(fp16_runs["skip"]).record["steps"])["grad_norm"]
     plain = series(Run(fp16_runs["plain"]).record["steps"])["grad_norm"]

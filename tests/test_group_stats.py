@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats
 
-from repro.group_stats import (
+from repro.judge.group_stats import (
     can_pair,
     clopper_pearson,
     compare_samples,

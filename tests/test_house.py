@@ -40,17 +40,17 @@ def test_a_module_is_short_and_so_are_its_functions(path):
 
 
 def test_the_judge_and_the_cause_ranking_do_not_import_each_other():
-    assert "repro.judge" not in _imports(PACKAGE / "causes.py")
-    assert "repro.causes" in _imports(PACKAGE / "judge.py")
+    assert "repro.judge.comparison" not in _imports(PACKAGE / "causes.py")
+    assert "repro.judge.causes" in _imports(PACKAGE / "judge.py")
 
 
 def test_the_judge_reads_no_files_and_never_imports_torch():
     for module in ("judge", "bands", "divergence", "exact", "causes"):
         imported = _imports(PACKAGE / f"{module}.py")
-        assert not {"repro.store", "repro.atomic", "repro.runner"} & imported, module
+        assert not {"repro.runs.store", "repro.atomic", "repro.runs.runner"} & imported, module
         assert "import torch" not in (PACKAGE / f"{module}.py").read_text(), module
 
 
 def test_the_rank_entry_point_does_not_import_the_parent_side_launcher():
     for module in ("reference/train.py", "reference/loop.py"):
-        assert "repro.runner" not in _imports(PACKAGE / module), module
+        assert "repro.runs.runner" not in _imports(PACKAGE / module), module

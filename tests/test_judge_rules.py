@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from repro.bands import Bands
-from repro.judge import compare
-from repro.runview import RunView
+from repro.judge.bands import Bands
+from repro.judge.comparison import compare
+from repro.runs.runview import RunView
 from repro.verdict import Verdict
 
 STEPS = 12

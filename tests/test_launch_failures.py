@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 
 from repro import atomic
-from repro.causes import rank_causes, render_try, rules
-from repro.failures import LaunchEnd, RankExit, describe_signal, failure_reason
+from repro.judge.causes import rank_causes, render_try, rules
 from repro.manifest.diff import diff_manifests
-from repro.prepare import prepare_run
-from repro.proctree import descendants, parent_pid
-from repro.runner import LAUNCHER_LOG, launch
-from repro.runview import RunView
-from repro.store import Run
+from repro.runs.failures import LaunchEnd, RankExit, describe_signal, failure_reason
+from repro.runs.prepare import prepare_run
+from repro.runs.proctree import descendants, parent_pid
+from repro.runs.runner import LAUNCHER_LOG, launch
+from repro.runs.runview import RunView
+from repro.runs.store import Run
 
 SIGILL, SIGKILL, SIGTERM = int(signal.SIGILL), int(signal.SIGKILL), int(signal.SIGTERM)
 
@@ -141,7 +141,7 @@ def _rank_pid(rank: int, timeout: float = 90.0) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             # Data-loader workers inherit the rank's environment; the rank's parent is the launcher.
-            if f"RANK={rank}".encode() in environ and b"repro.runner" in parent:
+            if f"RANK={rank}".encode() in environ and b"repro.runs.runner" in parent:
                 return pid
         time.sleep(0.05)
     raise AssertionError(f"rank {rank} did not start within {timeout:.0f} s")
@@ -298,7 +298,7 @@ def test_every_rule_renders_whatever_is_unknown(rule: dict[str, Any]) -> None:
 _WATCHDOG_RANK = """
 import os, sys, time
 from pathlib import Path
-from repro.rank_output import Progress, capture_output
+from repro.runs.rank_output import Progress, capture_output
 
 rank = int(os.environ["RANK"])
 capture_output(rank)
@@ -324,12 +324,20 @@ def test_a_rank_the_nccl_watchdog_aborts_is_named_as_a_hang_with_its_step(
     import subprocess
     import sys
 
-    from repro.failures import read_report
-    from repro.rank_output import RANK_LOG_DIR_ENV
+    from repro.runs.failures import read_report
+    from repro.runs.rank_output import RANK_LOG_DIR_ENV
 
     script, report, log = tmp_path / "rank.py", tmp_path / "report.json", tmp_path / LAUNCHER_LOG
     script.write_text(_WATCHDOG_RANK)
-    command = [sys.executable, "-m", "repro.runner", "--report", str(report), "--log", str(log)]
+    command = [
+        sys.executable,
+        "-m",
+        "repro.runs.runner",
+        "--report",
+        str(report),
+        "--log",
+        str(log),
+    ]
     command += ["--", "--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
     command += ["--max-restarts", "0", "--monitor-interval", "0.2", str(script), str(tmp_path)]
     env = {**os.environ, RANK_LOG_DIR_ENV: str(tmp_path)}

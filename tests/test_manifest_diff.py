@@ -111,7 +111,7 @@ def test_unavailable_values_read_as_such() -> None:
 
 def test_diff_and_keys_do_not_import_torch() -> None:
     code = (
-        "import sys, repro.manifest.diff, repro.manifest.keys, repro.manifest.cli;"
+        "import sys, repro.manifest.diff, repro.manifest.keys, repro.commands.manifest;"
         "repro.manifest.keys.table();"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -125,7 +125,7 @@ def test_strip_credentials(url: str, clean: str) -> None:
 def test_a_prepared_runs_config_never_holds_a_credential_from_the_command_line(tmp_path):
     import yaml
 
-    from repro.prepare import prepare_run
+    from repro.runs.prepare import prepare_run
 
     secret = "ghp_" + "a1b2c3d4e5" * 4
     argv = ["repro", "run", "--repo", f"https://user:{secret}@host/x.git", "--token", secret]

@@ -97,7 +97,7 @@ print(json.dumps({c.name: c.to_dict() for c in gpu}, default=str))
 _PER_DEVICE_PLAN = """
 import json
 from repro.manifest.nvml import cuda_device_uuids
-from repro.verify import devices_to_test
+from repro.commands.verify import devices_to_test
 print(json.dumps(devices_to_test(None, cuda_device_uuids())))
 """
 ALL_EIGHT = [gpu_uuid(i) for i in range(8)]
@@ -247,7 +247,7 @@ def _gpu_run(name: str, sm_count: int, mig: bool) -> dict[str, Any]:
 
 
 def test_a_mig_slice_and_its_full_card_have_different_environment_keys():
-    from repro.baseline import _mismatch_score
+    from repro.baselines.baseline import _mismatch_score
     from repro.manifest.keys import environment_key
 
     full = environment_key(_gpu_run(H100_SXM, 132, False))

@@ -17,9 +17,9 @@ import torch
 
 from helpers import view
 from repro.reference.fingerprint import Fingerprinter, state_dict_identity
-from repro.runview import StepRecord
-from repro.store import Run
-from repro.workload import workload_hash
+from repro.runs.runview import StepRecord
+from repro.runs.store import Run
+from repro.runs.workload import workload_hash
 
 
 def _record_bytes(run: Path) -> bytes:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from helpers import judge_runs
+from repro.judge.curves import Judged
 from repro.report.blocks import code_spans
-from repro.report.curves import Judged
 from repro.report.html import render_html, render_html_many
 from repro.report.markdown import render_markdown, render_markdown_many
 from repro.report.render import SECTION_TITLES

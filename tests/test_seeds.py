@@ -17,7 +17,7 @@ from repro.reference.determinism import (
     derive_seed,
     seed_tuple,
 )
-from repro.workload import HASHED_MODULES, hashed_sources
+from repro.runs.workload import HASHED_MODULES, hashed_sources
 
 # Realistic ranges for every coordinate: 64 ranks (the union over world sizes 1..64: a
 # rank's seeds do not depend on the world size), the full profile's 16384 samples, a

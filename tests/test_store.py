@@ -11,7 +11,7 @@ import pytest
 from repro import atomic
 from repro.documents import load_document
 from repro.errors import UserError
-from repro.store import (
+from repro.runs.store import (
     create_run_dir,
     create_unique_run_dir,
     new_run_id,

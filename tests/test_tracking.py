@@ -21,7 +21,7 @@ import torch
 import yaml
 
 import repro
-from repro.track_values import TrackingWarning
+from repro.runs.track_values import TrackingWarning
 from repro.tracking import read_metrics, tracked_status
 
 # A training script of the kind users write, small enough to run in seconds.
@@ -228,7 +228,7 @@ def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _compare(a: Path, b: Path):
-    from repro.compare import compare_runs
+    from repro.commands.compare import compare_runs
 
     ((comparison, _curves),) = compare_runs([str(a), str(b)])
     return comparison
@@ -281,8 +281,8 @@ def test_a_tensorboard_log_written_by_the_example_is_compared(tmp_path):
 
 def test_repro_run_writes_its_record_as_tensorboard_events(tmp_path):
     from repro.cli import main
-    from repro.runview import RunView
-    from repro.tensorboard_run import load_event_dir
+    from repro.runs.runview import RunView
+    from repro.runs.tensorboard import load_event_dir
 
     assert (
         main(["run", "--profile", "smoke", "--quiet", "--tensorboard", "--runs-dir", str(tmp_path)])

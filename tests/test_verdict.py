@@ -53,7 +53,7 @@ def test_a_verdict_reads_as_its_name():
 
 def test_mixed_verdicts_show_one_worst_everywhere(smoke_runs, smoke_baseline, tmp_path, capsys):
     """Terminal headline, HTML headline and exit code agree for `repro compare A B C D`."""
-    from repro.compare import compare_runs
+    from repro.commands.compare import compare_runs
 
     args = [str(smoke_runs[n]) for n in ("primary", "threads", "lr", "amp")]
     judged = compare_runs(args, baseline_dir=str(smoke_baseline.parent))

@@ -145,7 +145,7 @@ def test_a_negative_gpu_count_is_bad_input(tmp_path, capsys, command):
 
 
 def test_per_device_needs_gpus(tmp_path, capsys):
-    from repro.verify import gpu_count
+    from repro.commands.verify import gpu_count
 
     if gpu_count() > 0:
         pytest.skip("this machine has GPUs")

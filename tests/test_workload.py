@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import repro.reference
-from repro.prepare import prepare_run
 from repro.profile import Profile, load_profile, parse_overrides
 from repro.reference import band, step
-from repro.store import Run
-from repro.workload import (
+from repro.runs.prepare import prepare_run
+from repro.runs.store import Run
+from repro.runs.workload import (
     HASHED_MODULES,
     hash_workload,
     hashed_sources,
@@ -98,7 +98,7 @@ def test_hashed_modules_import_only_each_other_stdlib_torch_and_numpy():
     "statement",
     [
         "from repro.profile import Profile",
-        "import repro.store",
+        "import repro.runs.store",
         "from repro.reference import train",
         "from . import train",
         "import yaml",

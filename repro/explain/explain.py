@@ -12,7 +12,7 @@ from repro.errors import UserError
 from repro.explain.knobs import CAPABILITY, Knob, other_machine_command, read_differences
 from repro.explain.search import SearchResult, smallest_cause
 from repro.profile import flatten_settings
-from repro.runview import RunView, first_list_difference, records_identical
+from repro.runs.runview import RunView, first_list_difference, records_identical
 
 DEFAULT_MAX_RUNS = 8
 
@@ -74,8 +74,8 @@ class _Rerun:
         sets: list[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> RunView:
-        from repro.prepare import prepare_run
-        from repro.runner import launch
+        from repro.runs.prepare import prepare_run
+        from repro.runs.runner import launch
 
         profile = str(self.other.config.get("profile"))
         start = time.monotonic()
@@ -119,10 +119,10 @@ class _Rerun:
 
 
 def load(argument: str) -> RunView:
-    from repro.baseline import search_dirs
-    from repro.compare import resolve
-    from repro.tensorboard_run import is_event_dir
-    from repro.tracked_compare import is_tracked
+    from repro.baselines.baseline import search_dirs
+    from repro.commands.compare import resolve
+    from repro.judge.tracked import is_tracked
+    from repro.runs.tensorboard import is_event_dir
 
     path = Path(argument)
     if is_tracked(path) or is_event_dir(path):

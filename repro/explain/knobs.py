@@ -16,7 +16,7 @@ from typing import Any
 
 from repro.manifest.cpu import highest_kernel_level
 from repro.profile import differing_fields, flatten_settings
-from repro.runview import RunView
+from repro.runs.runview import RunView
 
 # Environment variables a rerun may take from the other run (as recorded in its manifest).
 KNOB_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")

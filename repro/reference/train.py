@@ -43,12 +43,12 @@ import torch.distributed as dist
 
 from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
-from repro.prepare import PlanEntry, prepare_run, rank_env
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
-from repro.rank_output import EXIT_NO_SPACE, Progress, capture_output, out_of_space
 from repro.reference.loop import Training, TrainingFailure
 from repro.reference.step import AMP_DTYPES, sdpa_context
-from repro.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
+from repro.runs.prepare import PlanEntry, prepare_run, rank_env
+from repro.runs.rank_output import EXIT_NO_SPACE, Progress, capture_output, out_of_space
+from repro.runs.store import RECORD_LINES, RECORD_SCHEMA_VERSION, write_status
 
 _SDPA_NAMES = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
 
@@ -283,7 +283,7 @@ def _write_rank_error(
 ) -> None:
     """``error-rank{N}.json``; with ``timed_out_in`` when the rank raised after waiting in a
     collective for about the profile's timeout: then a rank that wrote no error file did
-    not join it (``repro.runner`` names it)."""
+    not join it (``repro.runs.runner`` names it)."""
     error: dict[str, Any] = {
         "rank": rank,
         "world_size": world,
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             _write_rank_error(current_dir, rank, world, exc, current)
             if out_of_space(current_dir, exc):
                 # Nothing more can be written there, a traceback included: the exit status
-                # alone tells the parent (repro.failures).
+                # alone tells the parent (repro.runs.failures).
                 raise SystemExit(EXIT_NO_SPACE) from None
         raise
     finally:

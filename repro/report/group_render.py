@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from repro.group_stats import MOST_RUNS, POWER
-from repro.groups import as_number, raw_value
+from repro.judge.group_stats import MOST_RUNS, POWER
+from repro.judge.groups import as_number, raw_value
 from repro.report.blocks import (
     VERDICT_TONES,
     Block,
@@ -25,9 +25,9 @@ from repro.report.blocks import (
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.bands import SeedCheck
-    from repro.group_stats import SampleComparison
-    from repro.groups import GroupComparison, MetricResult
+    from repro.judge.bands import SeedCheck
+    from repro.judge.group_stats import SampleComparison
+    from repro.judge.groups import GroupComparison, MetricResult
 
 
 def _num(x: float) -> str:

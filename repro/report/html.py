@@ -30,7 +30,7 @@ from repro.report.render import build_report
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.report.curves import Judged
+    from repro.judge.curves import Judged
 
 _CSS = """
 :root { --good: #1b7f3b; --bad: #c62828; --warn: #a86400; --muted: #6b6b6b; --line: #e3e3e3; }

@@ -6,7 +6,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from repro import atomic
-from repro.judge import Comparison
+from repro.judge.comparison import Comparison
 
 
 def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:

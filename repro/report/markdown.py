@@ -25,7 +25,7 @@ from repro.report.overview import overview, worst_verdict
 from repro.report.render import build_report
 
 if TYPE_CHECKING:
-    from repro.report.curves import Judged
+    from repro.judge.curves import Judged
 
 # Characters that would start markup; an underscore inside a word never does (GFM), and a
 # ">" only at the start of a line, which no rendered text has.

@@ -9,7 +9,7 @@ from repro.report.blocks import VERDICT_TONES, Table
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.report.curves import Judged
+    from repro.judge.curves import Judged
 
 
 def worst_verdict(judged: list[Judged]) -> Verdict:

@@ -37,10 +37,10 @@ from repro.report.group_render import seed_resolution_text
 from repro.report.preflight_render import preflight_findings
 
 if TYPE_CHECKING:
-    from repro.bands import BandCheck, MetricCheck, SeedCheck, WindowCheck
-    from repro.exact import ExactCheck
-    from repro.judge import Comparison
-    from repro.report.curves import Judged, LossCurves
+    from repro.judge.bands import BandCheck, MetricCheck, SeedCheck, WindowCheck
+    from repro.judge.comparison import Comparison
+    from repro.judge.curves import Judged, LossCurves
+    from repro.judge.exact import ExactCheck
 
 SECTION_TITLES = (
     "Verdict",

@@ -28,7 +28,7 @@ from repro.report.overview import overview, worst_verdict
 from repro.report.render import build_report
 
 if TYPE_CHECKING:
-    from repro.report.curves import Judged
+    from repro.judge.curves import Judged
 
 _CODES = {"good": "32", "bad": "31", "warn": "33", "muted": "2"}  # SGR: green, red, yellow, dim
 _BOLD = "1"

@@ -1,7 +1,7 @@
 """Why a launch's run failed, in one sentence: a signal, a rank's exception, a rank that
 never joined a collective, or the launcher itself.
 
-``repro.runner`` reads how the launch ended (``LaunchEnd``: the launcher's report of each
+``repro.runs.runner`` reads how the launch ended (``LaunchEnd``: the launcher's report of each
 failed rank, its log) and the ranks' ``error-rank{N}.json``. One line of native text is
 read: NCCL's watchdog, which aborts a rank stuck in a collective (SIGABRT) before it can
 write anything, says so in the rank's log; the step comes from its progress file.
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.rank_output import EXIT_NO_SPACE, last_finished_step, rank_log
+from repro.runs.rank_output import EXIT_NO_SPACE, last_finished_step, rank_log
 
 # What a process's death by a signal usually means: (the signal in words, what to suspect).
 # Any other signal is named by the C library's description (``signal.strsignal``).

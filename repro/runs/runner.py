@@ -6,7 +6,7 @@ environment set (threads, cuBLAS workspace) -> rank 0 writes the record and
 COMPLETE as its last act -> this module reads the statuses back. It never
 imports torch, so it never initialises CUDA.
 
-The launcher runs as ``python -m repro.runner --report R --log L -- <torchrun
+The launcher runs as ``python -m repro.runs.runner --report R --log L -- <torchrun
 arguments>``: torch's own ``torch.distributed.run`` in a process whose Python
 output (torch's log, its failure traceback) goes to ``launcher.log`` in the
 first run's folder, while the ranks keep the terminal; it writes how each
@@ -34,13 +34,13 @@ from typing import Any, TextIO
 
 from repro import atomic, strict_json
 from repro.errors import RunInterrupted, UserError, stopped_by
-from repro.failures import LaunchEnd, failure_reason, read_report
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
-from repro.prepare import PlanEntry, prepare_run, rank_env
-from repro.proctree import descendants
 from repro.profile import Profile
-from repro.rank_output import RANK_LOG_DIR_ENV, rank_log
-from repro.store import Run, write_status
+from repro.runs.failures import LaunchEnd, failure_reason, read_report
+from repro.runs.prepare import PlanEntry, prepare_run, rank_env
+from repro.runs.proctree import descendants
+from repro.runs.rank_output import RANK_LOG_DIR_ENV, rank_log
+from repro.runs.store import Run, write_status
 
 LAUNCHER_LOG = "launcher.log"
 """What torch's elastic launcher printed (its log and failure summary), in a launch's first run."""
@@ -108,7 +108,7 @@ def launch(
     with tempfile.TemporaryDirectory(prefix="repro-launch-") as scratch:
         plan_path, report_path = Path(scratch) / "plan.json", Path(scratch) / "report.json"
         plan_path.write_text(strict_json.dumps([e.to_dict() for e in entries]))
-        command = [sys.executable, "-m", "repro.runner", "--report", str(report_path)]
+        command = [sys.executable, "-m", "repro.runs.runner", "--report", str(report_path)]
         command += ["--log", str(log), "--plan", str(plan_path)]
         command += [*(["--verbose"] if verbose else []), "--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
@@ -297,7 +297,7 @@ def _launcher_main(argv: list[str]) -> int:
     its ChildFailedError -- goes to L, and with ``--verbose`` to the terminal as well.
     """
     split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="python -m repro.runner")
+    parser = argparse.ArgumentParser(prog="python -m repro.runs.runner")
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--verbose", action="store_true")

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.bands import Bands
-from repro.baseline import Baseline, find_baseline, load_baseline, search_dirs, select_baseline
+from repro.baselines.baseline import (
+    Baseline,
+    find_baseline,
+    load_baseline,
+    search_dirs,
+    select_baseline,
+)
 from repro.errors import UserError
-from repro.judge import compare
-from repro.report.curves import Judged, judged
-from repro.runview import RunView
-from repro.tensorboard_run import is_event_dir, load_event_dir
-from repro.tracked_compare import Tracked, compare_tracked, is_tracked, load_tracked
+from repro.judge.bands import Bands
+from repro.judge.comparison import compare
+from repro.judge.curves import Judged, judged
+from repro.judge.tracked import Tracked, compare_tracked, is_tracked, load_tracked
+from repro.runs.runview import RunView
+from repro.runs.tensorboard import is_event_dir, load_event_dir
 
 
 def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.names import readable
-from repro.runview import RunView, StepRecord, first_list_difference
+from repro.runs.runview import RunView, StepRecord, first_list_difference
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from repro import strict_json
-from repro.bands import BandCheck, SeedCheck
-from repro.causes import rank_causes, training_cause
-from repro.divergence import Divergence
 from repro.errors import UserError
-from repro.judge import Comparison, failure_of
+from repro.judge.bands import BandCheck, SeedCheck
+from repro.judge.causes import rank_causes, training_cause
+from repro.judge.comparison import Comparison, failure_of
+from repro.judge.curves import Judged, LossCurves
+from repro.judge.divergence import Divergence
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key, flatten
-from repro.report.curves import Judged, LossCurves
-from repro.runview import RunView
+from repro.runs.runview import RunView
 from repro.tracking import METRICS_FILE, read_metrics, tracked_status
 from repro.verdict import Verdict
 

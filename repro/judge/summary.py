@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from repro.bands import BandCheck, SeedCheck
-from repro.divergence import Divergence
+from repro.judge.bands import BandCheck, SeedCheck
+from repro.judge.divergence import Divergence
 from repro.verdict import Verdict
 
 

@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.group_stats import mean_sd, t_quantile
-from repro.runview import FINAL_METRICS, RunView, deviations, series
+from repro.judge.group_stats import mean_sd, t_quantile
+from repro.runs.runview import FINAL_METRICS, RunView, deviations, series
 from repro.strict_json import build
 
 # Judged by the numerics band. The learning rate follows a schedule and the loss scale is
@@ -106,7 +106,7 @@ class SeedCheck:
 
 
 def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
-    from repro.group_stats import detectable_difference
+    from repro.judge.group_stats import detectable_difference
 
     if len(seeds) < 2:
         return {}

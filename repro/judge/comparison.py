@@ -1,7 +1,7 @@
 """The one comparison core: two loaded runs (and optionally a baseline's bands) -> a ``Comparison``.
 
 ``repro verify``, ``repro compare`` and ``repro selftest`` all call ``compare``; every
-report renders the ``Comparison`` it returns, beside the curves ``repro.report.curves``
+report renders the ``Comparison`` it returns, beside the curves ``repro.judge.curves``
 reads from the same runs (the judge keeps what it decided, not what is drawn). It takes
 loaded runs (``RunView``), reads no file and never imports torch. The pieces live beside
 it: ``divergence`` (where two runs part), ``bands`` (the statistics), ``causes`` (why,
@@ -18,23 +18,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from repro.bands import (
+from repro.judge.bands import (
     BandCheck,
     Bands,
     SeedCheck,
     judge_by_bands,
     same_as_primary,
 )
-from repro.causes import Cause, rank_causes, training_cause
-from repro.divergence import Divergence, first_difference
-from repro.exact import ExactCheck, exact_checks
+from repro.judge.causes import Cause, rank_causes, training_cause
+from repro.judge.divergence import Divergence, first_difference
+from repro.judge.exact import ExactCheck, exact_checks
+from repro.judge.summary import summary as summary_line
+from repro.judge.summary import unexplained
 from repro.manifest.diff import Difference, diff_manifests
 from repro.manifest.keys import environment_key
 from repro.profile import differing_fields, flatten_settings
-from repro.runview import RunView, records_identical
+from repro.runs.runview import RunView, records_identical
 from repro.strict_json import build
-from repro.summary import summary as summary_line
-from repro.summary import unexplained
 from repro.verdict import Verdict
 
 

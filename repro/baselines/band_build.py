@@ -11,11 +11,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
-from repro.bands import numerics_check
-from repro.baseline import BAND_SCHEMA_VERSION
+from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
+from repro.baselines.baseline import BAND_SCHEMA_VERSION
 from repro.errors import RunFailed
-from repro.runview import RunView, series
+from repro.judge.bands import numerics_check
+from repro.runs.runview import RunView, series
 
 
 class BandRejected(RunFailed):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repro.runview import RunView, first_list_difference, series
+from repro.runs.runview import RunView, first_list_difference, series
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from repro.bands import BandCheck, Bands
-    from repro.judge import Comparison
-    from repro.runview import RunView
+    from repro.judge.bands import BandCheck, Bands
+    from repro.judge.comparison import Comparison
+    from repro.runs.runview import RunView
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def loss_curves(
     candidate: RunView, reference: RunView | None, numerics: BandCheck, bands: Bands | None
 ) -> LossCurves:
     """The curves of a judged pair; the band's only where the judge applied it."""
-    from repro.runview import series
+    from repro.runs.runview import series
 
     a = tuple(series(candidate.steps)["loss"])
     b = tuple(series(reference.steps)["loss"]) if reference is not None else ()

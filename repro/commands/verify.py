@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
-from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baseline import (
+from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
+from repro.baselines.baseline import (
     Selection,
     find_baseline,
     list_baselines,
@@ -24,18 +24,18 @@ from repro.baseline import (
     select_baseline,
     write_dir,
 )
+from repro.baselines.recording import baseline_plan, record_baseline
 from repro.errors import Unfit, UserError
-from repro.judge import Comparison, compare
+from repro.judge.comparison import Comparison, compare
+from repro.judge.curves import Judged, judged
 from repro.manifest.nvml import cuda_device_uuids
 from repro.manifest.schema import MANIFEST_FILE, load_manifest, write_manifest
 from repro.preflight.check import Preflight
-from repro.prepare import prepare_run
 from repro.profile import load_profile, parse_overrides
-from repro.recording import baseline_plan, record_baseline
-from repro.report.curves import Judged, judged
-from repro.runner import launch
-from repro.runview import RunView
-from repro.workload import workload_hash
+from repro.runs.prepare import prepare_run
+from repro.runs.runner import launch
+from repro.runs.runview import RunView
+from repro.runs.workload import workload_hash
 
 
 @dataclass

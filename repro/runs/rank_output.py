@@ -25,7 +25,7 @@ EXIT_NO_SPACE = errno.ENOSPC
 _NEARLY_FULL = 1 << 20  # bytes: below this a disk counts as full (torch.save's error has no errno)
 
 RANK_LOG_DIR_ENV = "REPRO_RANK_LOG_DIR"
-"""Set by ``repro.runner`` for its ranks: the folder their ``rank{N}.log`` go to."""
+"""Set by ``repro.runs.runner`` for its ranks: the folder their ``rank{N}.log`` go to."""
 
 
 def rank_log(folder: Path, rank: int) -> Path:

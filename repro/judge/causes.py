@@ -1,6 +1,6 @@
 """Rank probable causes by joining where two runs parted with what differs between them.
 
-The rules are data (``report/causes.yaml``); this module only applies them, and renders
+The rules are data (``causes.yaml`` beside this module); this module only applies them, and renders
 each rule's ``try`` with the runs' own values, each as one shell word, so that a command
 in it can be pasted into a shell as it stands.
 """
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from repro.divergence import Divergence
+    from repro.judge.divergence import Divergence
     from repro.manifest.diff import Difference
-    from repro.runview import RunView
+    from repro.runs.runview import RunView
 
 _IMPACT = {"high": 3, "medium": 2, "low": 1}
 # ATen's x86 kernel levels, lowest first, as ATEN_CPU_CAPABILITY spells them; the other
@@ -45,7 +45,7 @@ class UnknownValue(LookupError):
 
 @cache
 def rules() -> tuple[dict[str, Any], ...]:
-    text = resources.files("repro.report").joinpath("causes.yaml").read_text(encoding="utf-8")
+    text = resources.files("repro.judge").joinpath("causes.yaml").read_text(encoding="utf-8")
     return tuple(yaml.safe_load(text)["rules"])
 
 

@@ -20,8 +20,8 @@ from repro import atomic
 from repro.clock import utc_now
 from repro.manifest.redact import redact_argv
 from repro.profile import Profile, load_profile, parse_overrides
-from repro.store import CONFIG_SCHEMA_VERSION, create_unique_run_dir, write_status
-from repro.workload import workload_hash
+from repro.runs.store import CONFIG_SCHEMA_VERSION, create_unique_run_dir, write_status
+from repro.runs.workload import workload_hash
 
 # Variables a user sets to steer kernels or communication; they pass through
 # untouched, and the reproduce command repeats them.
@@ -142,7 +142,7 @@ def rank_env(profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
         # that mode on later, so the exclusion is set here, as torch would, and recorded.
         # A user's own NCCL_ALGO wins. No TORCH_NCCL_BLOCKING_WAIT: it removes NCCL's
         # watchdog, and a collective DDP awaits through a CUDA future then never times out;
-        # the watchdog aborts a rank stuck past collective_timeout_s (``repro.failures``
+        # the watchdog aborts a rank stuck past collective_timeout_s (``repro.runs.failures``
         # names the hang from its log line and the rank's progress file).
         env["NCCL_ALGO"] = environ.get("NCCL_ALGO", NCCL_DETERMINISTIC_ALGO)
     return env

@@ -28,12 +28,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
-from repro.bands import BAND_SCALARS, Bands, window_edges
+from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
 from repro.documents import load_document
 from repro.errors import UserError
+from repro.judge.bands import BAND_SCALARS, Bands, window_edges
 from repro.manifest.keys import environment_key, judged_against, key_info
-from repro.runview import FINAL_METRICS, SCALARS, RunView, series
+from repro.runs.runview import FINAL_METRICS, SCALARS, RunView, series
 
 BAND_SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 2  # 2: field classes, the numerics-only workload hash, new seed streams
@@ -91,7 +91,7 @@ class Baseline:
         """The primary run and the band document, after every check of the baseline's files:
         a baseline never judges a run with one of its files edited, cut short or non-finite."""
         from repro.manifest.schema import load_manifest
-        from repro.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
+        from repro.runs.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
 
         self._check_parameters()
         record = load_document(
@@ -285,7 +285,7 @@ def shipped_dir() -> Path:
     try:
         return Path(str(resources.files("repro._manifests").joinpath("baselines")))
     except ModuleNotFoundError:  # running from a checkout (editable install or PYTHONPATH)
-        return Path(__file__).resolve().parent.parent / "manifests" / "baselines"
+        return Path(__file__).resolve().parents[2] / "manifests" / "baselines"
 
 
 def write_dir(option: str | None) -> Path:
@@ -362,7 +362,7 @@ class Listed:
 def survey_baselines(dirs: list[Path]) -> list[Listed]:
     """Every baseline folder and whether it can judge: current, stale, or damaged."""
     from repro.profile import load_profile, parse_overrides
-    from repro.workload import workload_hash
+    from repro.runs.workload import workload_hash
 
     found = []
     for d in dirs:
@@ -452,7 +452,7 @@ def _another_training(
 ) -> Selection | None:
     """No baseline fits because the user's own overrides define another training; else None."""
     from repro.profile import differing_fields, load_profile, parse_overrides
-    from repro.workload import workload_hash
+    from repro.runs.workload import workload_hash
 
     base = load_profile(profile)
     if not sets or workload_hash(base.to_dict()) == workload:

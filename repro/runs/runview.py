@@ -49,7 +49,7 @@ class RunView:
         """Load a run directory; a run that did not complete may lack its record."""
         from pathlib import Path
 
-        from repro.store import open_run
+        from repro.runs.store import open_run
 
         run = open_run(Path(path))
         complete = run.status["status"] == "COMPLETE"

@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from repro.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baseline import Baseline
-from repro.judge import Comparison, compare
-from repro.prepare import prepare_run
-from repro.recording import assemble_baseline, baseline_plan, spare_members
-from repro.runner import launch
-from repro.runview import RunView
+from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
+from repro.baselines.baseline import Baseline
+from repro.baselines.recording import assemble_baseline, baseline_plan, spare_members
+from repro.judge.comparison import Comparison, compare
+from repro.runs.prepare import prepare_run
+from repro.runs.runner import launch
+from repro.runs.runview import RunView
 
 # One level below each CPU capability torch dispatches to (x86); absent: nothing lower.
 LOWER_CAPABILITY = {"AVX512": "avx2", "AVX2": "default"}
@@ -52,7 +52,7 @@ class Case:
 def load_cases(profile: str = "smoke") -> list[Case]:
     """The rows, with the margin rows' effect sizes filled in for ``profile``."""
     data = yaml.safe_load(
-        resources.files("repro").joinpath("selftest.yaml").read_text(encoding="utf-8")
+        resources.files("repro.commands").joinpath("selftest.yaml").read_text(encoding="utf-8")
     )
     threshold = float(data["update_scale_threshold"].get(profile, 0.0))
     sizes = {"third": repr(threshold / 3), "triple": repr(threshold * 3)}
@@ -145,7 +145,7 @@ def run_session(
             for _ in range(case.repeat)
         ]
         runs[case.name] = [o.run_dir for o in launch(own, env=env)]
-    from repro.baseline import load_baseline
+    from repro.baselines.baseline import load_baseline
 
     if baseline is not None:
         return Session(profile, load_baseline(baseline), runs, skipped, baseline_runs)

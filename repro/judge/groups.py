@@ -2,7 +2,7 @@
 
 One run per side cannot say: identical trainings spread by up to a few accuracy points
 from nondeterminism and seeds alone. This compares the two groups' distributions per
-metric (``repro.group_stats``) and gives one verdict: DIFFERENT when any metric differs
+metric (``repro.judge.group_stats``) and gives one verdict: DIFFERENT when any metric differs
 (the false-DIFFERENT rate alpha is split over the metrics), SAME when every metric is
 shown inside its margin, UNRESOLVED otherwise; FAILED when a run did not complete or a
 compared metric of a run is not a finite number (NaN, Inf, a string).
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
-from repro.group_stats import SampleComparison, can_pair, compare_samples, mean_sd
+from repro.judge.group_stats import SampleComparison, can_pair, compare_samples, mean_sd
 from repro.verdict import Verdict
 
 DEFAULT_ALPHA = 0.05
@@ -220,8 +220,8 @@ class GroupComparison:
 
 
 def run_kind(path: Path) -> str:
-    from repro.tensorboard_run import is_event_dir
-    from repro.tracked_compare import is_tracked
+    from repro.judge.tracked import is_tracked
+    from repro.runs.tensorboard import is_event_dir
 
     if is_tracked(path):
         return "tracked"
@@ -229,8 +229,8 @@ def run_kind(path: Path) -> str:
 
 
 def load_group_run(argument: str) -> GroupRun:
-    from repro.tensorboard_run import load_event_dir
-    from repro.tracked_compare import load_tracked
+    from repro.judge.tracked import load_tracked
+    from repro.runs.tensorboard import load_event_dir
 
     path = Path(argument)
     if not path.is_dir():
@@ -252,7 +252,7 @@ def load_group_run(argument: str) -> GroupRun:
             else sorted(path.glob("metrics-rank*.jsonl"))
         )
     else:
-        from repro.runview import RunView
+        from repro.runs.runview import RunView
 
         view = RunView.from_run_dir(path)
         scalars = {

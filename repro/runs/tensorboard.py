@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
-from repro.runview import RunView
-from repro.tracked_compare import Tracked
+from repro.judge.tracked import Tracked
+from repro.runs.runview import RunView
 
 FLOAT32_NOTE = (
     "TensorBoard stores scalars as float32: bit-identical here means identical at float32 "

@@ -82,7 +82,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from repro import atomic
     from repro.explain.explain import explain
     from repro.report.terminal import render_terminal_blocks
-    from repro.store import default_runs_dir
+    from repro.runs.store import default_runs_dir
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     result = explain(args.other, args.here, runs_dir=runs_dir, max_runs=args.max_runs)

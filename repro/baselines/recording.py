@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
-from repro.band_build import Replacer, build_band, checked_members, final_resolution
-from repro.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
-from repro.baseline import (
+from repro.baselines.band_build import Replacer, build_band, checked_members, final_resolution
+from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
+from repro.baselines.baseline import (
     BASELINE_SCHEMA_VERSION,
     NAME_PATTERN,
     Baseline,
@@ -29,8 +29,9 @@ from repro.clock import utc_now
 from repro.documents import read_data
 from repro.errors import RunFailed, UserError
 from repro.manifest.keys import environment_key
-from repro.runview import RunView
-from repro.store import RECORD_LINES
+from repro.outputs import probe_folder
+from repro.runs.runview import RunView
+from repro.runs.store import RECORD_LINES
 
 
 def write_baseline(
@@ -113,16 +114,7 @@ def check_name(name: str) -> None:
 def check_writable(folder: Path, option: str) -> None:
     """``folder`` is, or can be created as, a folder this user can write: checked before the
     first training so that a typo never costs a whole recording."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        raise UserError(f"{option} {folder}: {existing} is a file, not a folder; pick a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(
-            f"{option} {folder}: {existing} is not writable by this user; pick a folder you can "
-            "write or fix its permissions."
-        )
+    probe_folder(folder, option)
 
 
 def seal_baseline(path: Path) -> dict[str, Any]:
@@ -227,8 +219,8 @@ def spare_members(
     sets: Sequence[str] = (),
 ) -> Replacer:
     """Runs band members with given indices in one launch: replacements for flagged members."""
-    from repro.prepare import prepare_run
-    from repro.runner import launch
+    from repro.runs.prepare import prepare_run
+    from repro.runs.runner import launch
 
     def run(indices: list[int]) -> list[RunView]:
         entries = [
@@ -262,8 +254,8 @@ def record_baseline(
     sets: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Run primary, band members and seeds in one launch; check the band; write the baseline."""
-    from repro.prepare import prepare_run
-    from repro.runner import launch
+    from repro.runs.prepare import prepare_run
+    from repro.runs.runner import launch
 
     # Every input is checked before the first of the (by default 32) trainings.
     plan, seed_list = baseline_plan(profile, numerics, seeds, sets)

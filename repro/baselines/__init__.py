@@ -1,0 +1,1 @@
+"""Baselines: recording, sealing, selecting and loading the committed references."""

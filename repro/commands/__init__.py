@@ -1,0 +1,1 @@
+"""The commands: one module per subcommand, the functions the CLI calls."""

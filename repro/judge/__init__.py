@@ -1,0 +1,1 @@
+"""The judge: one comparison core, the bands, group statistics and the causes, as data."""

@@ -1,0 +1,1 @@
+"""Run folders: preparing, launching and reading back runs, reference and tracked."""
