@@ -20,6 +20,7 @@ class Verdict(str, Enum):
 
     UNFIT = "UNFIT"
     FAILED = "FAILED"
+    NO_RESULT = "NO_RESULT"
     NONDETERMINISTIC = "NONDETERMINISTIC"
     NO_BASELINE = "NO_BASELINE"
     DRIFT = "DRIFT"
@@ -65,6 +66,7 @@ class Verdict(str, Enum):
 _EXIT_CODES = {
     Verdict.UNFIT: 5,
     Verdict.FAILED: 4,
+    Verdict.NO_RESULT: 4,
     Verdict.NONDETERMINISTIC: 4,
     Verdict.NO_BASELINE: 3,
     Verdict.DRIFT: 1,
@@ -79,6 +81,10 @@ _MEANINGS = {
         "a preflight health check failed (the report names it); `repro verify` trained nothing"
     ),
     Verdict.FAILED: "crash, hang, NaN/Inf, ranks desynchronised, or not converged",
+    Verdict.NO_RESULT: (
+        "`fleet matrix`: a node that was expected to report wrote no result (it never ran, "
+        "or died before writing)"
+    ),
     Verdict.NONDETERMINISTIC: "`--repeat N` runs on this machine differ from each other",
     Verdict.NO_BASELINE: (
         "no baseline matches the profile, workload and precision; the report prints "

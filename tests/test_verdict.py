@@ -39,9 +39,12 @@ def test_the_readme_states_the_enum_precedence():
 def test_worst_follows_the_declared_order():
     assert Verdict.worst(["IDENTICAL", "DRIFT", "NO_BASELINE"]) is Verdict.NO_BASELINE
     assert Verdict.worst([Verdict.EQUIVALENT, Verdict.FAILED]) is Verdict.FAILED
-    assert [v.passed for v in Verdict] == [False] * 7 + [True] * 3
+    assert [v.passed for v in Verdict] == [False] * 8 + [True] * 3
     assert Verdict.worst(["SAME", "UNRESOLVED", "DIFFERENT"]) is Verdict.DIFFERENT
     assert Verdict.worst(["SAME", "UNRESOLVED"]) is Verdict.UNRESOLVED
+    # A fleet node that wrote nothing is as bad as one that crashed, worse than a node's drift.
+    assert Verdict.worst(["NONDETERMINISTIC", "NO_RESULT", "DRIFT"]) is Verdict.NO_RESULT
+    assert Verdict.NO_RESULT.exit_code == Verdict.FAILED.exit_code == 4
     with pytest.raises(ValueError):
         Verdict.worst([])
 

@@ -18,6 +18,7 @@ Tone = Literal["good", "bad", "warn", "muted"] | None
 VERDICT_TONES: dict[Verdict, Tone] = {
     Verdict.UNFIT: "bad",
     Verdict.FAILED: "bad",
+    Verdict.NO_RESULT: "bad",
     Verdict.NONDETERMINISTIC: "bad",
     Verdict.NO_BASELINE: "warn",
     Verdict.DRIFT: "bad",
