@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -34,9 +34,8 @@ from repro.clock import utc_now
 from repro.manifest.redact import redact, redact_argv
 from repro.runs.store import create_unique_run_dir, write_status
 from repro.runs.track_values import loggable, plain_config, warn_not_recorded
+from repro.runs.tracked import METRICS_FILE, TRACK_SCHEMA_VERSION
 
-TRACK_SCHEMA_VERSION = 1
-METRICS_FILE = "metrics-rank{rank}.jsonl"
 _WAIT_FOR_RANK0_S = 120.0  # how long the other ranks wait for rank 0 to name the folder
 
 
@@ -308,47 +307,6 @@ class TrackedRun:
             previous(signum, frame)
         else:  # the default action: end the process by the same signal
             os.kill(os.getpid(), signum)
-
-
-def tracked_status(run_dir: Path) -> dict[str, Any]:
-    """The run's status; a RUNNING run whose process is gone (same host) reads as FAILED."""
-    import yaml
-
-    status: dict[str, Any] = yaml.safe_load((run_dir / "status.yaml").read_text())
-    if status.get("status") != "RUNNING" or status.get("host") != socket.gethostname():
-        return status
-    pid = int(status.get("pid", 0))
-    if pid > 0 and not _alive(pid):
-        return {
-            **status,
-            "status": "FAILED",
-            "reason": f"its process ({pid}) ended without a status",
-        }
-    return status
-
-
-def read_metrics(run_dir: Path, rank: int = 0) -> Iterator[dict[str, Any]]:
-    """The records of one rank's metrics file, after its header line."""
-    with open(run_dir / METRICS_FILE.format(rank=rank), encoding="utf-8") as f:
-        header = json.loads(next(f))
-        if header.get("schema_version") != TRACK_SCHEMA_VERSION:
-            raise ValueError(
-                f"{f.name}: schema {header.get('schema_version')}, expected {TRACK_SCHEMA_VERSION}"
-            )
-        for line in f:
-            if not line.endswith("\n"):
-                return  # a line a killed process left half-written: everything before it stands
-            yield json.loads(line)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _launch_key() -> str | None:

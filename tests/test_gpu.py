@@ -164,7 +164,7 @@ def test_a_tracked_loop_logs_without_waiting_for_the_gpu(tmp_path):
         finally:
             torch.cuda.set_sync_debug_mode(0)
     (run_dir,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-    from repro.tracking import read_metrics
+    from repro.runs.tracked import read_metrics
 
     assert [r["step"] for r in read_metrics(run_dir) if "step" in r] == list(range(20))
 

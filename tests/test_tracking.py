@@ -22,7 +22,7 @@ import yaml
 
 import repro
 from repro.runs.track_values import TrackingWarning
-from repro.tracking import read_metrics, tracked_status
+from repro.runs.tracked import read_metrics, tracked_status
 
 # A training script of the kind users write, small enough to run in seconds.
 SCRIPT = textwrap.dedent(

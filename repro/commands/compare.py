@@ -4,34 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro.baselines.baseline import (
-    Baseline,
-    find_baseline,
-    load_baseline,
-    search_dirs,
-    select_baseline,
-)
+from repro.baselines.baseline import find_baseline, search_dirs, select_baseline
+from repro.baselines.resolve import resolve
 from repro.errors import UserError
 from repro.judge.bands import Bands
 from repro.judge.comparison import compare
 from repro.judge.curves import Judged, judged
-from repro.judge.tracked import Tracked, compare_tracked, is_tracked, load_tracked
+from repro.judge.tracked import compare_tracked
 from repro.runs.runview import RunView
 from repro.runs.tensorboard import is_event_dir, load_event_dir
-
-
-def resolve(argument: str, dirs: list[Path]) -> tuple[RunView, Baseline | None]:
-    """A run directory, a baseline folder, or a baseline name."""
-    path = Path(argument)
-    if path.is_dir():
-        if (path / "baseline.yaml").is_file():
-            baseline = load_baseline(path)
-            return baseline.primary(), baseline
-        return RunView.from_run_dir(path), None
-    if "/" in argument or argument.startswith("."):
-        raise UserError(f"{argument} does not exist; pass a run directory or a baseline name.")
-    baseline = find_baseline(argument, dirs)
-    return baseline.primary(), baseline
+from repro.runs.tracked import Tracked, is_tracked, load_tracked
 
 
 def _load_tracked(path: Path) -> Tracked:

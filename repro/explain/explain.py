@@ -120,9 +120,9 @@ class _Rerun:
 
 def load(argument: str) -> RunView:
     from repro.baselines.baseline import search_dirs
-    from repro.commands.compare import resolve
-    from repro.judge.tracked import is_tracked
+    from repro.baselines.resolve import resolve
     from repro.runs.tensorboard import is_event_dir
+    from repro.runs.tracked import is_tracked
 
     path = Path(argument)
     if is_tracked(path) or is_event_dir(path):

@@ -220,8 +220,8 @@ class GroupComparison:
 
 
 def run_kind(path: Path) -> str:
-    from repro.judge.tracked import is_tracked
     from repro.runs.tensorboard import is_event_dir
+    from repro.runs.tracked import is_tracked
 
     if is_tracked(path):
         return "tracked"
@@ -229,8 +229,8 @@ def run_kind(path: Path) -> str:
 
 
 def load_group_run(argument: str) -> GroupRun:
-    from repro.judge.tracked import load_tracked
     from repro.runs.tensorboard import load_event_dir
+    from repro.runs.tracked import load_tracked
 
     path = Path(argument)
     if not path.is_dir():
@@ -265,7 +265,7 @@ def load_group_run(argument: str) -> GroupRun:
     status = str(view.status.get("status", "UNKNOWN"))
     final = dict(view.final or {})
     if kind == "tracked":  # as written: a loader may leave out what is not a number
-        from repro.tracking import read_metrics
+        from repro.runs.tracked import read_metrics
 
         for record in read_metrics(path, 0):
             if "final" in record:

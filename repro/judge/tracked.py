@@ -8,13 +8,9 @@ NO_BASELINE with where they part, how far apart their curves are and the ranked 
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from repro import strict_json
-from repro.errors import UserError
 from repro.judge.bands import BandCheck, SeedCheck
 from repro.judge.causes import rank_causes, training_cause
 from repro.judge.comparison import Comparison, failure_of
@@ -22,65 +18,8 @@ from repro.judge.curves import Judged, LossCurves
 from repro.judge.divergence import Divergence
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key, flatten
-from repro.runs.runview import RunView
-from repro.tracking import METRICS_FILE, read_metrics, tracked_status
+from repro.runs.tracked import Tracked
 from repro.verdict import Verdict
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """A tracked run, loaded: its view for the cause ranking and every rank's records."""
-
-    view: RunView
-    ranks: list[list[dict[str, Any]]]  # per rank: {"step": k, ...} rows in order
-    note: str | None = None  # what the reader of this source must know (float32 logs)
-
-    @property
-    def final(self) -> dict[str, Any] | None:
-        return self.view.final
-
-    @property
-    def fingerprint(self) -> str | None:
-        return (self.view.record or {}).get("fingerprint")
-
-
-def is_tracked(path: Path) -> bool:
-    return (path / METRICS_FILE.format(rank=0)).is_file()
-
-
-def load_tracked(path: Path) -> Tracked:
-    import yaml
-
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text())
-        manifest = yaml.safe_load((path / "manifest.yaml").read_text())
-        status = tracked_status(path)
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(
-            f"{path} is not a readable tracked run ({exc}); pass another folder."
-        ) from None
-    world = int(config.get("world_size", 1))
-    ranks, final, fingerprint = [], None, None
-    for rank in range(world):
-        rows = []
-        for record in read_metrics(path, rank):
-            if "step" in record:
-                rows.append(record)
-            elif rank == 0 and "final" in record:
-                final = record["final"]
-            elif rank == 0 and "fingerprint" in record:
-                fingerprint = record["fingerprint"]
-        ranks.append(rows)
-    settings = {"config": config.get("config", {}), "seed": config.get("seed")}
-    command = shlex.join(["python", *config.get("argv", [])])
-    described = {**config, "settings": settings, "command": command}
-    # A final metric that is not a number (written before run.final() checked its values)
-    # still counts for identity but is not shown as a number; the report says so.
-    odd = sorted(k for k, v in (final or {}).items() if strict_json.number(v) is None)
-    note = f"{path.name}: final {', '.join(odd)} is not a number and is not shown" if odd else None
-    record = {"final": final, "fingerprint": fingerprint}
-    view = RunView(path.name, str(path), status, described, manifest, record)
-    return Tracked(view, ranks, note)
 
 
 def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:

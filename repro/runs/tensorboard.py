@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
-from repro.judge.tracked import Tracked
 from repro.runs.runview import RunView
+from repro.runs.tracked import Tracked
 
 FLOAT32_NOTE = (
     "TensorBoard stores scalars as float32: bit-identical here means identical at float32 "
