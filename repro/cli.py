@@ -245,13 +245,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from repro.commands import manifest as manifest_cli
+    from repro.commands import fleet, manifest
 
-    manifest_cli.add_parser(sub)
+    manifest.add_parser(sub)
     for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
         add(sub)
     add_preflight(sub, _command)
     add_explain(sub, _command)
+    fleet.add_fleet(sub, _command)
     return parser
 
 
