@@ -1,0 +1,128 @@
+"""The Lightning callback on real Lightning: a small Transformer trained in seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from repro.commands.compare import compare_runs
+from repro.judge.comparison import Comparison
+
+SCRIPT = Path(__file__).resolve().parent / "lightning_script.py"
+
+
+@contextlib.contextmanager
+def _torch_state_restored() -> Iterator[None]:
+    """Lightning sets torch's determinism and seed_everything's variables process-wide:
+    put them back for the tests that follow."""
+    names = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")
+    environ = {name: os.environ.get(name) for name in names}
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        for name, value in environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _fit(runs: Path, *, threads: int = 1, **kwargs: float) -> Path:
+    from lightning_script import fit
+
+    torch.set_num_threads(threads)
+    callback = fit(str(runs), **kwargs)  # type: ignore[arg-type]
+    assert callback.path is not None
+    return callback.path
+
+
+def _compare(a: Path, b: Path) -> Comparison:
+    ((comparison, _curves),) = compare_runs([str(a), str(b)])
+    return comparison
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("lightning")
+    with _torch_state_restored():
+        return {
+            "a": _fit(folder),
+            "again": _fit(folder),
+            "threads": _fit(folder, threads=2),
+            "lr": _fit(folder, lr=4e-3),
+        }
+
+
+def test_the_run_records_hparams_trainer_settings_and_every_batch(runs: dict[str, Path]) -> None:
+    config = yaml.safe_load((runs["a"] / "config.yaml").read_text())
+    assert config["seed"] == 0  # seed_everything's, read back
+    assert config["config"]["lr"] == 3e-3 and config["config"]["width"] == 32
+    trainer = config["config"]["trainer"]
+    assert trainer["deterministic"] is True and trainer["precision"] == "32-true"
+    assert trainer["accumulate_grad_batches"] == 1 and trainer["devices"] == 1
+    lines = (runs["a"] / "metrics-rank0.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[1:]]
+    losses = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in losses] == list(range(12))  # 192 sequences / 16 a batch
+    assert all(r["lr"] == 3e-3 for r in losses)
+    assert set(rows[-2]["final"]) == {"train_loss", "val_loss"}
+    status = yaml.safe_load((runs["a"] / "status.yaml").read_text())
+    assert status["status"] == "COMPLETE"
+
+
+def test_two_runs_of_one_setting_are_identical(runs: dict[str, Path]) -> None:
+    assert _compare(runs["a"], runs["again"]).verdict == "IDENTICAL"
+
+
+def test_another_thread_count_is_named_first(runs: dict[str, Path]) -> None:
+    comparison = _compare(runs["a"], runs["threads"])
+    assert comparison.verdict == "NO_BASELINE"  # no band: where and why, not "noise"
+    assert comparison.first_difference is not None
+    assert comparison.first_difference.where == "logged"
+    assert comparison.causes[0].cause == "thread count"
+
+
+def test_a_learning_rate_change_is_another_training(runs: dict[str, Path]) -> None:
+    comparison = _compare(runs["a"], runs["lr"])
+    assert comparison.verdict == "DRIFT"
+    assert comparison.setting_differences == {"config": ["lr"]}
+
+
+def test_an_exception_in_training_marks_the_run_failed(tmp_path: Path) -> None:
+    with _torch_state_restored(), pytest.raises(RuntimeError, match="training_step broke"):
+        _fit(tmp_path, crash_at=3)
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    status = yaml.safe_load((run / "status.yaml").read_text())
+    assert status["status"] == "FAILED" and "training_step broke" in status["reason"]
+    rows = (run / "metrics-rank0.jsonl").read_text().splitlines()
+    assert len(rows) == 1 + 3  # the header and the three batches before the crash
+
+
+def test_a_two_rank_ddp_run_writes_one_folder(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-W", "error", str(SCRIPT), str(tmp_path), "--devices", "2"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert sorted(p.name for p in run.glob("metrics-rank*.jsonl")) == [
+        "metrics-rank0.jsonl",
+        "metrics-rank1.jsonl",
+    ]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["world_size"] == 2 and config["config"]["trainer"]["strategy"] == "DDPStrategy"
+    assert yaml.safe_load((run / "status.yaml").read_text())["status"] == "COMPLETE"
+    assert _compare(run, run).verdict == "IDENTICAL"  # both ranks' records load
