@@ -3,10 +3,12 @@
 A knob is a field of the execution or precision class (threads per rank, world size at
 the same global batch, SDPA backend, AMP dtype, TF32), or a kernel-steering environment
 variable (``KNOB_ENV``). The CPU kernel level is read from what the other run's torch
-*used* (``hardware.cpu.torch_capability``), set or not. Knobs only go down: a level this
-CPU lacks (read from its ISA flags) would kill the ranks (SIGILL), so it is "cannot be
-tried here". Semantic, seed
-and fault differences are not knobs: they are named as the cause with no rerun.
+*used* (``hardware.cpu.torch_capability``), set or not; so are oneDNN's ISA and MKL's code
+path (``libraries.onednn.isa``, ``libraries.mkl.code_path``: read, or derived from the
+other machine's ISA flags and vendor where it set nothing), each becoming the variable
+that caps it here. Knobs only go down: a level this CPU lacks (read from its ISA flags)
+would kill the ranks (SIGILL) or be ignored, so it is "cannot be tried here". Semantic,
+seed and fault differences are not knobs: they are named as the cause with no rerun.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from repro.manifest import dispatch
 from repro.manifest.cpu import highest_kernel_level
 from repro.profile import differing_fields, flatten_settings
 from repro.runs.runview import RunView
@@ -22,6 +25,9 @@ from repro.runs.runview import RunView
 KNOB_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
 GPU_ENV = ("NCCL_ALGO", "NCCL_PROTO", "NCCL_NVLS_ENABLE")  # only where NCCL moves data
 CAPABILITY = "ATEN_CPU_CAPABILITY"
+ONEDNN_CAP, MKL_CAP = "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"
+# The variables the effective values stand for: read from what ran, not from what was set.
+_EFFECTIVE = (*dispatch.CAP_VARIABLES, MKL_CAP)
 _LEVELS = ("default", "avx2", "avx512")  # torch's x86 CPU kernel levels, lowest first
 _ISA_TIERS = (
     ("AVX512", "avx512"),
@@ -73,6 +79,8 @@ class _Here:
     level: str | None
     gpus: int
     world_size: int
+    onednn: str | None = None  # the best oneDNN ISA of this CPU, uncapped
+    mkl: str = "unknown"  # MKL's uncapped path on this CPU ("intel:avx512", "non-intel")
 
 
 def _cannot(name: str, value: Any, here: _Here) -> str:
@@ -83,6 +91,16 @@ def _cannot(name: str, value: Any, here: _Here) -> str:
             return f"{value!r} is not a CPU kernel level repro knows"
         if _LEVELS.index(level) > _LEVELS.index(here_level):
             return f"this CPU's highest kernel level is {here_level}; {level} would kill the ranks (SIGILL)"
+    if name == ONEDNN_CAP and here.onednn and dispatch.onednn_isa_name(value):
+        isa = str(dispatch.onednn_isa_name(value))
+        if not dispatch.at_or_below(isa, here.onednn):
+            return f"this CPU's oneDNN tops out at {here.onednn.upper()}; {value} asks for more"
+        return ""
+    if name == MKL_CAP and here.mkl.startswith("intel:"):
+        branches = _MKL_BRANCHES
+        top, asked = here.mkl.removeprefix("intel:").upper(), str(value).upper()
+        if asked in branches and branches.index(asked) > branches.index(top):
+            return f"this CPU's MKL tops out at {top}; {value} asks for more"
     if name.endswith("_MAX_CPU_ISA"):
         tier = _isa_tier(str(value))
         if (
@@ -128,6 +146,8 @@ def read_differences(other: RunView, here: RunView) -> Differences:
         here_level,
         len(gpus) if isinstance(gpus, list) and gpus else 0,
         _int(here.manifest.get("run", {}).get("world_size")),
+        dispatch.onednn_isa_from_flags(_cpu(here).get("isa_flags")),
+        dispatch.mkl_code_path(_cpu(here), {}),
     )
     knobs = [
         Knob(name, flat_here.get(name), flat_other.get(name), "setting")
@@ -138,11 +158,51 @@ def read_differences(other: RunView, here: RunView) -> Differences:
     if other_level and other_level != level_here:
         knobs.append(Knob(CAPABILITY, level_here, other_level, "env"))
     env_other, env_here = other.manifest.get("env", {}), here.manifest.get("env", {})
+    effective, remains = _effective_knobs(other, here)
+    knobs += effective
     for name in (*KNOB_ENV, *GPU_ENV):
+        if name in _EFFECTIVE and any(k.name in (ONEDNN_CAP, MKL_CAP) for k in effective):
+            continue  # the effective value above already stands for what was set there
+        if name in dispatch.CAP_VARIABLES and _onednn_isa(other) == _onednn_isa(here):
+            continue  # set there, and it changed nothing: both ran the same ISA
         if name in env_other and env_other.get(name) != env_here.get(name):
             knobs.append(Knob(name, env_here.get(name), env_other[name], "env"))
     knobs = [Knob(k.name, k.here, k.other, k.kind, _cannot(k.name, k.other, this)) for k in knobs]
-    return Differences(tuple(knobs), tuple(causes), tuple(_beyond(other, here)))
+    return Differences(tuple(knobs), tuple(causes), tuple(_beyond(other, here) + remains))
+
+
+def _onednn_isa(view: RunView) -> str | None:
+    onednn = view.manifest.get("libraries", {}).get("onednn", {})
+    read = dispatch.onednn_isa_name(onednn.get("isa") if isinstance(onednn, dict) else None)
+    env = view.manifest.get("env", {})
+    return read or dispatch.onednn_isa_from_flags(_cpu(view).get("isa_flags"), env)
+
+
+def _mkl_path(view: RunView) -> str:
+    mkl = view.manifest.get("libraries", {}).get("mkl", {})
+    path = mkl.get("code_path") if isinstance(mkl, dict) else None
+    env = view.manifest.get("env", {})
+    return str(path) if path else dispatch.mkl_code_path(_cpu(view), env)
+
+
+def _effective_knobs(other: RunView, here: RunView) -> tuple[list[Knob], list[str]]:
+    """Knobs for what the libraries ran there, set or not (oneDNN's ISA, MKL's Intel
+    branch), and what no variable reaches (MKL's vendor path)."""
+    knobs, remains = [], []
+    isa_other, isa_here = _onednn_isa(other), _onednn_isa(here)
+    if isa_other and isa_here and isa_other != isa_here:
+        knobs.append(Knob(ONEDNN_CAP, isa_here.upper(), isa_other.upper(), "env"))
+    path_other, path_here = _mkl_path(other), _mkl_path(here)
+    if "unknown" not in (path_other, path_here) and path_other != path_here:
+        if path_other.startswith("intel:") and path_here.startswith("intel:"):
+            branch = path_other.removeprefix("intel:").upper()
+            knobs.append(Knob(MKL_CAP, path_here.removeprefix("intel:").upper(), branch, "env"))
+        elif not path_other.startswith("cbwr:"):  # a pinned branch is its MKL_CBWR knob
+            remains.append(
+                f"MKL's code path: {path_here} here, {path_other} there "
+                "(MKL picks it by CPU vendor; no variable here reaches the other vendor's path)"
+            )
+    return knobs, remains
 
 
 def _cpu(view: RunView) -> dict[str, Any]:
@@ -167,7 +227,38 @@ def _beyond(other: RunView, here: RunView) -> list[str]:
                 )
             if va != vb and va is not None:
                 found.append(f"{section}.{key}: {va} vs {vb}")
+    flags_other, flags_here = (set(_cpu(v).get("isa_flags") or ()) for v in (other, here))
+    if flags_other and flags_here and flags_other != flags_here:
+        only = [f"{side}: {', '.join(sorted(f))}" for side, f in (
+            ("only there", flags_other - flags_here), ("only here", flags_here - flags_other)) if f]  # fmt: skip
+        found.append("hardware.cpu.isa_flags: " + "; ".join(only))
     return found
+
+
+_DISPATCH = (CAPABILITY, ONEDNN_CAP, MKL_CAP)
+
+
+_MKL_BRANCHES = ("SSE4_2", "AVX", "AVX2", "AVX512")
+
+
+def _goes_down(knob: Knob) -> bool:
+    """Whether the other run's value is below this run's (not only below this CPU's)."""
+    here, other = str(knob.here).lower(), str(knob.other).lower()
+    if knob.name == CAPABILITY:
+        return here in _LEVELS and other in _LEVELS and _LEVELS.index(other) < _LEVELS.index(here)
+    if knob.name == ONEDNN_CAP:
+        a, b = dispatch.onednn_isa_name(other), dispatch.onednn_isa_name(here)
+        return bool(a and b and a != b and dispatch.at_or_below(a, b))
+    branches = [b.lower() for b in _MKL_BRANCHES]
+    return here in branches and other in branches and branches.index(other) < branches.index(here)
+
+
+def lowering(other: RunView, here: RunView) -> list[Knob]:
+    """The CPU-dispatch knobs (ATen level, oneDNN ISA, MKL branch) that take this run's
+    kernels down to the other's: the set ``repro explain`` starts its search from. Empty
+    when there is none, or when one of them would go up or this CPU cannot take it."""
+    knobs = [k for k in read_differences(other, here).knobs if k.name in _DISPATCH]
+    return knobs if all(_goes_down(k) and not k.cannot for k in knobs) else []
 
 
 def other_machine_command(profile: str, knobs: list[Knob]) -> str:

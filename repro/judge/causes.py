@@ -87,6 +87,21 @@ def lower_level(a: str, b: str) -> str:
     raise UnknownValue(f"{a} and {b} are levels of different architectures")
 
 
+def lowering_words(candidate: RunView, reference: RunView) -> str:
+    """``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: the variables that take the
+    run with the higher kernels down to the other's, each as one shell word; the set
+    ``repro explain`` would try (oneDNN's ISA counts where the other machine set nothing)."""
+    from repro.explain.knobs import lowering
+
+    try:
+        knobs = lowering(reference, candidate) or lowering(candidate, reference)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UnknownValue(f"the runs' CPU facts cannot be read: {error}") from error
+    if not knobs:
+        raise UnknownValue("no one run's kernels can go down to the other's")
+    return " ".join(shell_word(f"{k.name}={k.other}") for k in knobs)
+
+
 class _RunWords:
     """A run's manifest and settings by flattened key (``config.seed``), each as a shell word."""
 
@@ -109,6 +124,7 @@ class _Fields:
 
     def __init__(self, candidate: RunView, reference: RunView) -> None:
         self.candidate, self.reference = _RunWords(candidate), _RunWords(reference)
+        self.views = (candidate, reference)
         self.profile = str(candidate.config.get("profile", "quick"))
         self.paths = {"candidate_path": candidate.path, "reference_path": reference.path}
 
@@ -121,6 +137,11 @@ class _Fields:
             return getattr(self, name)
         if name == "lower_capability":
             return lower_level(self.candidate.capability(), self.reference.capability())
+        if name == "lowering":
+            try:
+                return lowering_words(*self.views)
+            except UnknownValue:  # e.g. flags too sparse to say: ATen's two levels decide
+                return f"ATEN_CPU_CAPABILITY={self['lower_capability']}"
         raise KeyError(f"causes.yaml names an unknown field {{{name}}}")
 
 

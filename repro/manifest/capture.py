@@ -14,6 +14,7 @@ import repro
 from repro.manifest import (
     container,
     cpu,
+    dispatch,
     env,
     git_info,
     loaded_libs,
@@ -79,6 +80,22 @@ def _code(repo: str | Path | None) -> dict[str, Any]:
     }
 
 
+def _add_dispatch(manifest: dict[str, Any]) -> None:
+    """oneDNN's ISA as oneDNN reports it (derived where it cannot say) and MKL's path,
+    beside each library's version: what they ran, not only what was set."""
+    libraries = manifest.get("libraries")
+    onednn = libraries.get("onednn") if isinstance(libraries, dict) else None
+    if isinstance(onednn, dict) and onednn.get("available") is True:
+        read = guarded(dispatch.read_onednn_isa)
+        cpu_reading = manifest.get("hardware", {}).get("cpu", {})
+        flags = cpu_reading.get("isa_flags") if isinstance(cpu_reading, dict) else None
+        found = dispatch.onednn_dispatch(
+            flags, env.environment(), read if isinstance(read, str) else None
+        )
+        onednn.update(found)
+    dispatch.derive_missing(manifest)
+
+
 def to_plain(value: Any) -> Any:
     """A copy made of str/int/float/bool/None, lists and str-keyed dicts only.
 
@@ -121,4 +138,5 @@ def capture_manifest(
     manifest: dict[str, Any] = {"schema_version": MANIFEST_SCHEMA_VERSION}
     for name, build in sections.items():
         manifest[name] = guarded(build)
+    _add_dispatch(manifest)
     return cast(dict[str, Any], to_plain(manifest))

@@ -11,6 +11,7 @@ from typing import Any
 from repro import atomic
 from repro.documents import Migration, load_document
 from repro.errors import UserError
+from repro.manifest import dispatch
 
 MANIFEST_SCHEMA_VERSION = 1
 # In the order a person reads them; diffs are grouped in this order too.
@@ -51,6 +52,9 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
             f"{path} has section(s) {', '.join(not_mappings)} that are not mappings; "
             "re-create it with `repro manifest`."
         )
+    # Older manifests lack what the CPU libraries dispatched to: derived from their own
+    # recorded flags on reading, so no stored file (nor a baseline's seal) changes.
+    dispatch.derive_missing(manifest)
     return manifest
 
 
