@@ -15,6 +15,7 @@ from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMB
 from repro.commands.explain import add_explain
 from repro.commands.preflight import add_preflight, health_options
 from repro.commands.preflight import show as show_preflight
+from repro.commands.resume import add_resume_options
 from repro.errors import (
     EXIT_CLOSED_PIPE,
     EXIT_INTERRUPTED,
@@ -281,6 +282,7 @@ def _add_run(sub: Any) -> None:
         help="also write the record as TensorBoard events (run folder/tensorboard)",
     )
     p.set_defaults(handler=_cmd_run)
+    add_resume_options(p, _profile, _runs_dir)
 
 
 def _add_verify(sub: Any) -> None:

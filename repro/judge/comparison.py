@@ -28,6 +28,7 @@ from repro.judge.bands import (
 from repro.judge.causes import Cause, rank_causes, training_cause
 from repro.judge.divergence import Divergence, first_difference
 from repro.judge.exact import ExactCheck, exact_checks
+from repro.judge.resumes import resume_causes, resume_check
 from repro.judge.summary import summary as summary_line
 from repro.judge.summary import unexplained
 from repro.manifest.diff import Difference, diff_manifests
@@ -303,7 +304,9 @@ def compare(
         reference_verdict = None
     else:
         pair = _pair(candidate, reference, failed=failure is not None)
-        notes += pair.notes
+        resume_checks, resume_notes = resume_check(candidate, reference)
+        pair.exact += resume_checks
+        notes += resume_notes + pair.notes
         numerics, seeds, reference_verdict = _band_checks(
             candidate, reference, pair, bands, failed=failure is not None
         )
@@ -375,6 +378,8 @@ def _causes(
     causes = rank_causes(
         verdict, pair.divergence, pair.differences, candidate, reference or candidate
     )
+    if reference is not None:
+        causes[:0] = resume_causes(candidate, reference)
     if pair.other_training and reference is not None:
         cause = training_cause(
             pair.classes["semantic"],

@@ -45,6 +45,7 @@ from repro import atomic
 from repro.errors import EXIT_USAGE, UserError
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
 from repro.reference.loop import Training, TrainingFailure
+from repro.reference.resume import ResumableTraining, finish_stopped
 from repro.reference.step import AMP_DTYPES, sdpa_context
 from repro.runs.prepare import PlanEntry, prepare_run, rank_env
 from repro.runs.rank_output import EXIT_NO_SPACE, Progress, capture_output, out_of_space
@@ -151,7 +152,7 @@ class RankRun:
         self.progress: Progress | None = None
 
     def run(self) -> None:
-        training = self.training = Training(self.profile, self.rank, self.world, self.device)
+        training = self.training = self._training()
         if self.rank == 0:
             self._write_manifest(training)
         self.progress = Progress(self.run_dir, self.rank)
@@ -166,9 +167,25 @@ class RankRun:
             if self.rank == 0:
                 self._write_failure(training, failure)
             raise failure
-        if self.rank == 0:
+        if isinstance(training, ResumableTraining) and training.stopped:
+            finish_stopped(self.run_dir, training, train_s, self._write_record)
+        elif self.rank == 0:
             self._finish(training, train_s)
         dist.barrier()
+
+    def _training(self) -> Training:
+        """The plain training, or one that stops after a step or resumes a stopped run."""
+        entry = self.entry
+        if entry.stop_at is None and entry.resume is None:
+            return Training(self.profile, self.rank, self.world, self.device)
+        return ResumableTraining(
+            self.profile,
+            self.rank,
+            self.world,
+            self.device,
+            stop_at=entry.stop_at,
+            resume=entry.resume,
+        )
 
     def _after_step(self, step: int, training: Training) -> None:
         now = time.perf_counter()

@@ -59,6 +59,8 @@ class PlanEntry:
     quiet: bool = False  # no per-step progress
     repo: str | None = None  # whose git state the manifest records
     argv: list[str] | None = None  # the command line the manifest records
+    stop_at: int | None = None  # stop after this step and write the full training state
+    resume: dict[str, Any] | None = None  # a stopped run to resume and the pieces it restores
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

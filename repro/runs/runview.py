@@ -43,10 +43,12 @@ class RunView:
     config: dict[str, Any]
     manifest: dict[str, Any]
     record: dict[str, Any] | None
+    resume: dict[str, Any] | None = None  # resume.json: where a resumed run came from
 
     @classmethod
     def from_run_dir(cls, path: Any) -> RunView:
         """Load a run directory; a run that did not complete may lack its record."""
+        import json
         from pathlib import Path
 
         from repro.runs.store import open_run
@@ -57,7 +59,9 @@ class RunView:
         record = run.record if complete or has_record else None
         # A launch that failed before rank 0 started has no manifest; it is still a FAILED run.
         manifest = run.manifest if complete or (run.path / "manifest.yaml").exists() else {}
-        view = cls(run.run_id, str(run.path), run.status, run.config, manifest, record)
+        resume_file = run.path / "resume.json"
+        resume = json.loads(resume_file.read_text()) if resume_file.is_file() else None
+        view = cls(run.run_id, str(run.path), run.status, run.config, manifest, record, resume)
         if complete:
             view.check_complete(run.path / "record.json")
         return view

@@ -8,6 +8,8 @@ A run lives in ``<runs-dir>/<run-id>/``::
     record.json      the exact record: identical runs give identical bytes
     timings.json     step times and throughput (never part of the exact record)
     checkpoint.pt    weights-only state_dict
+    training_state.pt  a STOPPED run's full training state (``repro.reference.resume``)
+    resume.json      a resumed run's origin, and what a partial resume lost, measured
     verdict.json     written by ``repro verify``
 """
 
@@ -36,7 +38,8 @@ RECORD_LINES = 2
 STATUS_SCHEMA_VERSION = 1
 CONFIG_SCHEMA_VERSION = 1
 
-STATUSES = ("RUNNING", "COMPLETE", "FAILED", "INTERRUPTED")
+# STOPPED: ended on purpose after a step (``repro run --stop-at``), never COMPLETE.
+STATUSES = ("RUNNING", "COMPLETE", "FAILED", "INTERRUPTED", "STOPPED")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
