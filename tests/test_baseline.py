@@ -13,13 +13,13 @@ import yaml
 from helpers import view
 from repro.baselines.band_build import BandRejected
 from repro.baselines.baseline import (
-    file_digests,
     load_baseline,
     record_command,
     search_dirs,
     select_baseline,
     shipped_dir,
 )
+from repro.baselines.integrity import file_digests
 from repro.baselines.recording import assemble_baseline, baseline_plan, seal_baseline
 from repro.cli import main
 from repro.errors import UserError

@@ -16,8 +16,6 @@ or duplicated, a value edited or a file cut short is refused before it judges a 
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import re
 import shlex
@@ -28,30 +26,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
+from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
+from repro.baselines.integrity import check_band, check_digests, check_finite, check_parameters
 from repro.documents import load_document
 from repro.errors import UserError
-from repro.judge.bands import BAND_SCALARS, Bands, window_edges
+from repro.judge.bands import Bands
 from repro.manifest.keys import environment_key, judged_against, key_info
-from repro.runs.runview import FINAL_METRICS, SCALARS, RunView, series
+from repro.runs.runview import RunView, series
 
 BAND_SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 2  # 2: field classes, the numerics-only workload hash, new seed streams
-# Sane ranges of a baseline's band parameters: outside them a band judges nothing.
-BAND_PARAMETER_RANGES = {
-    "alpha": (1e-6, 0.1),
-    "windows": (1, 100),
-}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# The files a baseline judges by; baseline.yaml keeps a sha256 of each (it cannot hold its own).
-DIGESTED_FILES = ("record.json", "band.json", "config.yaml", "manifest.yaml")
-
-
-def file_digests(folder: Path) -> dict[str, str]:
-    """The sha256 of each file a baseline judges by, as ``baseline.yaml`` stores them."""
-    return {
-        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in DIGESTED_FILES
-    }
 
 
 @dataclass(frozen=True)
@@ -93,7 +78,7 @@ class Baseline:
         from repro.manifest.schema import load_manifest
         from repro.runs.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
 
-        self._check_parameters()
+        check_parameters(self.path / "baseline.yaml", self.meta, self._rerecord)
         record = load_document(
             self.path / "record.json",
             kind="baseline record",
@@ -116,9 +101,8 @@ class Baseline:
         )
         view.check_complete(self.path / "record.json")
         primary = series(view.steps)
-        self._check_finite(
-            self.path / "record.json",
-            [("the primary run", primary, view.final)],
+        check_finite(
+            self.path / "record.json", [("the primary run", primary, view.final)], self._rerecord
         )
         data = load_document(
             self.path / "band.json",
@@ -126,144 +110,9 @@ class Baseline:
             schema_version=BAND_SCHEMA_VERSION,
             required=("members", "seeds"),
         )
-        self._check_band(data, len(view.steps))
-        self._check_digests()
+        check_band(self.path / "band.json", self.meta, data, len(view.steps), self._rerecord)
+        check_digests(self.path, self.meta, self._rerecord)
         return view, data
-
-    def _check_parameters(self) -> None:
-        meta_file = self.path / "baseline.yaml"
-        params = {
-            "alpha": self.meta.get("alpha", DEFAULT_ALPHA),
-            "windows": self.meta.get("windows", DEFAULT_WINDOWS),
-        }
-        for key, value in params.items():
-            low, high = BAND_PARAMETER_RANGES[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UserError(f"{meta_file}: {key} is {value!r}, not a number; {self._rerecord}")
-            if not low <= value <= high:
-                raise UserError(
-                    f"{meta_file}: {key} {value!r} is outside the sane range [{low}, {high}]; "
-                    f"fix it or {self._rerecord}"
-                )
-
-    def _check_band(self, data: dict[str, Any], steps: int) -> None:
-        """What the band was recorded with, its shape, its values, and members that differ."""
-        band_file = self.path / "band.json"
-        damaged = f"restore the folder or {self._rerecord}"
-        members, seeds = data["members"], data["seeds"]
-        for what, entries in (("numerics members", members), ("seeds", seeds)):
-            if not isinstance(entries, list) or len(entries) < MIN_MEMBERS:
-                count = len(entries) if isinstance(entries, list) else 0
-                raise UserError(
-                    f"{band_file} holds {count} {what}, fewer than the {MIN_MEMBERS} a band needs; "
-                    f"{self._rerecord}"
-                )
-        # baseline.yaml records the counts (older baselines may lack them: nothing to match).
-        recorded = self.meta.get("numerics_members")
-        if isinstance(recorded, int) and recorded != len(members):
-            raise UserError(
-                f"{band_file} holds {len(members)} numerics members but baseline.yaml records "
-                f"{recorded}: a member was deleted or duplicated; {damaged}"
-            )
-        if not all(isinstance(m, dict) and isinstance(m.get("series"), dict) for m in members):
-            raise UserError(f"{band_file} holds a numerics member without series; {damaged}")
-        if not all(isinstance(s, dict) for s in seeds):
-            raise UserError(f"{band_file} holds a seed entry that is not a mapping; {damaged}")
-        seed_numbers = [s.get("seed") for s in seeds]
-        recorded_seeds = self.meta.get("seeds")
-        if isinstance(recorded_seeds, list) and sorted(map(str, seed_numbers)) != sorted(
-            map(str, recorded_seeds)
-        ):
-            raise UserError(
-                f"{band_file} holds seeds {seed_numbers} but baseline.yaml records "
-                f"{recorded_seeds}: a seed was deleted or duplicated; {damaged}"
-            )
-        for i, member in enumerate(members):
-            lengths = {len(v) if isinstance(v, list) else -1 for v in member["series"].values()}
-            if lengths != {steps}:
-                raise UserError(
-                    f"{band_file}: numerics member {i} has series of {sorted(lengths)} steps but "
-                    f"the primary run has {steps}; {self._rerecord}"
-                )
-        self._check_finite(
-            band_file,
-            [(f"numerics member {i}", m["series"], m.get("final")) for i, m in enumerate(members)]
-            + [(f"the seed {s.get('seed')} run", {}, s) for s in seeds],
-        )
-        self._check_members_differ(band_file, members, steps, damaged)
-
-    def _check_members_differ(
-        self, band_file: Path, members: list[dict[str, Any]], steps: int, damaged: str
-    ) -> None:
-        """Rounding perturbations make every member's curves differ from the first step on:
-        a curve two members share was copied. (Their final accuracy may well be equal.)"""
-        runs: dict[Any, int] = {}
-        for i, member in enumerate(members):
-            run = member.get("run")
-            if run is not None and run in runs:
-                raise UserError(
-                    f"{band_file}: numerics members {runs[run]} and {i} are the same run {run}: a "
-                    f"member was duplicated; {damaged}"
-                )
-            runs[run] = i
-        for scalar in BAND_SCALARS:
-            curves: dict[tuple[Any, ...], int] = {}
-            for i, member in enumerate(members):
-                curve = tuple(member["series"].get(scalar, ()))
-                if curve in curves:
-                    raise UserError(
-                        f"{band_file}: numerics members {curves[curve]} and {i} hold the same "
-                        f"{scalar} series: a member was duplicated; {damaged}"
-                    )
-                curves[curve] = i
-            for start, end in window_edges(steps, int(self.meta.get("windows", DEFAULT_WINDOWS))):
-                first = members[0]["series"].get(scalar, [])[start:end]
-                if all(v is None for v in first):
-                    continue  # steps every member's GradScaler skipped have no norm to share
-                if all(m["series"].get(scalar, [])[start:end] == first for m in members[1:]):
-                    raise UserError(
-                        f"{band_file}: every numerics member holds the same {scalar} series in "
-                        f"steps {start}-{end - 1}, which rounding perturbations never give; {damaged}"
-                    )
-
-    def _check_finite(
-        self,
-        where: Path,
-        runs: list[tuple[str, dict[str, Any], dict[str, Any] | None]],
-    ) -> None:
-        """Every recorded value is a finite number (a skipped step's gradient norm is None):
-        a NaN or inf would make a band judge every run, or none, at an arbitrary step."""
-        for who, curves, final in runs:
-            for scalar in SCALARS:
-                for step, value in enumerate(curves.get(scalar, ())):
-                    if value is None and scalar == "grad_norm":
-                        continue
-                    if not _finite(value):
-                        raise UserError(
-                            f"{where}: {who}'s {scalar} is {value!r} at step {step}, not a finite "
-                            f"number; restore the folder or {self._rerecord}"
-                        )
-            for metric in FINAL_METRICS:
-                value = (final or {}).get(metric)
-                if not _finite(value):
-                    raise UserError(
-                        f"{where}: {who}'s final {metric} is {value!r}, not a finite number; "
-                        f"restore the folder or {self._rerecord}"
-                    )
-
-    def _check_digests(self) -> None:
-        """Each file matches the digest recorded with it (older baselines have none)."""
-        recorded = self.meta.get("sha256")
-        if not isinstance(recorded, dict):
-            return
-        actual = file_digests(self.path)
-        for name in DIGESTED_FILES:
-            if recorded.get(name) != actual[name]:
-                raise UserError(
-                    f"{self.path / name} does not match the sha256 that baseline.yaml records "
-                    f"for it: the file changed after recording; restore the folder or "
-                    f"{self._rerecord}"
-                )
 
     @property
     def _rerecord(self) -> str:
@@ -271,10 +120,6 @@ class Baseline:
             self.path, str(self.meta["profile"]), self.name, self.meta.get("sets", ())
         )
         return f"re-record it with `{command}`."
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # -- where baselines live -------------------------------------------------------------------

@@ -21,10 +21,10 @@ from repro.baselines.baseline import (
     BASELINE_SCHEMA_VERSION,
     NAME_PATTERN,
     Baseline,
-    file_digests,
     hardware_name,
     record_command,
 )
+from repro.baselines.integrity import file_digests
 from repro.clock import utc_now
 from repro.documents import read_data
 from repro.errors import RunFailed, UserError
