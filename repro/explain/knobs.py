@@ -210,6 +210,12 @@ def _cpu(view: RunView) -> dict[str, Any]:
     return cpu if isinstance(cpu, dict) else {}
 
 
+def _few(flags: set[str], shown: int = 4) -> str:
+    names = sorted(flags)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _beyond(other: RunView, here: RunView) -> list[str]:
     """Library and hardware differences: what remains when every knob is matched."""
     found = []
@@ -229,7 +235,7 @@ def _beyond(other: RunView, here: RunView) -> list[str]:
                 found.append(f"{section}.{key}: {va} vs {vb}")
     flags_other, flags_here = (set(_cpu(v).get("isa_flags") or ()) for v in (other, here))
     if flags_other and flags_here and flags_other != flags_here:
-        only = [f"{side}: {', '.join(sorted(f))}" for side, f in (
+        only = [f"{side}: {_few(f)}" for side, f in (
             ("only there", flags_other - flags_here), ("only here", flags_here - flags_other)) if f]  # fmt: skip
         found.append("hardware.cpu.isa_flags: " + "; ".join(only))
     return found
