@@ -246,7 +246,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from repro.commands import fleet, manifest
+    from repro.commands import export_check, fleet, manifest
 
     manifest.add_parser(sub)
     for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
@@ -254,6 +254,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_preflight(sub, _command)
     add_explain(sub, _command)
     fleet.add_fleet(sub, _command)
+    export_check.add_export_check(sub, _command)
     return parser
 
 
