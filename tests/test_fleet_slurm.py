@@ -38,8 +38,11 @@ def _debs(cache: Path) -> list[Path]:
     if len(debs) < len(PACKAGES):
         if shutil.which("apt-get") is None:
             pytest.skip("no apt-get: cannot fetch Debian's slurm-wlm packages")
-        done = subprocess.run(["apt-get", "download", *PACKAGES], cwd=cache,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        download = ["apt-get", "download", *PACKAGES]
+        done = subprocess.run(download, cwd=cache, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0 and os.geteuid() == 0:  # a fresh CI image has no package lists
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+            done = subprocess.run(download, cwd=cache, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             pytest.skip(f"apt-get download slurm-wlm failed: {done.stderr.strip()[-300:]}")
         debs = sorted(cache.glob("*.deb"))
