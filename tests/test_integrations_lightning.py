@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from framework_state import restored_torch_state
 
 from repro.commands.compare import compare_runs
 from repro.judge.comparison import Comparison
 
 SCRIPT = Path(__file__).resolve().parent / "lightning_script.py"
-
-
-@contextlib.contextmanager
-def _torch_state_restored() -> Iterator[None]:
-    """Lightning sets torch's determinism and seed_everything's variables process-wide:
-    put them back for the tests that follow."""
-    names = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")
-    environ = {name: os.environ.get(name) for name in names}
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        for name, value in environ.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _fit(runs: Path, *, threads: int = 1, **kwargs: float) -> Path:
@@ -58,7 +36,7 @@ def _compare(a: Path, b: Path) -> Comparison:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("lightning")
-    with _torch_state_restored():
+    with restored_torch_state():
         return {
             "a": _fit(folder),
             "again": _fit(folder),
@@ -103,7 +81,7 @@ def test_a_learning_rate_change_is_another_training(runs: dict[str, Path]) -> No
 
 
 def test_an_exception_in_training_marks_the_run_failed(tmp_path: Path) -> None:
-    with _torch_state_restored(), pytest.raises(RuntimeError, match="training_step broke"):
+    with restored_torch_state(), pytest.raises(RuntimeError, match="training_step broke"):
         _fit(tmp_path, crash_at=3)
     (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     status = yaml.safe_load((run / "status.yaml").read_text())

@@ -1,0 +1,96 @@
+"""The Hugging Face Trainer callback on real transformers: a one-layer GPT-2 built from a
+config (no download), eight steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from framework_state import restored_torch_state
+
+from repro.commands.compare import compare_runs
+from repro.judge.comparison import Comparison
+
+SCRIPT = Path(__file__).resolve().parent / "transformers_script.py"
+
+
+def _train(runs: Path, *, threads: int = 1, lr: float = 3e-3) -> Path:
+    from transformers_script import train
+
+    torch.set_num_threads(threads)
+    callback = train(str(runs), str(runs / ".output"), lr=lr)
+    assert callback.path is not None
+    return callback.path
+
+
+def _compare(a: Path, b: Path) -> Comparison:
+    ((comparison, _curves),) = compare_runs([str(a), str(b)])
+    return comparison
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("transformers")
+    with restored_torch_state():
+        return {
+            "a": _train(folder),
+            "again": _train(folder),
+            "threads": _train(folder, threads=2),
+            "lr": _train(folder, lr=4e-3),
+        }
+
+
+def test_the_run_records_training_arguments_steps_and_evaluations(runs: dict[str, Path]) -> None:
+    config = yaml.safe_load((runs["a"] / "config.yaml").read_text())
+    arguments = config["config"]["training_arguments"]
+    assert config["seed"] == 0 and arguments["full_determinism"] is True
+    assert arguments["learning_rate"] == 3e-3 and arguments["gradient_accumulation_steps"] == 1
+    assert arguments["lr_scheduler_type"] == "linear"  # the enum's value, not its repr
+    assert "output_dir" not in arguments  # differs run to run without changing the training
+    assert config["config"]["model"]["n_layer"] == 1
+    lines = (runs["a"] / "metrics-rank0.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[1:]]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))
+    assert [r["step"] for r in rows if "eval_loss" in r] == [4, 8]
+    assert not any(k.endswith(("_runtime", "_per_second")) for r in rows for k in r)
+    assert set(rows[-2]["final"]) == {"eval_loss", "train_loss"}
+    assert yaml.safe_load((runs["a"] / "status.yaml").read_text())["status"] == "COMPLETE"
+
+
+def test_two_runs_of_one_setting_are_identical(runs: dict[str, Path]) -> None:
+    assert _compare(runs["a"], runs["again"]).verdict == "IDENTICAL"
+
+
+def test_another_thread_count_is_named_first(runs: dict[str, Path]) -> None:
+    comparison = _compare(runs["a"], runs["threads"])
+    assert comparison.verdict == "NO_BASELINE"
+    assert comparison.first_difference is not None
+    assert comparison.first_difference.where == "logged"
+    assert comparison.causes[0].cause == "thread count"
+
+
+def test_a_learning_rate_change_is_another_training(runs: dict[str, Path]) -> None:
+    comparison = _compare(runs["a"], runs["lr"])
+    assert comparison.verdict == "DRIFT"
+    assert comparison.setting_differences == {"config": ["training_arguments.learning_rate"]}
+
+
+def test_an_exception_in_training_marks_the_run_failed(tmp_path: Path) -> None:
+    # The Trainer calls no callback when training raises: the run is closed as the
+    # process ends, with the exception that ended it.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(SCRIPT), str(tmp_path), str(tmp_path / ".output")]
+    done = subprocess.run(
+        [*command, "--crash-at", "40"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1 and "dataset broke at item 40" in done.stderr
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    status = yaml.safe_load((run / "status.yaml").read_text())
+    assert status["status"] == "FAILED"
+    assert "RuntimeError: the user's dataset broke at item 40" in status["reason"]
