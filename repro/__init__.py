@@ -15,4 +15,10 @@ def __getattr__(name: str) -> object:
         from repro.tracking import track
 
         return track
+    if name == "probe":
+        # The package is repro.probing, not repro.probe: importing a subpackage binds its
+        # name on repro, which would replace this function with the package.
+        from repro.probing.probe import probe
+
+        return probe
     raise AttributeError(f"module 'repro' has no attribute {name!r}")

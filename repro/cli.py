@@ -15,6 +15,7 @@ from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMB
 from repro.commands.explain import add_explain
 from repro.commands.preflight import add_preflight, health_options
 from repro.commands.preflight import show as show_preflight
+from repro.commands.probe import add_probe
 from repro.commands.resume import add_resume_options
 from repro.errors import (
     EXIT_CLOSED_PIPE,
@@ -253,6 +254,7 @@ def _build_parser() -> argparse.ArgumentParser:
         add(sub)
     add_preflight(sub, _command)
     add_explain(sub, _command)
+    add_probe(sub, _command)
     fleet.add_fleet(sub, _command)
     export_check.add_export_check(sub, _command)
     return parser
