@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from repro import atomic
 from repro.errors import UserError
 
 
@@ -67,6 +68,7 @@ def save_atomic(state: dict[str, Any], path: Path) -> int:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~atomic.umask())  # mkstemp's file is private; a plain open()'s is not
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()

@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from repro import atomic, strict_json
 from repro.errors import UserError
 from repro.runs.prepare import PlanEntry, prepare_run
@@ -61,7 +63,15 @@ def stopped_run(source: Path | str) -> Run:
 
 def _source_sets(run: Run) -> list[str]:
     values = {**run.config.get("overrides", {}), **run.config.get("internal", {})}
-    return [f"{key}={strict_json.dumps(value)}" for key, value in values.items()]
+    return [f"{key}={_word(value)}" for key, value in values.items()]
+
+
+def _word(value: Any) -> str:
+    """A ``--set`` value as a user types it: a plain string bare, anything else as JSON
+    (which ``parse_overrides`` reads back as YAML)."""
+    if isinstance(value, str) and yaml.safe_load(value) == value:
+        return value
+    return strict_json.dumps(value)
 
 
 def prepare_resume(
