@@ -36,6 +36,7 @@ SCRIPTS = (
     "bench_groups",
     "bench_preflight",
     "bench_explain",
+    "bench_export",
 )
 
 

@@ -30,39 +30,30 @@ def _yes(flag: bool | None) -> str:
 
 def _row(fmt: FormatCheck, o: OutputCheck) -> tuple[str, ...]:
     d = o.distance
+    where = (fmt.format, f"{o.input_set}/{o.output}", str(o.verdict))
     if d is None:
-        return (NAMES[fmt.format], f"{o.input_set}/{o.output}", str(o.verdict), o.reason, "", "", fmt_small(o.bound), "", "")  # fmt: skip
-    return (
-        NAMES[fmt.format],
-        f"{o.input_set}/{o.output}",
-        str(o.verdict),
-        fmt_small(d.max_abs),
-        fmt_small(d.max_rel),
-        "" if d.max_ulp is None else str(d.max_ulp),
-        fmt_small(o.bound),
-        _yes(d.assert_close),
-        _yes(d.optimum),
-    )
+        return (*where, o.reason, "", "", fmt_small(o.bound), "")
+    ulp = "" if d.max_ulp is None else str(d.max_ulp)
+    return (*where, fmt_small(d.max_abs), fmt_small(d.max_rel), ulp, fmt_small(o.bound), _yes(d.assert_close))  # fmt: skip
 
 
 def _table(result: ExportCheck) -> Table:
-    rows = [(f, o) for f in result.formats for o in f.outputs]
+    rows = [(f, o) for f, o in _outputs(result)]
     return Table(
-        (
-            "format",
-            "set/output",
-            "verdict",
-            "max abs",
-            "max rel",
-            "max ulp",
-            "bound",
-            "assert_close",
-            "atol 1e-5",
-        ),
+        ("format", "set/out", "verdict", "max abs", "max rel", "ulp", "bound", "assert_close"),
         tuple(_row(f, o) for f, o in rows),
         tuple(VERDICT_TONES[o.verdict] for _, o in rows),
-        (False, False, False, True, True, True, True, False, False),
+        (False, False, False, True, True, True, True, False),
     )
+
+
+def _outputs(result: ExportCheck) -> list[tuple[FormatCheck, OutputCheck]]:
+    return [(f, o) for f in result.formats for o in f.outputs]
+
+
+def _optimum(result: ExportCheck) -> str:
+    failing = [f"{f.format} {o.input_set}/{o.output}" for f, o in _outputs(result) if o.distance and not o.distance.optimum]  # fmt: skip
+    return f"fails for {', '.join(failing)}" if failing else "passes for every output"
 
 
 def _facts(fmt: FormatCheck) -> tuple[str, ...]:
@@ -82,7 +73,9 @@ def _facts(fmt: FormatCheck) -> tuple[str, ...]:
     lines += [f"probable cause: {c}" for c in fmt.causes]
     if fmt.deprecated:
         lines.append(f"deprecated: {fmt.deprecated}")
-    lines += [f"warning: {w}" for w in fmt.warnings[:4]]
+    # TorchScript's own deprecation warnings are the label above, not news.
+    news = [w for w in fmt.warnings if not (fmt.deprecated and "deprecated" in w)]
+    lines += [f"warning: {w}" for w in news[:4]]
     return tuple(lines)
 
 
@@ -103,9 +96,9 @@ def export_blocks(result: ExportCheck) -> list[Block]:
             f"Tolerance: {cal.members} eager runs with every weight nudged one ulp at random; "
             f"a format is EQUIVALENT below the one-sided log-normal prediction bound of their "
             f"max abs deviations at a {cal.alpha:g} false-alarm rate per format "
-            f"({cal.level:.2g} per output); IDENTICAL only when bit-equal. The assert_close "
-            "column uses torch.testing's dtype defaults, the last numpy.allclose(atol=1e-5) as "
-            "Optimum does.",
+            f"({cal.level:.2g} per output); IDENTICAL only when bit-equal. assert_close: "
+            "torch.testing's dtype defaults; Optimum's numpy.allclose(atol=1e-5) "
+            f"{_optimum(result)}.",
             tone="muted",
         ),
         Text(
