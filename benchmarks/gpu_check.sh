@@ -125,7 +125,7 @@ python - "$profile" "$scratch/selftest" "$baselines/gpu-check" <<'EOF'
 import sys
 from pathlib import Path
 
-from repro.commands.selftest import load_cases, render_table, run_cases, run_session
+from repro.baselines.selftest import load_cases, render_table, run_cases, run_session
 
 cases = [case for case in load_cases("full") if case.gpu]
 session = run_session(

@@ -7,16 +7,19 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from repro import __version__, strict_json
-from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS, MIN_MEMBERS
+from repro import __version__
+from repro.commands.baseline import add_baseline
 from repro.commands.explain import add_explain
+from repro.commands.options import common_run_options as _common_run_options
+from repro.commands.options import profile_name as _profile
+from repro.commands.options import runs_dir as _runs_dir
 from repro.commands.preflight import add_preflight, health_options
 from repro.commands.preflight import show as show_preflight
 from repro.commands.probe import add_probe
 from repro.commands.resume import add_resume_options
+from repro.commands.selftest import add_selftest
 from repro.errors import (
     EXIT_CLOSED_PIPE,
     EXIT_INTERRUPTED,
@@ -39,45 +42,6 @@ EXIT_CODES_HELP = exit_codes_help(
         EXIT_CLOSED_PIPE: "stdout closed early (`| head`), except a report's: it keeps its verdict's code",
     }
 )
-
-
-def _runs_dir(args: argparse.Namespace) -> Path:
-    from repro.runs.store import default_runs_dir
-
-    return Path(args.runs_dir) if args.runs_dir else default_runs_dir()
-
-
-def _profile(args: argparse.Namespace) -> str:
-    if args.profile:
-        return str(args.profile)
-    from repro.profile import default_profile_name
-
-    name = default_profile_name()
-    print(f"repro: using the {name} profile (pass --profile to choose)", file=sys.stderr)
-    return name
-
-
-def _common_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--profile", help="smoke, quick (CPU default), full (GPU default) or a profile .yaml"
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile field (repeatable); the run becomes non-reference",
-    )
-    p.add_argument("--runs-dir", help="where run folders go (default: $REPRO_HOME/runs or ./runs)")
-    p.add_argument(
-        "--repo", help="git repository whose state is recorded (default: the current folder)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no per-step progress")
-    p.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also show the launcher's own output (torchrun's log and traceback; always in launcher.log)",
-    )
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -180,60 +144,6 @@ def _compare_groups(args: argparse.Namespace) -> int:
     return comparison.verdict.exit_code
 
 
-def _cmd_baseline_record(args: argparse.Namespace) -> int:
-    from repro.baselines.baseline import write_dir
-    from repro.baselines.recording import record_baseline
-
-    profile = _profile(args)
-    path, summary = record_baseline(
-        profile,
-        name=args.name,
-        numerics=args.numerics,
-        seeds=args.seeds,
-        root=write_dir(args.baseline_dir),
-        runs_dir=_runs_dir(args),
-        force=args.force,
-        repo=args.repo,
-        quiet=args.quiet,
-        sets=args.set,
-    )
-    replaced = summary["replaced"]
-    print(
-        f"recorded baseline {path} ({len(replaced)} of {args.numerics} members failed leave-one-out "
-        f"and were replaced{': ' + ', '.join(replaced) if replaced else ''})"
-    )
-    return EXIT_OK
-
-
-def _cmd_baseline_list(args: argparse.Namespace) -> int:
-    from repro.baselines.baseline import search_dirs, survey_baselines
-
-    for b in survey_baselines(search_dirs(args.baseline_dir)):
-        why = f"  ({b.problem})" if b.problem else ""
-        print(f"{b.name:40s} {b.profile:6s} {b.workload_hash}  {b.state}  {b.path}{why}")
-    return EXIT_OK
-
-
-def _cmd_selftest(args: argparse.Namespace) -> int:
-    from repro import atomic
-    from repro.commands.selftest import render_table, selftest, to_dict
-
-    results = selftest(quick=args.quick)
-    if args.json:
-        print(strict_json.dumps(to_dict(results), indent=1))
-    else:
-        print(render_table(results))
-    if args.md:
-        table = render_table(results)
-        atomic.write_text(Path(args.md), f"# repro selftest\n\n```\n{table}\n```\n")
-    failed = [r for r in results if not r.passed]
-    skipped = [r for r in results if r.comparison is None]
-    if not args.json:
-        passed = len(results) - len(failed) - len(skipped)
-        print(f"\n{passed} passed, {len(failed)} failed, {len(skipped)} skipped")
-    return EXIT_OK if not failed else Verdict.FAILED.exit_code
-
-
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -250,13 +160,15 @@ def _build_parser() -> argparse.ArgumentParser:
     from repro.commands import export_check, fleet, manifest
 
     manifest.add_parser(sub)
-    for add in (_add_run, _add_verify, _add_compare, _add_selftest, _add_baseline):
+    for add in (_add_run, _add_verify, _add_compare):
         add(sub)
+    add_selftest(sub, _command)
+    add_baseline(sub, _command)
     add_preflight(sub, _command)
     add_explain(sub, _command)
-    add_probe(sub, _command)
     fleet.add_fleet(sub, _command)
     export_check.add_export_check(sub, _command)
+    add_probe(sub, _command)
     return parser
 
 
@@ -358,58 +270,6 @@ def _add_compare(sub: Any) -> None:
     g.add_argument("--unpaired", action="store_true", help="do not pair runs by seed")
     _report_options(p)
     p.set_defaults(handler=_cmd_compare)
-
-
-def _add_selftest(sub: Any) -> None:
-    p = _command(
-        sub, "selftest", "prove the verdicts on this machine under controlled perturbations"
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke profile, shared launches (a few minutes on 2 cores)",
-    )
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--md", metavar="FILE", help="also write the table as Markdown")
-    p.set_defaults(handler=_cmd_selftest)
-
-
-def _add_baseline(sub: Any) -> None:
-    p = sub.add_parser("baseline", help="record or list baselines")
-    bsub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
-    r = _command(bsub, "record", "record a baseline: primary run, numerics band, seed band")
-    r.add_argument("--name", help="default: named by profile and hardware key")
-    r.add_argument("--profile")
-    r.add_argument(
-        "--numerics",
-        type=int,
-        default=DEFAULT_NUMERICS,
-        metavar="K1",
-        help=f"numerics-band members (default {DEFAULT_NUMERICS}, at least {MIN_MEMBERS})",
-    )
-    r.add_argument(
-        "--seeds",
-        type=int,
-        default=DEFAULT_SEEDS,
-        metavar="K2",
-        help=f"master seeds in the seed band (default {DEFAULT_SEEDS}, at least {MIN_MEMBERS})",
-    )
-    r.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="record for another training or precision than the profile's (repeatable)",
-    )
-    r.add_argument("--force", action="store_true", help="replace an existing baseline")
-    r.add_argument("--baseline-dir")
-    r.add_argument("--runs-dir")
-    r.add_argument("--repo")
-    r.add_argument("--quiet", action="store_true", help="no per-step progress")
-    r.set_defaults(handler=_cmd_baseline_record)
-    ls = bsub.add_parser("list", help="list baselines and whether they match the current workload")
-    ls.add_argument("--baseline-dir")
-    ls.set_defaults(handler=_cmd_baseline_list)
 
 
 def _check_counts(args: argparse.Namespace) -> None:

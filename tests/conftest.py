@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.commands.selftest import Session, load_cases, run_session
+from repro.baselines.selftest import Session, load_cases, run_session
 
 # Test-facing names for the self-test rows' first runs.
 ALIASES = {

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from repro.commands.selftest import judge_case, load_cases
+from repro.baselines.selftest import judge_case, load_cases
 
 GOLDEN = Path(__file__).parent / "golden"
 # The nondet row's runs draw dropout masks from the OS: their numbers change every session.

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from repro.commands.selftest import check, judge_case, load_cases, run_cases
+from repro.baselines.selftest import check, judge_case, load_cases, run_cases
 
 CASES = load_cases()
 BY_NAME = {c.name: c for c in CASES}
@@ -23,7 +23,7 @@ def test_row(case, smoke_session):
 @pytest.mark.gpu
 @pytest.mark.parametrize("case", [c for c in CASES if c.gpu], ids=lambda c: c.name)
 def test_gpu_row(case, tmp_path):
-    from repro.commands.selftest import run_session
+    from repro.baselines.selftest import run_session
 
     needed = [case] + ([BY_NAME[case.against]] if case.against else [])
     session = run_session("full", needed, workdir=tmp_path, cuda=True)
@@ -57,7 +57,7 @@ def test_negative_control_fails_every_row(smoke_session):
 
 def test_rows_can_be_judged_against_a_baseline_recorded_before(smoke_session, tmp_path):
     # The GPU check records one baseline and judges every stage's rows against it.
-    from repro.commands.selftest import run_session
+    from repro.baselines.selftest import run_session
 
     rerun = BY_NAME["rerun"]
     session = run_session("smoke", [rerun], workdir=tmp_path, baseline=smoke_session.baseline.path)
