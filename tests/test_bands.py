@@ -1,7 +1,7 @@
 """The band statistics on small synthetic series: no training run needed.
 
 Every expected number below is computed here by hand from the published formula
-(one-sided log-normal prediction bound, Bonferroni over windows and final metrics), so a
+(one-sided log-normal tolerance bound, Bonferroni over windows and final metrics), so a
 change to the arithmetic in ``repro.judge.bands`` shows as a failure, not as a new number.
 """
 
@@ -15,7 +15,13 @@ import pytest
 from scipy import stats
 
 from repro.baselines.band_build import leave_one_out
-from repro.judge.bands import BAND_SCALARS, numerics_check, prediction_interval, window_bounds
+from repro.judge.bands import (
+    BAND_SCALARS,
+    numerics_check,
+    prediction_interval,
+    tolerance_factor,
+    window_bounds,
+)
 from repro.runs.runview import FINAL_METRICS, RunView
 
 STEPS = 20
@@ -46,10 +52,22 @@ def _expected_threshold(alpha: float) -> float:
     mean = sum(logs) / k
     sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (k - 1))
     a = alpha / (WINDOWS * len(BAND_SCALARS) + len(FINAL_METRICS))
-    return math.exp(mean + stats.t.ppf(1 - a, k - 1) * sd * math.sqrt(1 + 1 / k))
+    # The exact one-sided tolerance factor, content 1 - a at 95 % confidence.
+    factor = stats.nct.ppf(0.95, k - 1, stats.norm.ppf(1 - a) * math.sqrt(k)) / math.sqrt(k)
+    return math.exp(mean + factor * sd)
 
 
-def test_the_bound_is_the_one_sided_log_normal_prediction_bound_with_bonferroni():
+def test_the_tolerance_factor_is_the_published_one_and_wider_than_the_prediction_factor():
+    # Published one-sided normal tolerance factors (content 0.99, confidence 0.95):
+    # K = 10: 3.981, K = 20: 3.295.
+    assert tolerance_factor(10, 0.01) == pytest.approx(3.981, abs=1e-3)
+    assert tolerance_factor(20, 0.01) == pytest.approx(3.295, abs=1e-3)
+    shipped = tolerance_factor(24, 0.001 / 12)
+    assert shipped == pytest.approx(5.05, abs=0.01)
+    assert shipped > stats.t.ppf(1 - 0.001 / 12, 23) * math.sqrt(1 + 1 / 24)
+
+
+def test_the_bound_is_the_one_sided_log_normal_tolerance_bound_with_bonferroni():
     bounds, a = window_bounds(PRIMARY, MEMBERS, alpha=0.001, windows=WINDOWS)
     assert a == pytest.approx(0.001 / 6)
     assert [(b.scalar, b.start, b.end) for b in bounds] == [
@@ -100,6 +118,42 @@ def test_the_prediction_interval_never_gets_narrower_than_the_resolution():
     mean, low, high = prediction_interval([0.5] * 8, 0.001, resolution=0.01)
     half = stats.t.ppf(1 - 0.0005, 7) * 0.01 * math.sqrt(1 + 1 / 8)
     assert (mean, low, high) == pytest.approx((0.5, 0.5 - half, 0.5 + half))
+
+
+def test_a_final_metric_every_member_agrees_on_is_reported_not_tested():
+    # All nine members end at accuracy 0.5: no spread to scale a gap by, so a run 40 items
+    # off is not outside by the accuracy (the windows and the evaluation loss judge it).
+    kwargs: dict[str, Any] = {"alpha": 0.001, "windows": WINDOWS}
+    final = {"eval_loss": 2.0 + 1e-6, "eval_accuracy": 0.5 + 40 / 1000}
+    check = numerics_check(
+        _series(0.0), final, PRIMARY, MEMBERS, resolution={"eval_accuracy": 1 / 1000}, **kwargs
+    )
+    accuracy = next(f for f in check.finals if f.metric == "eval_accuracy")
+    assert not accuracy.tested and accuracy.ok and check.ok
+    assert next(f for f in check.finals if f.metric == "eval_loss").tested
+
+
+def test_a_final_metric_spread_below_one_item_counts_as_one_item():
+    # Members one item apart at most: the spread is floored at one item, the interval is
+    # the tolerance factor times that, and nothing inside one item is ever outside.
+    members = [
+        {**m, "final": {"eval_loss": 2.0 + d, "eval_accuracy": 0.5 + (i % 2) * 1e-6}}
+        for i, (m, d) in enumerate(zip(MEMBERS, MEMBER_DEVS))
+    ]
+    step = 1 / 1000
+    check = numerics_check(
+        _series(0.0),
+        {"eval_loss": 2.0 + 1e-6, "eval_accuracy": 0.5},
+        PRIMARY,
+        members,
+        alpha=0.001,
+        windows=WINDOWS,
+        resolution={"eval_accuracy": step},
+    )
+    accuracy = next(f for f in check.finals if f.metric == "eval_accuracy")
+    half = tolerance_factor(9, 0.001 / 6 / 2) * step
+    assert accuracy.tested
+    assert accuracy.high - accuracy.reference == pytest.approx(half)
 
 
 def _view(name: str, series: dict[str, list[Any]], final: dict[str, float]) -> RunView:

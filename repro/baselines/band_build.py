@@ -15,6 +15,7 @@ from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS
 from repro.baselines.baseline import BAND_SCHEMA_VERSION
 from repro.errors import RunFailed
 from repro.judge.bands import numerics_check
+from repro.judge.tails import tail_diagnostics
 from repro.runs.runview import RunView, series
 
 
@@ -34,7 +35,11 @@ def _exceedance(check: Any) -> float:
         return math.log(max(x, 1e-300))
 
     scores = [log(w.value) - log(w.threshold) for w in check.windows]
-    scores += [log(abs(f.value - f.reference)) - log(f.high - f.reference) for f in check.finals]
+    scores += [
+        log(abs(f.value - f.reference)) - log(f.high - f.reference)
+        for f in check.finals
+        if f.tested
+    ]
     return max(scores, default=-math.inf)
 
 
@@ -110,13 +115,14 @@ def checked_members(
     whole is refused: more flagged members than chance explains.
     """
     replaced: list[str] = []
+    reasons: list[str] = []
     spare = first_spare
     for round_ in range(REPLACEMENT_ROUNDS + 1):
         flagged, allowed, messages = leave_one_out(
             primary, members, alpha=DEFAULT_ALPHA, windows=DEFAULT_WINDOWS, resolution=resolution
         )
         if not flagged:
-            return members, {"replaced": replaced, "allowed": allowed}
+            return members, {"replaced": replaced, "allowed": allowed, "reasons": reasons}
         if len(flagged) > allowed or round_ == REPLACEMENT_ROUNDS or replace is None:
             why = (
                 f"{len(flagged)} of {len(members)} members fail the leave-one-out check but at most "
@@ -139,8 +145,52 @@ def checked_members(
                 f"a replacement band member failed: {bad[0].name}: {bad[0].status.get('reason')}"
             )
         replaced += [members[i].name for i in flagged]
+        reasons += messages
         members = [m for i, m in enumerate(members) if i not in flagged] + fresh
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def checked_tails(
+    primary: RunView,
+    members: list[RunView],
+    *,
+    first_spare: int,
+    replace: Replacer | None,
+    replaced: list[str],
+) -> tuple[list[RunView], dict[str, Any]]:
+    """The band's tail diagnostics (``repro.judge.tails``); a heavy-tailed band gets half as
+    many members again and one more look, and is refused if still heavy: a normal bound
+    on a heavy tail would not hold its false-alarm rate."""
+
+    def diagnose(views: list[RunView]) -> dict[str, Any]:
+        data = [{"series": series(m.steps), "final": final_metrics(m)} for m in views]
+        return tail_diagnostics(
+            series(primary.steps), data, alpha=DEFAULT_ALPHA, windows=DEFAULT_WINDOWS
+        )
+
+    tails = diagnose(members)
+    added = 0
+    if tails["pooled"]["heavy"] and replace is not None:
+        added = max(1, len(members) // 2)
+        fresh = replace(list(range(first_spare, first_spare + added)))
+        bad = [v for v in fresh if v.status.get("status") != "COMPLETE"]
+        if bad:
+            raise RunFailed(
+                f"an added band member failed: {bad[0].name}: {bad[0].status.get('reason')}"
+            )
+        members = members + fresh
+        tails = diagnose(members)
+    pooled = tails["pooled"]
+    if pooled["heavy"]:
+        raise BandRejected(
+            f"the numerics band is refused: its {len(members)} members' log deviations are "
+            f"heavier-tailed than normal (pooled skewness {pooled['skew']:+.2f}, limit "
+            f"{pooled['skew_limit']:.2f}; excess kurtosis {pooled['excess_kurtosis']:+.2f}, limit "
+            f"{pooled['kurtosis_limit']:.2f}{', after adding ' + str(added) + ' members' if added else ''}), "
+            "so its bound would not hold its false-alarm rate; find what makes some members "
+            "move far more than others (loss-scale skips, nondeterministic kernels); nothing was written"
+        )
+    return members, {**tails, "added_for_tails": added, "replaced": replaced}
 
 
 def final_resolution(primary: RunView) -> dict[str, float]:

@@ -202,6 +202,7 @@ class Listed:
     state: str  # "current", "stale (re-record)" or "damaged"
     path: Path
     problem: str = ""  # why it is damaged: the sentence judging with it would end in
+    tails: str = ""  # the band's tail diagnostics in one line (``repro.judge.tails.describe``)
 
 
 def survey_baselines(dirs: list[Path]) -> list[Listed]:
@@ -237,9 +238,16 @@ def survey_baselines(dirs: list[Path]) -> list[Listed]:
             except UserError:
                 current = False
             state = "current" if current else "stale (re-record)"
+            from repro.judge.tails import describe
+
             found.append(
                 Listed(
-                    baseline.name, str(meta["profile"]), str(meta["workload_hash"]), state, child
+                    baseline.name,
+                    str(meta["profile"]),
+                    str(meta["workload_hash"]),
+                    state,
+                    child,
+                    tails=describe(meta.get("tails")),
                 )
             )
     return found

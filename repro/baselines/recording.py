@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic
-from repro.baselines.band_build import Replacer, build_band, checked_members, final_resolution
+from repro.baselines.band_build import (
+    Replacer,
+    build_band,
+    checked_members,
+    checked_tails,
+    final_resolution,
+)
 from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_WINDOWS, MIN_MEMBERS
 from repro.baselines.baseline import (
     BASELINE_SCHEMA_VERSION,
@@ -46,6 +52,7 @@ def write_baseline(
     alpha: float = DEFAULT_ALPHA,
     windows: int = DEFAULT_WINDOWS,
     sets: Sequence[str] = (),
+    tails: dict[str, Any] | None = None,
 ) -> Path:
     """Write the baseline folder atomically: build it beside the target, then rename into place."""
     check_name(name)
@@ -71,6 +78,8 @@ def write_baseline(
         "command": record_command(profile, name, sets=sets),
         "repro_version": primary.manifest.get("code", {}).get("repro_version"),
     }
+    if tails is not None:
+        meta["tails"] = tails
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
         os.chmod(staging, 0o777 & ~atomic.umask())
@@ -130,10 +139,27 @@ def seal_baseline(path: Path) -> dict[str, Any]:
     # Counts already recorded stay: the check below holds the band to them.
     unsealed.setdefault("numerics_members", len(band["members"]))
     unsealed.setdefault("seeds", [s["seed"] for s in band["seeds"]])
+    if "tails" not in unsealed:
+        unsealed["tails"] = {**stored_tails(path, unsealed, band), "replaced": None}
     Baseline(path, unsealed).check()
     sealed = {**unsealed, "sha256": file_digests(path)}
     atomic.write_yaml(path / "baseline.yaml", sealed)
     return sealed
+
+
+def stored_tails(path: Path, meta: dict[str, Any], band: dict[str, Any]) -> dict[str, Any]:
+    """The tail diagnostics of a baseline's stored members (``replaced`` is unknown: a
+    recording before tail checks did not keep it)."""
+    from repro.judge.tails import tail_diagnostics
+    from repro.runs.runview import series
+
+    record = read_data(path / "record.json")
+    return tail_diagnostics(
+        series(record["steps"]),
+        band["members"],
+        alpha=float(meta.get("alpha", DEFAULT_ALPHA)),
+        windows=int(meta.get("windows", DEFAULT_WINDOWS)),
+    )
 
 
 def baseline_plan(
@@ -201,10 +227,26 @@ def assemble_baseline(
         replace=replace,
         resolution=final_resolution(primary),
     )
+    members, tails = checked_tails(
+        primary,
+        members,
+        first_spare=numerics + len(summary["replaced"]),
+        replace=replace,
+        replaced=summary["reasons"],
+    )
+    summary["added_for_tails"] = tails["added_for_tails"]
     band = build_band(primary, members, seeds)
     chosen = name or hardware_name(primary.config["profile"], primary.manifest)
     path = write_baseline(
-        root, chosen, primary, band, numerics=numerics, seeds=seed_list, force=force, sets=sets
+        root,
+        chosen,
+        primary,
+        band,
+        numerics=len(members),
+        seeds=seed_list,
+        force=force,
+        sets=sets,
+        tails=tails,
     )
     return path, summary
 

@@ -15,7 +15,7 @@ else EQUIVALENT.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from repro.judge.bands import (
@@ -245,9 +245,13 @@ def _band_checks(
             ),
             None,
         )
-    numerics, seeds = judge_by_bands(candidate, bands)
     reference_verdict = None
-    if not pair.identical and not same_as_primary(reference, bands):
+    both = not pair.identical and not same_as_primary(reference, bands)
+    if both:
+        # Two runs judged make two tests: each at alpha / 2 keeps the pair's at alpha.
+        bands = replace(bands, alpha=bands.alpha / 2)
+    numerics, seeds = judge_by_bands(candidate, bands)
+    if both:
         ref_numerics, ref_seeds = judge_by_bands(reference, bands)
         passed = ref_numerics.ok and ref_seeds.ok
         reference_verdict = Verdict.EQUIVALENT if passed else Verdict.DRIFT
@@ -365,8 +369,8 @@ def _pair_verdict(
     verdict = Verdict.worst([candidate, reference])
     notes.append(
         f"Neither run is the primary run of baseline {bands.name if bands else '?'}: each was "
-        f"judged against its bands (candidate {candidate}, reference {reference}) and the "
-        f"pair takes the worse, {verdict}."
+        f"judged against its bands at half its alpha, so the pair is one test at alpha "
+        f"(candidate {candidate}, reference {reference}), and the pair takes the worse, {verdict}."
     )
     return verdict
 

@@ -297,6 +297,8 @@ def _finals_table(comparison: Comparison) -> Table | None:
     def cell(check: MetricCheck | None) -> str:
         if check is None:
             return "n/a"
+        if not check.tested:  # no spread to scale a gap by: reported, never failed
+            return "every member agrees: not tested"
         return f"{fmt_interval(check.low, check.high)} {'ok' if check.ok else 'OUT'}"
 
     def value(final: dict[str, Any], metric: str) -> str:
