@@ -248,15 +248,17 @@ def _candidates(first: Difference, threads: int, generators: bool) -> list[Setti
         threads,
         restore_generators=True,
     )
-    one = Setting("one thread: torch.set_num_threads(1)", 1)
-    both = Setting("deterministic mode, seeded generators and one thread together", 1, True, True)
     if not generators:
-        order = [det, one]
+        order = [det]
     elif first.point.phase == "forward":
-        order = [gen, det, one]
+        order = [gen, det]
     else:
-        order = [det, gen, one]
-    return [*order, both]  # fmt: skip
+        order = [det, gen]
+    if threads > 1:
+        order.append(Setting("one thread: torch.set_num_threads(1)", 1))
+    if len(order) > 1:  # causes can add up: a race and a generator in one step
+        order.append(Setting("all of the above together", 1, True, generators))
+    return order
 
 
 def _trial(

@@ -61,6 +61,7 @@ class Recorder:
         self.phase = "forward"
         self._handles: list[Any] = []
         self._grad_labels: dict[int, tuple[torch.Tensor, list[str], list[str]]] = {}
+        self._seen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.param_names: dict[int, str] = {}
         self.classes = {name: type(m).__name__ for name, m in model.named_modules()}
         for name, p in model.named_parameters():
@@ -80,10 +81,18 @@ class Recorder:
     def start(self) -> None:
         self.points, self.values, self.module_stack, self.phase = [], [], [], "forward"
         self._grad_labels = {}
+        self._seen = {}
 
     def add(self, point: Point, t: torch.Tensor) -> None:
+        # One tensor is often a child's output, its sibling's input and its parent's output:
+        # fingerprint it once per version (an in-place change bumps the version).
+        key = (id(t), t._version)
+        seen = self._seen.get(key)
+        if seen is None or seen[0] is not t:
+            seen = (t, self.fingerprint(t))  # holding t keeps its id from being reused
+            self._seen[key] = seen
         self.points.append(point)
-        self.values.append(self.fingerprint(t))
+        self.values.append(seen[1])
 
     def take(self) -> tuple[list[Point], list[int]]:
         """The step's points and their fingerprints (one transfer per device)."""
@@ -156,6 +165,7 @@ class Recorder:
 
     def record_update(self, model: nn.Module) -> None:
         self.phase = "update"
+        self._seen = {}  # an optimizer writing through p.data leaves p's version as it was
         for name, p in model.named_parameters():
             module, _, param = name.rpartition(".")
             self.add(Point("update", module, f"updated {param}"), p)
