@@ -15,6 +15,7 @@ import warnings
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from repro.integrations.lightning import ReproCallback
@@ -71,9 +72,18 @@ class Model(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.lr)
 
 
-def fit(runs_dir: str, *, lr: float = 3e-3, devices: int = 1, crash_at: int = -1) -> ReproCallback:
+def fit(
+    runs_dir: str,
+    *,
+    lr: float = 3e-3,
+    devices: int = 1,
+    crash_at: int = -1,
+    csv_dir: str | None = None,
+) -> ReproCallback:
+    """One training; with ``csv_dir``, also logged every step by Lightning's CSVLogger."""
     pl.seed_everything(0, verbose=False)
     callback = ReproCallback(runs_dir=runs_dir)
+    logger = CSVLogger(csv_dir) if csv_dir is not None else False
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
@@ -81,7 +91,8 @@ def fit(runs_dir: str, *, lr: float = 3e-3, devices: int = 1, crash_at: int = -1
         max_epochs=1,
         deterministic=True,
         callbacks=[callback],
-        logger=False,
+        logger=logger,
+        log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,

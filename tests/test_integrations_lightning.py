@@ -20,11 +20,15 @@ SCRIPT = Path(__file__).resolve().parent / "lightning_script.py"
 
 
 def _fit(runs: Path, *, threads: int = 1, **kwargs: float) -> Path:
+    """One training; Lightning's CSVLogger version folder is moved into the tracked run's
+    folder as ``version_0/`` (its manifest one folder up)."""
     from lightning_script import fit
 
     torch.set_num_threads(threads)
-    callback = fit(str(runs), **kwargs)  # type: ignore[arg-type]
+    csv = runs / ".csv"
+    callback = fit(str(runs), csv_dir=str(csv), **kwargs)  # type: ignore[arg-type]
     assert callback.path is not None
+    (csv / "lightning_logs" / "version_0").rename(callback.path / "version_0")
     return callback.path
 
 
@@ -104,3 +108,32 @@ def test_a_two_rank_ddp_run_writes_one_folder(tmp_path: Path) -> None:
     assert config["world_size"] == 2 and config["config"]["trainer"]["strategy"] == "DDPStrategy"
     assert yaml.safe_load((run / "status.yaml").read_text())["status"] == "COMPLETE"
     assert _compare(run, run).verdict == "IDENTICAL"  # both ranks' records load
+
+
+# -- the CSVLogger's own folders, read without the callback (repro.runs.readers) ----------
+
+
+def test_csv_logger_versions_compare_like_tracked_runs(runs: dict[str, Path]) -> None:
+    a, again = runs["a"] / "version_0", runs["again"] / "version_0"
+    assert _compare(a, again).verdict == "IDENTICAL"
+    comparison = _compare(a, runs["threads"] / "version_0")
+    assert comparison.verdict == "NO_BASELINE"
+    assert comparison.first_difference is not None
+    assert comparison.first_difference.where == "logged"
+    assert comparison.causes[0].cause == "thread count"  # the manifest one folder up
+    comparison = _compare(a, runs["lr"] / "version_0")
+    assert comparison.verdict == "DRIFT"  # hparams.yaml holds the learning rate
+    assert comparison.setting_differences == {"config": ["lr"]}
+
+
+def test_a_csv_logger_version_reads_back_the_callbacks_losses_exactly(
+    runs: dict[str, Path],
+) -> None:
+    from repro.runs.readers import load_foreign
+
+    csv = load_foreign(runs["a"] / "version_0")
+    lines = (runs["a"] / "metrics-rank0.jsonl").read_text().splitlines()
+    tracked = [json.loads(line) for line in lines[1:]]
+    logged = [r["train_loss"] for r in csv.ranks[0] if "train_loss" in r]
+    assert logged[:12] == [r["loss"] for r in tracked if "loss" in r]
+    assert csv.final is not None and set(csv.final) == {"train_loss", "val_loss"}

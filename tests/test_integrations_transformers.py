@@ -21,11 +21,15 @@ SCRIPT = Path(__file__).resolve().parent / "transformers_script.py"
 
 
 def _train(runs: Path, *, threads: int = 1, lr: float = 3e-3) -> Path:
+    """One training; the Trainer's own output folder (checkpoints at steps 4 and 8) is
+    ``output/`` inside the tracked run's folder."""
     from transformers_script import train
 
     torch.set_num_threads(threads)
-    callback = train(str(runs), str(runs / ".output"), lr=lr)
+    output = runs / ".output"
+    callback = train(str(runs), str(output), lr=lr, save=True)
     assert callback.path is not None
+    output.rename(callback.path / "output")
     return callback.path
 
 
@@ -94,3 +98,43 @@ def test_an_exception_in_training_marks_the_run_failed(tmp_path: Path) -> None:
     status = yaml.safe_load((run / "status.yaml").read_text())
     assert status["status"] == "FAILED"
     assert "RuntimeError: the user's dataset broke at item 40" in status["reason"]
+
+
+# -- the Trainer's own folders, read without the callback (repro.runs.readers.huggingface) --
+
+
+def test_the_trainers_output_folders_compare_like_tracked_runs(runs: dict[str, Path]) -> None:
+    a, again = runs["a"] / "output", runs["again"] / "output"
+    assert _compare(a, again).verdict == "IDENTICAL"
+    comparison = _compare(a, runs["threads"] / "output")
+    assert comparison.verdict == "NO_BASELINE"
+    assert comparison.first_difference is not None
+    assert comparison.first_difference.where == "logged"
+    # The tracked run's manifest one folder up is the environment: the cause is named.
+    assert comparison.causes[0].cause == "thread count"
+    assert any("training_args.bin" in note for note in comparison.notes)
+
+
+def test_a_checkpoint_folder_is_read_up_to_its_step(runs: dict[str, Path]) -> None:
+    from repro.runs.readers import load_foreign
+
+    checkpoint = load_foreign(runs["a"] / "output" / "checkpoint-4")
+    assert [r["step"] for r in checkpoint.ranks[0] if "loss" in r] == [1, 2, 3, 4]
+    assert checkpoint.view.settings["config"]["model"]["n_layer"] == 1
+    lines = (runs["a"] / "metrics-rank0.jsonl").read_text().splitlines()
+    tracked = [json.loads(line) for line in lines]
+    losses = [r["loss"] for r in tracked if "loss" in r][:4]
+    assert [r["loss"] for r in checkpoint.ranks[0] if "loss" in r] == losses  # exact floats
+
+
+def test_without_a_manifest_the_report_says_what_cannot_be_compared(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    a = shutil.copytree(runs["a"] / "output" / "checkpoint-8", tmp_path / "a" / "checkpoint-8")
+    b = shutil.copytree(runs["threads"] / "output" / "checkpoint-8", tmp_path / "b" / "c8")
+    comparison = _compare(a, b)
+    assert comparison.verdict == "NO_BASELINE"
+    assert any("no environment facts" in note for note in comparison.notes)
+    assert comparison.env_differences == []

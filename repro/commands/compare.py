@@ -11,13 +11,16 @@ from repro.judge.bands import Bands
 from repro.judge.comparison import compare
 from repro.judge.curves import Judged, judged
 from repro.judge.tracked import compare_tracked
+from repro.runs.readers import is_foreign, load_foreign
 from repro.runs.runview import RunView
 from repro.runs.tensorboard import is_event_dir, load_event_dir
 from repro.runs.tracked import Tracked, is_tracked, load_tracked
 
 
 def _load_tracked(path: Path) -> Tracked:
-    return load_event_dir(path) if is_event_dir(path) else load_tracked(path)
+    if is_event_dir(path):
+        return load_event_dir(path)
+    return load_foreign(path) if is_foreign(path) else load_tracked(path)
 
 
 def _matching_bands(view: RunView, dirs: list[Path]) -> Bands | None:
@@ -40,11 +43,14 @@ def compare_runs(
         if baseline_name is not None:
             raise
         dirs = []
-    tracked = [is_tracked(Path(a)) or is_event_dir(Path(a)) for a in arguments]
+    tracked = [
+        is_tracked(Path(a)) or is_event_dir(Path(a)) or is_foreign(Path(a)) for a in arguments
+    ]
     if any(tracked):
         if not all(tracked):
             raise UserError(
-                "compare tracked runs (repro.track, TensorBoard logs) with tracked runs and "
+                "compare tracked runs (repro.track, TensorBoard, Hugging Face or Lightning logs) "
+                "with tracked runs and "
                 "reference runs with reference runs: "
                 + ", ".join(a for a, t in zip(arguments, tracked) if not t)
                 + " is not a tracked run."

@@ -220,12 +220,15 @@ class GroupComparison:
 
 
 def run_kind(path: Path) -> str:
+    from repro.runs.readers import is_foreign
     from repro.runs.tensorboard import is_event_dir
     from repro.runs.tracked import is_tracked
 
     if is_tracked(path):
         return "tracked"
-    return "tensorboard" if is_event_dir(path) else "reference"
+    if is_event_dir(path):
+        return "tensorboard"
+    return "foreign" if is_foreign(path) else "reference"
 
 
 def load_group_run(argument: str) -> GroupRun:
@@ -239,7 +242,10 @@ def load_group_run(argument: str) -> GroupRun:
         )
     kind = run_kind(path)
     if kind != "reference":
-        tracked = load_event_dir(path) if kind == "tensorboard" else load_tracked(path)
+        from repro.runs.readers import foreign_files, load_foreign
+
+        loaders = {"tensorboard": load_event_dir, "foreign": load_foreign}
+        tracked = loaders.get(kind, load_tracked)(path)
         view, rows = tracked.view, tracked.ranks[0] if tracked.ranks else []
         scalars: dict[str, dict[int, float]] = {}
         for row in rows:
@@ -249,6 +255,8 @@ def load_group_run(argument: str) -> GroupRun:
         records = (
             sorted(path.glob("events.out.tfevents.*"))
             if kind == "tensorboard"
+            else foreign_files(path)
+            if kind == "foreign"
             else sorted(path.glob("metrics-rank*.jsonl"))
         )
     else:
@@ -275,7 +283,7 @@ def load_group_run(argument: str) -> GroupRun:
         "" if complete else str(view.status.get("reason") or f"status {status}, no final metrics")
     )
     seed = view.config.get("settings", {}).get("seed")
-    run_id = view.config.get("run_id") if kind != "tensorboard" else None
+    run_id = view.config.get("run_id") if kind not in ("tensorboard", "foreign") else None
     return GroupRun(
         view.name,
         str(path),

@@ -44,6 +44,11 @@ def write_record_events(run_dir: Path) -> Path:
     return folder
 
 
+# Other tools' tags for what repro calls the loss (torchtitan's metrics logger writes
+# its mean loss across ranks as loss_metrics/global_avg_loss); the rest keep their tags.
+TAG_NAMES = {"loss_metrics/global_avg_loss": "loss"}
+
+
 def is_event_dir(path: Path) -> bool:
     return path.is_dir() and any(path.glob("events.out.tfevents.*"))
 
@@ -64,9 +69,13 @@ def load_event_dir(path: Path) -> Tracked:
             if tag.startswith("final/"):
                 final[tag.removeprefix("final/")] = float(event.value)
             else:
-                rows.setdefault(int(event.step), {"step": int(event.step)})[tag] = float(
+                name = TAG_NAMES.get(tag, tag)
+                rows.setdefault(int(event.step), {"step": int(event.step)})[name] = float(
                     event.value
                 )
+    losses = [rows[step]["loss"] for step in sorted(rows) if "loss" in rows[step]]
+    if not final and losses:  # a log without final/ tags (torchtitan's): its last loss
+        final["loss"] = losses[-1]
     beside = _beside(path)
     config = beside.get("config.yaml") or {}
     settings = {"config": config.get("config", {}), "seed": config.get("seed")}

@@ -1,0 +1,107 @@
+"""A Hugging Face ``Trainer`` folder read as a tracked run: ``trainer_state.json``'s
+``log_history`` (one row per logged step; evaluations' rows among them) and, beside it,
+the model's ``config.json``.
+
+The folder may be a ``checkpoint-N/`` or the output folder: its own ``trainer_state.json``
+(``Trainer.save_state()``) if it has one, else its highest-numbered checkpoint's. Final
+metrics are the last evaluation's and the closing mean training loss, as the callback
+records them; wall-clock figures (``*_runtime``, ``*_per_second``) differ between
+identical runs and are left out. ``training_args.bin`` is a pickle: loading it would run
+code from the folder, so it is not read, and the report says which settings are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from repro.errors import UserError
+from repro.runs.readers.common import tracked_run
+from repro.runs.tracked import Tracked
+
+STATE = "trainer_state.json"
+_WALL_CLOCK = ("_runtime", "_per_second", "model_preparation_time")
+# What trainer_state.json keeps of the TrainingArguments: the rest lives in the pickle.
+_STATE_SETTINGS = ("train_batch_size", "max_steps", "num_train_epochs")
+
+
+def _state_file(path: Path) -> Path | None:
+    if (path / STATE).is_file():
+        return path / STATE
+    checkpoints = [p for p in path.glob("checkpoint-*") if (p / STATE).is_file()]
+    numbered = [p for p in checkpoints if re.fullmatch(r"checkpoint-\d+", p.name)]
+    if not numbered:
+        return None
+    return max(numbered, key=lambda p: int(p.name.split("-")[1])) / STATE
+
+
+def detect(path: Path) -> bool:
+    return _state_file(path) is not None
+
+
+def source_files(path: Path) -> list[Path]:
+    state = _state_file(path)
+    return [] if state is None else [state, state.parent / "config.json"]
+
+
+def load(path: Path) -> Tracked:
+    state_file = _state_file(path)
+    assert state_file is not None
+    state = _read_state(state_file)
+    rows, final = [], {}
+    for entry in state["log_history"]:
+        values = {k: v for k, v in entry.items() if not k.endswith(_WALL_CLOCK)}
+        rows.append(values)
+        if any(k.startswith("eval_") for k in values):
+            final.update({k: v for k, v in values.items() if k not in ("epoch", "step")})
+        if "train_loss" in values:  # the Trainer's closing summary
+            final["train_loss"] = values["train_loss"]
+    if not final and rows:
+        last_loss = [r["loss"] for r in rows if "loss" in r]
+        final = {"loss": last_loss[-1]} if last_loss else {}
+    config: dict[str, Any] = {"trainer_state": {k: state[k] for k in _STATE_SETTINGS if k in state}}
+    model = _model_config(state_file.parent / "config.json")
+    if model is not None:
+        config["model"] = model
+    where = state_file.parent.name if state_file.parent != path else path.name
+    notes = [
+        f"{where}: the TrainingArguments are in training_args.bin, a pickle repro does not "
+        "execute; the learning rate, seed and precision are compared only as logged values"
+    ]
+    return tracked_run(
+        path, kind="huggingface", config=config, seed=None, rows=rows, final=final, notes=notes
+    )
+
+
+def _read_state(state_file: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads(state_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(
+            f"{state_file} is not a complete trainer_state.json ({exc}); pass the folder of a "
+            "finished save."
+        ) from None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("step"), int) for e in history
+    ):
+        raise UserError(
+            f"{state_file} has no log_history of steps in the layout repro reads (an unknown "
+            "trainer_state.json schema); pass a folder the transformers Trainer saved."
+        )
+    return state
+
+
+def _model_config(path: Path) -> dict[str, Any] | None:
+    """The model's architecture; not the library version or where it was loaded from."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(values, dict):
+        return None
+    return {
+        k: v for k, v in values.items() if not k.startswith("_") and k != "transformers_version"
+    }
