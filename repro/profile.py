@@ -27,7 +27,7 @@ PROFILE_NAMES = ("smoke", "quick", "full")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
 SDPA_BACKENDS = ("default", "math", "flash", "efficient", "cudnn")
 
-# What a difference in a field means (see DESIGN.md, "field class"):
+# What a difference in a field means (README, "What counts as another training"):
 #   semantic   defines the training: another value is another training
 #   seed       the master seed: another value is another sample of the same training
 #   precision  AMP dtype, TF32: judged only against a baseline at the same precision
