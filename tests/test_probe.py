@@ -55,9 +55,10 @@ def test_an_advanced_indexing_backward_is_named_in_backward_and_deterministic_mo
 
 
 def test_a_module_drawing_from_its_own_unseeded_generator_is_named_in_forward(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out = _probe(capsys, "unseeded", "--repeats", "4")
+    code, out = _probe(capsys, "unseeded", "--repeats", "4", "--md", str(tmp_path / "p.md"))
+    assert "1 (Jitter): output" in (tmp_path / "p.md").read_text()
     assert (code, out["verdict"]) == (Verdict.NONDETERMINISTIC.exit_code, "NONDETERMINISTIC")
     first = out["first_difference"]
     assert (first["phase"], first["module"], first["module_class"], first["tensor"]) == (
