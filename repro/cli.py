@@ -89,6 +89,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         preflight=not args.no_preflight,
         strict=args.strict,
         expect_gpus=args.expect_gpus,
+        resume_at=args.resume_at,
     )
     try:
         if args.per_device:
@@ -220,6 +221,13 @@ def _add_verify(sub: Any) -> None:
         "--record-missing",
         action="store_true",
         help="record a baseline when none matches (still exits 3)",
+    )
+    p.add_argument(
+        "--resume-at",
+        type=int,
+        metavar="K",
+        help="also stop a run after step K, resume it with its full state, and check it "
+        "equals the run that never stopped (one exact row)",
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per check)")
     p.add_argument("--no-preflight", action="store_true", help="skip the health checks")

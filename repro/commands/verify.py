@@ -4,6 +4,9 @@ The exit code is the verdict's (``repro.verdict.Verdict``); bad input is 2.
 A ``--set`` override of a semantic or precision field defines another training:
 its workload hash matches no baseline of the unmodified profile, so the verdict
 is NO_BASELINE with the command that records a baseline for that training.
+``--resume-at K`` also stops a run of the same training after step K (in the same launch)
+and resumes it with its full state: one exact row, the resumed run bit-equal to the
+candidate, and a failed row is DRIFT.
 """
 
 from __future__ import annotations
@@ -28,14 +31,19 @@ from repro.baselines.recording import baseline_plan, record_baseline
 from repro.errors import Unfit, UserError
 from repro.judge.comparison import Comparison, compare
 from repro.judge.curves import Judged, judged
+from repro.judge.exact import ExactCheck
+from repro.judge.resumes import resume_check, resume_check_name
 from repro.manifest.nvml import cuda_device_uuids
 from repro.manifest.schema import MANIFEST_FILE, load_manifest, write_manifest
 from repro.preflight.check import Preflight
-from repro.profile import load_profile, parse_overrides
-from repro.runs.prepare import prepare_run
-from repro.runs.runner import launch
+from repro.profile import Profile, load_profile, parse_overrides
+from repro.runs.prepare import PlanEntry, prepare_run
+from repro.runs.resumes import PIECES, prepare_resume, prepare_stop, stopped_run
+from repro.runs.runner import Outcome, launch
 from repro.runs.runview import RunView
 from repro.runs.workload import workload_hash
+
+RESUME_DIR = "resume"  # --resume-at's stopped and resumed runs, inside the candidate's folder
 
 
 @dataclass
@@ -69,6 +77,7 @@ def verify(
     preflight: bool = True,
     strict: bool = False,
     expect_gpus: int | None = None,
+    resume_at: int | None = None,
 ) -> VerifyResult:
     """Preflight -> plan -> launch -> load -> select a baseline -> judge -> keep the verdict;
     then, only when asked and none matched, record a baseline for the next run (the verdict
@@ -78,33 +87,23 @@ def verify(
     profile = load_profile(profile_name, parse_overrides(set_pairs))
     workload = workload_hash(profile.to_dict())
     dirs = search_dirs(baseline_dir)
-    # Bad input fails before any training: an unknown or damaged baseline (any one that could
-    # judge this run), or overrides no baseline may hold.
-    if baseline_name is not None:
-        find_baseline(baseline_name, dirs).check()
-    else:
-        for stored in list_baselines(dirs):
-            if (stored.meta["profile"], stored.meta["workload_hash"]) == (
-                profile.name,
-                workload,
-            ):
-                stored.check()
+    _check_inputs(profile, workload, dirs, baseline_name, resume_at)
     if record_missing:
         baseline_plan(profile_name, DEFAULT_NUMERICS, DEFAULT_SEEDS, set_pairs)
-    health = (
-        _check_fit(
-            profile.world_size, profile.threads_per_rank, profile.device, strict, expect_gpus
-        )
-        if preflight
-        else None
-    )
+    health = _check_fit(profile, strict, expect_gpus) if preflight else None
     entries = [
         prepare_run(
             profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env
         )
         for i in range(repeat)
     ]
+    if resume_at is not None:
+        entries.append(_stop_entry(profile_name, set_pairs, resume_at, entries[0], repo, env))
     outcomes = launch(entries, env=env, verbose=verbose)
+    checks: tuple[list[ExactCheck], list[str]] = ([], [])
+    if resume_at is not None:
+        stopped, outcomes = outcomes[-1], outcomes[:-1]
+        checks = _resume_row(stopped, resume_at, outcomes[0], repo, env, verbose)
     if health is not None:
         _attach_preflight(outcomes[0].run_dir, health)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
@@ -118,7 +117,7 @@ def verify(
         sets=set_pairs,
         baseline_dir=baseline_dir,
     )
-    result = VerifyResult(_judge(candidate, repeats, selection), Path(candidate.path))
+    result = VerifyResult(_judge(candidate, repeats, selection, checks), Path(candidate.path))
     _keep_verdict(result.run_dir, result.comparison)
     if (
         selection.baseline is None
@@ -140,14 +139,17 @@ def verify(
     return result
 
 
-def _check_fit(
-    ranks: int, threads: int, device: str, strict: bool, expect_gpus: int | None
-) -> Preflight:
+def _check_fit(profile: Profile, strict: bool, expect_gpus: int | None) -> Preflight:
     from repro.preflight.run import run_preflight
 
     # The devices checked are the ones this job's CUDA_VISIBLE_DEVICES lets it use: with
     # --per-device, every GPU the runs will take in turn.
-    health = run_preflight(ranks=ranks, threads=threads, device=device, expect_gpus=expect_gpus)
+    health = run_preflight(
+        ranks=profile.world_size,
+        threads=profile.threads_per_rank,
+        device=profile.device,
+        expect_gpus=expect_gpus,
+    )
     if health.unfit(strict):
         raise Unfit(health, strict)
     return health
@@ -161,13 +163,93 @@ def _attach_preflight(run_dir: Path, health: Preflight) -> None:
         write_manifest(path, {**manifest, "preflight": health.to_dict()})
 
 
-def _judge(candidate: RunView, repeats: list[RunView], selection: Selection) -> Judged:
-    """The candidate against the selected baseline, how it was chosen as the first note."""
+def _check_inputs(
+    profile: Profile,
+    workload: str,
+    dirs: list[Path],
+    baseline_name: str | None,
+    resume_at: int | None,
+) -> None:
+    """Bad input fails before any training: an unknown or damaged baseline (any one that
+    could judge this run), or a ``--resume-at`` step the run never reaches."""
+    if resume_at is not None and not 0 <= resume_at < profile.steps - 1:
+        raise UserError(
+            f"--resume-at {resume_at} must be a step before the last: 0 to "
+            f"{profile.steps - 2} for this profile's {profile.steps} steps."
+        )
+    if baseline_name is not None:
+        find_baseline(baseline_name, dirs).check()
+        return
+    for stored in list_baselines(dirs):
+        if (stored.meta["profile"], stored.meta["workload_hash"]) == (profile.name, workload):
+            stored.check()
+
+
+def _stop_entry(
+    profile_name: str,
+    set_pairs: list[str],
+    step: int,
+    candidate: PlanEntry,
+    repo: str | None,
+    env: dict[str, str] | None,
+) -> PlanEntry:
+    """The run to stop after ``step``, kept inside the candidate's folder (its evidence)."""
+    runs_dir = Path(candidate.run_dir) / RESUME_DIR
+    return prepare_stop(
+        profile_name, set_pairs, step, runs_dir=runs_dir, repo=repo, quiet=True, env=env
+    )
+
+
+def _resume_row(
+    stopped: Outcome,
+    step: int,
+    candidate: Outcome,
+    repo: str | None,
+    env: dict[str, str] | None,
+    verbose: bool,
+) -> tuple[list[ExactCheck], list[str]]:
+    """Resume the stopped run with every piece and hold it to the candidate: one exact row
+    (its failure names the step where they part), and a note saying where it resumed."""
+    name = resume_check_name(step)
+    if stopped.status != "STOPPED":
+        why = f"the run to stop after step {step} ended {stopped.status}: {stopped.reason}"
+        return [ExactCheck(name, False, None, why)], []
+    entry = prepare_resume(
+        stopped_run(stopped.run_dir),
+        PIECES,
+        runs_dir=Path(stopped.run_dir).parent,
+        repo=repo,
+        quiet=True,
+        env=env,
+    )
+    (outcome,) = launch([entry], env=env, verbose=verbose)
+    if not outcome.ok:
+        why = f"the run resumed at step {step} ended {outcome.status}: {outcome.reason}"
+        return [ExactCheck(name, False, None, why)], []
+    return resume_check(
+        RunView.from_run_dir(outcome.run_dir), RunView.from_run_dir(candidate.run_dir)
+    )
+
+
+def _judge(
+    candidate: RunView,
+    repeats: list[RunView],
+    selection: Selection,
+    resume: tuple[list[ExactCheck], list[str]] = ([], []),
+) -> Judged:
+    """The candidate against the selected baseline, how it was chosen as the first note;
+    ``resume``: the resume row and its note (``--resume-at``)."""
     message = selection.message
     base = selection.baseline
+    checks, resume_notes = resume
     if base is None:
         comparison = compare(
-            candidate, None, repeats=repeats, notes=[message], next_command=selection.record
+            candidate,
+            None,
+            repeats=repeats,
+            notes=[message, *resume_notes],
+            next_command=selection.record,
+            checks=checks,
         )
         return judged(comparison, candidate, None)
     if selection.differing_keys:
@@ -175,7 +257,14 @@ def _judge(candidate: RunView, repeats: list[RunView], selection: Selection) -> 
         more = len(selection.differing_keys) - 6
         message += f": {shown}" + (f" and {more} more" if more > 0 else "")
     reference, bands = base.primary(), base.bands()
-    comparison = compare(candidate, reference, bands=bands, repeats=repeats, notes=[message])
+    comparison = compare(
+        candidate,
+        reference,
+        bands=bands,
+        repeats=repeats,
+        notes=[message, *resume_notes],
+        checks=checks,
+    )
     return judged(comparison, candidate, reference, bands)
 
 

@@ -269,7 +269,7 @@ def _verdict(
         return Verdict.FAILED
     if nondeterminism:
         return Verdict.NONDETERMINISTIC
-    if pair.identical:
+    if pair.identical and all(e.ok for e in pair.exact):
         return Verdict.IDENTICAL
     if pair.other_training or not all(e.ok for e in pair.exact):
         return Verdict.DRIFT
@@ -288,11 +288,14 @@ def compare(
     repeats: list[RunView] | None = None,
     notes: list[str] | None = None,
     next_command: str | None = None,
+    checks: list[ExactCheck] | None = None,
 ) -> Comparison:
     """Judge ``candidate`` against ``reference`` (a run, or a baseline's primary run).
 
     ``notes`` come first in the report (how the baseline was chosen); ``next_command``
     is what to run next when no baseline applies (the command that records one).
+    ``checks`` are exact checks measured beside the pair (``verify --resume-at``: the
+    resumed run against the candidate); a failed one is DRIFT, whatever the baseline says.
 
     Deviations are always measured from the bands' own primary run. When the
     reference is not that run, it is judged against the bands as well and the
@@ -314,6 +317,7 @@ def compare(
         numerics, seeds, reference_verdict = _band_checks(
             candidate, reference, pair, bands, failed=failure is not None
         )
+    pair.exact += checks or []
     verdict = _verdict(pair, numerics, seeds, failure, nondeterminism)
     if reference_verdict is not None and verdict in (Verdict.EQUIVALENT, Verdict.DRIFT):
         verdict = _pair_verdict(verdict, reference_verdict, bands, notes)
@@ -324,19 +328,9 @@ def compare(
     ):
         notes.append(unexplained(pair.differences))
     causes = _causes(verdict, pair, candidate, reference)
-    summary = summary_line(
-        verdict,
-        pair.divergence,
-        numerics,
-        seeds,
-        failure,
-        nondeterminism,
-        pair.mismatches + [e.detail for e in pair.exact if not e.ok],
+    summary, notes = _summary(
+        verdict, pair, numerics, seeds, failure, nondeterminism, reference is not None, notes
     )
-    if reference is None and verdict == Verdict.NO_BASELINE:
-        summary, notes = (notes[0], notes[1:]) if notes else ("no baseline to compare against", [])
-    elif pair.bitwise_expected and verdict == Verdict.DRIFT and numerics.ok and seeds.ok:
-        summary = f"not bit-identical where bit-identity is expected; {summary}"
     return Comparison(
         verdict=verdict,
         summary=summary,
@@ -360,6 +354,38 @@ def compare(
         exact=pair.exact,
         next_command=next_command if reference is None else None,
     )
+
+
+def _summary(
+    verdict: Verdict,
+    pair: _Pair,
+    numerics: BandCheck,
+    seeds: SeedCheck,
+    failure: dict[str, Any] | None,
+    nondeterminism: dict[str, Any] | None,
+    has_reference: bool,
+    notes: list[str],
+) -> tuple[str, list[str]]:
+    """The one-line summary, and the notes left once a note became it."""
+    summary = summary_line(
+        verdict,
+        pair.divergence,
+        numerics,
+        seeds,
+        failure,
+        nondeterminism,
+        pair.mismatches + [e.detail for e in pair.exact if not e.ok],
+    )
+    if not has_reference and verdict == Verdict.NO_BASELINE:
+        return (notes[0], notes[1:]) if notes else ("no baseline to compare against", [])
+    if verdict == Verdict.DRIFT and (pair.identical or not has_reference):
+        # Only a check measured beside the pair failed (a resume): "records differ" would lie.
+        failed = "; ".join(e.detail for e in pair.exact if not e.ok)
+        itself = "bit-identical to the reference" if has_reference else "unjudged (no baseline)"
+        return f"{failed}; the uninterrupted run itself is {itself}", notes
+    if pair.bitwise_expected and verdict == Verdict.DRIFT and numerics.ok and seeds.ok:
+        return f"not bit-identical where bit-identity is expected; {summary}", notes
+    return summary, notes
 
 
 def _pair_verdict(

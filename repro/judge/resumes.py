@@ -31,6 +31,15 @@ SAVE = {
 }
 
 
+def resume_check_name(step: int) -> str:
+    return f"resume at step {step}"
+
+
+def is_resume_check(check: ExactCheck) -> bool:
+    """A resume's row: its own JUnit testcase, apart from the recorded sequences'."""
+    return check.name.startswith("resume at step ")
+
+
 def resumed(view: RunView) -> dict[str, Any] | None:
     return view.resume if view.resume else None
 
@@ -133,10 +142,10 @@ def resume_check(candidate: RunView, reference: RunView) -> tuple[list[ExactChec
         )
         note = f"{view.name} resumed at step {k} from {doc['from_run']} with {how}."
         if records_identical(view.record, other.record):
-            return [ExactCheck(f"resume at step {k}", True)], [note]
+            return [ExactCheck(resume_check_name(k), True)], [note]
         at = first_list_difference(view.steps, other.steps)
         detail = (
             f"the run resumed at step {k} from {how} parts from the uninterrupted run at step {at}"
         )
-        return [ExactCheck(f"resume at step {k}", False, at, detail)], [note]
+        return [ExactCheck(resume_check_name(k), False, at, detail)], [note]
     return [], []

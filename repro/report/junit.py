@@ -7,6 +7,7 @@ from xml.etree import ElementTree as ET
 
 from repro import atomic
 from repro.judge.comparison import Comparison
+from repro.judge.resumes import is_resume_check
 
 
 def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
@@ -29,11 +30,14 @@ def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
         checks.append(("bitwise", f"bit-identity is expected here, yet {detail}", None))
     else:
         checks.append(("bitwise", None, "bit-identity is not expected: " + _why_not_bitwise(c)))
-    exact = [e.detail for e in c.exact if not e.ok]
-    if c.exact or c.identical:
+    sequences = [e for e in c.exact if not is_resume_check(e)]
+    exact = [e.detail for e in sequences if not e.ok]
+    if sequences or c.identical:
         checks.append(("exact sequences", "; ".join(exact) or None, None))
     else:
         checks.append(("exact sequences", None, "not applied: the runs are not one training"))
+    # A resume (``verify --resume-at``, or a resumed run compared) is a check of its own.
+    checks += [(e.name, None if e.ok else e.detail, None) for e in c.exact if is_resume_check(e)]
     if c.numerics.applied:
         failed = (
             None
