@@ -36,6 +36,7 @@ def add_fleet(sub: Any, command: Any) -> None:
     )
     s.add_argument("node_options", nargs=argparse.REMAINDER, help="after --: `fleet node` options")
     s.set_defaults(handler=cmd_render_slurm)
+    _add_render_k8s(rsub)
     m = command(fsub, "matrix", "one row per node: verdict, facts that differ, peer agreement")
     m.add_argument("folder", metavar="DIR", help="the folder the nodes wrote to")
     m.add_argument("--expect", help="the nodes that should have reported: a,b,c or @FILE")
@@ -51,6 +52,31 @@ def add_fleet(sub: Any, command: Any) -> None:
     e.add_argument("--engine", choices=("slurm", "k8s"), default="slurm")
     e.add_argument("--apply", action="store_true", help="run the commands (default: print them)")
     e.set_defaults(handler=cmd_exclude)
+    c = command(fsub, "collect", "node files from the pods of a Kubernetes fleet Job")
+    c.add_argument("--pods", required=True, metavar="FILE",
+                   help="`kubectl get pods -l job-name=NAME -o json` written to a file")  # fmt: skip
+    c.add_argument("--out", dest="out_dir", required=True, metavar="DIR",
+                   help="write DIR/<node>.json here (the folder `fleet matrix` reads)")  # fmt: skip
+    c.set_defaults(handler=cmd_collect)
+
+
+def _add_render_k8s(rsub: Any) -> None:
+    k = rsub.add_parser("k8s", help="an Indexed Job, one pod per node (YAML for kubectl apply)")
+    k.add_argument(
+        "--nodes", required=True, help="the nodes, as `kubectl get nodes` names them: a,b,c"
+    )
+    k.add_argument("--image", required=True, help="the container image with repro installed")
+    k.add_argument("--out", dest="out_dir", required=True, metavar="DIR",
+                   help="the folder `fleet collect` will fill; the expected node list goes there")  # fmt: skip
+    k.add_argument("--name", default="repro-fleet", help="the Job's name (default: repro-fleet)")
+    k.add_argument("--namespace", help="the Job's namespace")
+    k.add_argument("--queue", help="a Kueue LocalQueue to submit through")
+    k.add_argument("--gpus-per-node", type=int, default=0, metavar="N",
+                   help="nvidia.com/gpu per pod (default 0: the pods see no GPU, verify the CPU)")  # fmt: skip
+    k.add_argument("--deadline", type=int, default=3600, metavar="S",
+                   help="seconds before the Job ends; a pod not done by then is NO_RESULT")  # fmt: skip
+    k.add_argument("node_options", nargs=argparse.REMAINDER, help="after --: `fleet node` options")
+    k.set_defaults(handler=cmd_render_k8s)
 
 
 def _add_node(p: argparse.ArgumentParser) -> None:
@@ -185,6 +211,50 @@ def cmd_render_slurm(args: argparse.Namespace) -> int:
         path = write_expected(Path(args.out_dir), names)
         print(f"repro: expected nodes in {path}", file=sys.stderr)
     sys.stdout.write(script)
+    return EXIT_OK
+
+
+def cmd_render_k8s(args: argparse.Namespace) -> int:
+    from repro.fleet.k8s import JobSpec, render_job
+    from repro.fleet.slurm import write_expected
+
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    spec = JobSpec(nodes, args.image, args.name, args.namespace, args.queue, args.gpus_per_node,
+                   args.deadline, tuple(o for o in args.node_options if o != "--"))  # fmt: skip
+    text = render_job(spec, args.out_dir)
+    path = write_expected(Path(args.out_dir), nodes)
+    print(f"repro: expected nodes in {path}", file=sys.stderr)
+    if not spec.gpus_per_node:
+        print(
+            "repro: no --gpus-per-node: the pods request no GPU and verify the CPU", file=sys.stderr
+        )
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    import json
+
+    from repro.fleet.k8s import collect
+    from repro.fleet.node import write_node_file
+
+    pods, out = Path(args.pods), Path(args.out_dir)
+    if not out.is_dir():
+        raise UserError(f"--out {out} is not a folder; create it (render k8s --out does).")
+    try:
+        data = json.loads(pods.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"--pods {pods} cannot be read as JSON ({exc}); write it with "
+                        "`kubectl get pods -l job-name=NAME -o json`.") from None  # fmt: skip
+    found = collect(data, str(pods))  # every pod read before any file is written
+    for note in found.notes:
+        print(f"repro: {note}", file=sys.stderr)
+    for result in found.results:
+        print(f"{result.node}  {result.verdict}  {write_node_file(out, result)}")
+    stray = sorted({p.stem for p in out.glob("*.json")} - {r.node for r in found.results})
+    if stray:
+        print(f"repro: {out} also holds {', '.join(stray)}.json, not from these pods; "
+              "the matrix reads them too", file=sys.stderr)  # fmt: skip
     return EXIT_OK
 
 

@@ -149,6 +149,8 @@ def _peer_findings(members: list[NodeResult], label: str) -> dict[str, tuple[str
 
 def _where(node: NodeResult, peer: NodeResult) -> str:
     a, b = node.step_digests, peer.step_digests
+    if not a or not b:  # a Kubernetes summary too long for 4 KiB drops its step digests
+        return "(where: not known, no step digests)"
     for index, (x, y) in enumerate(zip(a, b)):
         if x != y:
             return "in the initial parameters" if index == 0 else f"at step {index - 1}"
