@@ -21,7 +21,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from repro.judge.bands import member_logs, tolerance_factor
+from repro.judge.bands import band_factor, member_logs
 from repro.judge.group_stats import mean_sd
 
 QUANTILE = 0.995
@@ -80,11 +80,10 @@ def judge_tails(logs_by_window: list[list[float]]) -> dict[str, Any]:
     }
 
 
-def _largest_leave_one_out(windows: list[tuple[Any, list[float]]], a: float) -> dict[str, Any]:
+def _largest_leave_one_out(windows: list[tuple[Any, list[float]]], alpha: float) -> dict[str, Any]:
     """The member furthest out against the bound of the others, as a ratio of RMS deviations
     (above 1: outside the band the others make)."""
-    k = len(windows[0][1])
-    factor = tolerance_factor(k - 1, a)
+    factor = band_factor(len(windows[0][1]) - 1, len(windows), alpha)
     best: dict[str, Any] = {"ratio": 0.0}
     for (scalar, start, end, floor), logs in windows:
         for i, value in enumerate(logs):
@@ -102,7 +101,7 @@ def tail_diagnostics(
     """What ``baseline.yaml`` keeps under ``tails``: per window skewness, excess kurtosis and
     the largest standardised member; pooled over windows the same and the verdict of
     ``RULE``; the largest leave-one-out ratio."""
-    found, a = member_logs(primary, members, windows=windows, alpha=alpha)
+    found, _ = member_logs(primary, members, windows=windows, alpha=alpha)
     per_window: list[dict[str, Any]] = []
     for (scalar, start, end, _), logs in found:
         skew, kurtosis = moments(logs)
@@ -120,7 +119,7 @@ def tail_diagnostics(
         "members": len(members),
         "pooled": judge_tails([logs for _, logs in found]),
         "largest_z": max(w["largest_z"] for w in per_window),
-        "largest_leave_one_out": _largest_leave_one_out(found, a),
+        "largest_leave_one_out": _largest_leave_one_out(found, alpha),
         "windows": per_window,
     }
 
