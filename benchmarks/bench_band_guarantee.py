@@ -78,7 +78,9 @@ def _heavy(x: np.ndarray) -> np.ndarray:
     return np.asarray((skew > skew_limit) | (kurt > kurt_limit))
 
 
-def rates(model: Any, bands: int, factor: float, rng: np.random.Generator, rule: bool) -> dict:
+def rates(
+    model: Any, bands: int, factor: float, rng: np.random.Generator, rule: bool
+) -> dict[str, float]:
     """Per-baseline false-alarm rates of ``bands`` synthetic bands under ``model``."""
     x = model.rvs(size=(bands, TESTS, K), random_state=rng)
     refused = np.zeros(bands, dtype=bool)
