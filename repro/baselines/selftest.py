@@ -24,9 +24,12 @@ from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
 from repro.baselines.baseline import Baseline
 from repro.baselines.recording import assemble_baseline, baseline_plan, spare_members
 from repro.judge.comparison import Comparison, compare
-from repro.runs.prepare import prepare_run
+from repro.judge.resumes import resume_check_name
+from repro.runs.prepare import PlanEntry, prepare_run
+from repro.runs.resumes import PIECES, prepare_resume, prepare_stop, stopped_run
 from repro.runs.runner import launch
 from repro.runs.runview import RunView
+from repro.runs.store import Run
 
 # One level below each CPU capability torch dispatches to (x86); absent: nothing lower.
 LOWER_CAPABILITY = {"AVX512": "avx2", "AVX2": "default"}
@@ -47,6 +50,7 @@ class Case:
     gpu: bool = False
     control: str | None = None  # the row whose run must fail this row's expectation
     against: str | None = None  # judged against that row's run instead of the baseline
+    resume_at: int | None = None  # the run stops after this step; the row's run resumes it
 
 
 def load_cases(profile: str = "smoke") -> list[Case]:
@@ -74,6 +78,7 @@ def load_cases(profile: str = "smoke") -> list[Case]:
                 gpu=bool(row.get("gpu")),
                 control=row.get("control"),
                 against=row.get("against"),
+                resume_at=row.get("resume_at"),
             )
         )
     return cases
@@ -129,13 +134,14 @@ def run_session(
     owners: list[str] = []
     for case in shared:
         for _ in range(case.repeat):
-            entries.append(prepare_run(profile, list(case.sets), runs_dir=runs_dir, quiet=True))
+            entries.append(_entry(profile, case, runs_dir))
             owners.append(case.name)
     outcomes = launch(entries) if entries else []
     baseline_runs = [o.run_dir for o in outcomes[: len(plan)]]
     runs: dict[str, list[Path]] = {}
     for name, outcome in zip(owners, outcomes[len(plan) :]):
         runs.setdefault(name, []).append(outcome.run_dir)
+    _resume_stopped(runs, [c for c in shared if c.resume_at is not None], runs_dir)
     for case in active:
         if case.launch == "shared":
             continue
@@ -160,6 +166,28 @@ def run_session(
         replace=spare_members(profile, runs_dir=runs_dir),
     )
     return Session(profile, load_baseline(path), runs, skipped, baseline_runs)
+
+
+def _entry(profile: str, case: Case, runs_dir: Path) -> PlanEntry:
+    if case.resume_at is None:
+        return prepare_run(profile, list(case.sets), runs_dir=runs_dir, quiet=True)
+    return prepare_stop(profile, list(case.sets), case.resume_at, runs_dir=runs_dir, quiet=True)
+
+
+def _resume_stopped(runs: dict[str, list[Path]], cases: list[Case], runs_dir: Path) -> None:
+    """A resume row's run is the full-state resume of the run the shared launch stopped,
+    all of them in one more launch; a run that failed to stop stays the row's run (FAILED)."""
+    stopped = [(c.name, i) for c in cases for i, p in enumerate(runs[c.name]) if _is_stopped(p)]
+    entries = [
+        prepare_resume(stopped_run(runs[name][i]), PIECES, runs_dir=runs_dir, quiet=True)
+        for name, i in stopped
+    ]
+    for (name, i), outcome in zip(stopped, launch(entries) if entries else []):
+        runs[name][i] = outcome.run_dir
+
+
+def _is_stopped(run_dir: Path) -> bool:
+    return bool(Run(run_dir).status.get("status") == "STOPPED")
 
 
 @dataclass
@@ -204,6 +232,10 @@ def check(case: Case, comparison: Comparison) -> list[str]:
     fd = comparison.first_difference
     if case.where is not None and (fd is None or fd.where != case.where):
         problems.append(f"first difference {fd.where if fd else None!r}, expected {case.where!r}")
+    if case.resume_at is not None:
+        row = [e for e in comparison.exact if e.name == resume_check_name(case.resume_at)]
+        if not (row and row[0].ok):
+            problems.append(f"no passing exact row 'resume at step {case.resume_at}'")
     if case.step is not None:
         step = (comparison.failure or {}).get("step")
         if step != case.step:
