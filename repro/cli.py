@@ -11,6 +11,7 @@ from typing import Any
 
 from repro import __version__
 from repro.commands.baseline import add_baseline
+from repro.commands.checkpoint import add_checkpoint
 from repro.commands.explain import add_explain
 from repro.commands.options import common_run_options as _common_run_options
 from repro.commands.options import profile_name as _profile
@@ -170,6 +171,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet.add_fleet(sub, _command)
     export_check.add_export_check(sub, _command)
     add_probe(sub, _command)
+    add_checkpoint(sub, _command)
     return parser
 
 

@@ -1,5 +1,11 @@
 """Training-state checkpoints that restore a run exactly and load with ``weights_only=True``.
 
-``state`` holds the pieces: every random-number generator a process draws from, as plain
-tensors and lists, and the atomic save and the safe load of a checkpoint file.
+``save`` and ``load`` (``full``): a user's model, optimizer, scaler, scheduler, sampler and
+every RNG per rank, in one file written atomically. ``state`` holds the pieces: the RNG
+states as plain tensors and lists, the atomic save and the safe load. ``layouts`` says what
+any checkpoint holds and what a resume from it cannot restore (``repro checkpoint inspect``).
 """
+
+from repro.checkpoint.full import load, save
+
+__all__ = ["load", "save"]
