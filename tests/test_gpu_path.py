@@ -235,7 +235,7 @@ class _RecordingVerify:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> _RecordingVerify:
     recorder = _RecordingVerify()
-    monkeypatch.setattr("repro.verify.verify", recorder)
+    monkeypatch.setattr("repro.commands.verify.verify", recorder)
     return recorder
 
 
