@@ -88,3 +88,79 @@ def test_hparams_holding_python_objects_are_refused_not_constructed(
         (tmp_path / run / "hparams.yaml").write_text("size: !!python/tuple [1, 2]\n")
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "is not plain YAML" in capsys.readouterr().err
+
+
+# -- MLflow: stores written by mlflow-skinny 3.18.0 (tests/data/mlflow/write_stores.py) ----
+
+MLFLOW_DATA = Path(__file__).resolve().parent / "data" / "mlflow"
+
+
+@pytest.fixture
+def mlflow_stores(tmp_path: Path) -> Path:
+    import gzip
+    import tarfile
+
+    (tmp_path / "mlflow.db").write_bytes(
+        gzip.decompress((MLFLOW_DATA / "mlflow.db.gz").read_bytes())
+    )
+    with tarfile.open(MLFLOW_DATA / "mlruns.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    return tmp_path
+
+
+def _file_store_run(stores: Path, name: str) -> Path:
+    (meta,) = [
+        m for m in stores.glob("mlruns/*/*/meta.yaml") if f"run_name: {name}\n" in m.read_text()
+    ]
+    return meta.parent
+
+
+def _report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["compare", *args])
+    return code, capsys.readouterr().out
+
+
+def test_mlflow_runs_compare_from_either_store(
+    mlflow_stores: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = mlflow_stores / "mlflow.db"
+    code, out = _report(capsys, f"{db}#base-0", f"{db}#base-0-again")
+    assert code == 0 and out.startswith("IDENTICAL")
+    # One run logged to both stores reads the same from each.
+    code, out = _report(capsys, f"{db}#base-0", str(_file_store_run(mlflow_stores, "base-0")))
+    assert code == 0 and out.startswith("IDENTICAL")
+    code, out = _report(capsys, f"{db}#base-0", f"{db}#high-0")
+    assert out.startswith("DRIFT") and "the configs differ (lr)" in out
+    assert "no environment facts" in out and "environments cannot be compared" in out
+    assert "s3cret-value" not in out  # the api_token param is redacted before any report
+
+
+def test_mlflow_runs_compare_as_groups(
+    mlflow_stores: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = mlflow_stores / "mlflow.db"
+    base = [f"{db}#base-{seed}" for seed in range(4)]
+    high = [str(_file_store_run(mlflow_stores, f"high-{seed}")) for seed in range(4)]
+    code = main(["compare", "--group", "base", *base, "--group", "high", *high, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code != 2 and data["verdict"] in ("DIFFERENT", "UNRESOLVED")
+    (comparison,) = data["comparisons"]
+    assert {m["metric"] for m in comparison["metrics"]} >= {"eval_loss", "loss"}
+
+
+def test_mlflow_stores_of_another_schema_or_truncated_are_one_sentence(
+    mlflow_stores: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    db = mlflow_stores / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("ALTER TABLE metrics RENAME COLUMN step TO position")
+    assert main(["compare", f"{db}#base-0", f"{db}#high-0"]) == 2
+    err = capsys.readouterr().err
+    assert "schema repro reads" in err and "lacks step" in err and "Traceback" not in err
+    run = _file_store_run(mlflow_stores, "base-1")
+    loss = run / "metrics" / "loss"
+    loss.write_text(loss.read_text()[:-9])  # cut inside the last line
+    assert main(["compare", str(run), str(_file_store_run(mlflow_stores, "base-2"))]) == 2
+    assert "truncated or foreign" in capsys.readouterr().err

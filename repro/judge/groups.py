@@ -236,7 +236,7 @@ def load_group_run(argument: str) -> GroupRun:
     from repro.runs.tracked import load_tracked
 
     path = Path(argument)
-    if not path.is_dir():
+    if not path.is_dir() and run_kind(path) != "foreign":  # mlflow.db#<run> is no folder
         raise UserError(
             f"{argument} is not a run folder; pass run folders after each --group NAME."
         )
@@ -283,7 +283,7 @@ def load_group_run(argument: str) -> GroupRun:
         "" if complete else str(view.status.get("reason") or f"status {status}, no final metrics")
     )
     seed = view.config.get("settings", {}).get("seed")
-    run_id = view.config.get("run_id") if kind not in ("tensorboard", "foreign") else None
+    run_id = view.config.get("run_id") if kind != "tensorboard" else None
     return GroupRun(
         view.name,
         str(path),

@@ -83,6 +83,8 @@ def _describe(t: Tracked) -> dict[str, Any]:
         "command": config.get("command"),
         "reference": False,
         "final": _numbers(t.final),
+        # Logs read without a manifest beside them (another tool's): no environment facts.
+        "environment": bool(t.view.manifest),
     }
 
 

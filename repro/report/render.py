@@ -164,6 +164,18 @@ def _env_section(comparison: Comparison) -> Section:
         blocks.append(Text("No reference run: there is no environment to compare with."))
         return Section(SECTION_TITLES[1], tuple(blocks))
     blocks += [Text(m, tone="bad") for m in comparison.mismatches]
+    unknown = [
+        str(side.get("name"))
+        for side in (comparison.candidate, comparison.reference)
+        if side.get("environment") is False
+    ]
+    if unknown:  # no manifest: neither "the keys match" nor "they differ" would be true
+        blocks.append(
+            Text(
+                f"No environment facts for {', '.join(unknown)}: the environments cannot be compared."
+            )
+        )
+        return Section(SECTION_TITLES[1], tuple(blocks))
     differences = comparison.env_differences
     in_key = sum(d.env_key for d in differences)
     if comparison.env_key_match:

@@ -3,6 +3,7 @@
 
 - ``huggingface``: a ``Trainer`` output folder or ``checkpoint-N/`` (``trainer_state.json``)
 - ``lightning_csv``: a Lightning ``CSVLogger`` version folder (``metrics.csv``, ``hparams.yaml``)
+- ``mlflow``: an MLflow run, ``mlflow.db#<run>`` (SQLite) or ``mlruns/<experiment>/<run>/``
 
 No reader needs the tool that wrote the files. A ``manifest.yaml`` beside the logs (or one
 folder up) supplies the environment; without one the report says that no environment
@@ -18,15 +19,14 @@ from repro.runs.tracked import Tracked
 
 
 def _readers() -> tuple[ModuleType, ...]:
-    from repro.runs.readers import huggingface, lightning_csv
+    from repro.runs.readers import huggingface, lightning_csv, mlflow
 
-    return (huggingface, lightning_csv)
+    return (huggingface, lightning_csv, mlflow)
 
 
 def reader_for(path: Path) -> ModuleType | None:
-    """The reader whose files ``path`` holds, or None."""
-    if not path.is_dir():
-        return None
+    """The reader whose files ``path`` holds (a folder, or an address such as
+    ``mlflow.db#<run>``), or None."""
     return next((reader for reader in _readers() if reader.detect(path)), None)
 
 

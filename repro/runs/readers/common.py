@@ -26,6 +26,9 @@ def tracked_run(
     notes: list[str],
 ) -> Tracked:
     """The loaded run, with the manifest beside the logs where there is one."""
+    from repro.manifest.redact import redact
+
+    config = redact(config)  # a report prints differing values: no secret may be among them
     manifest = manifest_beside(path)
     if manifest is None:
         notes = [*notes, NO_ENVIRONMENT.format(name=path.name)]
@@ -49,7 +52,8 @@ def tracked_run(
 def manifest_beside(path: Path) -> dict[str, Any] | None:
     import yaml
 
-    for folder in (path, path.parent):
+    here = path if path.is_dir() else path.parent  # mlflow.db#<run>: beside the file
+    for folder in (here, here.parent):
         if (folder / "manifest.yaml").is_file():
             loaded = yaml.safe_load((folder / "manifest.yaml").read_text())
             return loaded if isinstance(loaded, dict) else None
