@@ -49,9 +49,8 @@ def compare_runs(
     if any(tracked):
         if not all(tracked):
             raise UserError(
-                "compare tracked runs (repro.track, TensorBoard, Hugging Face or Lightning logs) "
-                "with tracked runs and "
-                "reference runs with reference runs: "
+                "compare tracked runs (repro.track; TensorBoard, Hugging Face, Lightning CSV or "
+                "MLflow logs) with tracked runs and reference runs with reference runs: "
                 + ", ".join(a for a, t in zip(arguments, tracked) if not t)
                 + " is not a tracked run."
             )
