@@ -417,7 +417,7 @@ def test_a_tampered_baseline_is_refused_and_listed_as_damaged(tmp_path, capsys, 
     assert message in capsys.readouterr().err
     # ... and the list says which baseline is damaged, and why.
     assert main(["baseline", "list", "--baseline-dir", baselines]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    line = capsys.readouterr().out.splitlines()[0]
     assert line.startswith(SHIPPED) and " damaged " in line and message in line, line
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
 
@@ -428,8 +428,9 @@ def test_an_intact_baseline_is_listed_current(tmp_path, capsys):
     band = json.loads((copy / "band.json").read_text())
     assert len({m["final"]["eval_accuracy"] for m in band["members"]}) == 1
     assert main(["baseline", "list", "--baseline-dir", str(copy.parent)]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    line, tails = capsys.readouterr().out.splitlines()
     assert line.startswith(SHIPPED) and "  current  " in line, line
+    assert tails.strip().startswith("tails: normal or lighter"), tails  # its recorded diagnostics
 
 
 def test_the_shipped_baseline_carries_what_it_was_recorded_with(tmp_path):

@@ -79,4 +79,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     for b in survey_baselines(search_dirs(args.baseline_dir)):
         why = f"  ({b.problem})" if b.problem else ""
         print(f"{b.name:40s} {b.profile:6s} {b.workload_hash}  {b.state}  {b.path}{why}")
+        if b.tails:  # the band's tail diagnostics, recorded with it
+            print(f"{'':40s} {b.tails}")
     return EXIT_OK
