@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro.manifest import dispatch
-from repro.manifest.cpu import highest_kernel_level
+from repro.manifest.cpu import ATEN_LEVELS, highest_kernel_level
 from repro.profile import differing_fields, flatten_settings
 from repro.runs.runview import RunView
 
@@ -28,7 +28,6 @@ CAPABILITY = "ATEN_CPU_CAPABILITY"
 ONEDNN_CAP, MKL_CAP = "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"
 # The variables the effective values stand for: read from what ran, not from what was set.
 _EFFECTIVE = (*dispatch.CAP_VARIABLES, MKL_CAP)
-_LEVELS = ("default", "avx2", "avx512")  # torch's x86 CPU kernel levels, lowest first
 _ISA_TIERS = (
     ("AVX512", "avx512"),
     ("AMX", "avx512"),
@@ -64,7 +63,7 @@ class Differences:
 
 def _level(text: Any) -> str | None:
     value = str(text or "").lower()
-    return value if value in _LEVELS else None
+    return value if value in ATEN_LEVELS else None
 
 
 def _isa_tier(isa: str) -> str | None:
@@ -89,7 +88,7 @@ def _cannot(name: str, value: Any, here: _Here) -> str:
         level = _level(value)
         if level is None or here_level is None:
             return f"{value!r} is not a CPU kernel level repro knows"
-        if _LEVELS.index(level) > _LEVELS.index(here_level):
+        if ATEN_LEVELS.index(level) > ATEN_LEVELS.index(here_level):
             return f"this CPU's highest kernel level is {here_level}; {level} would kill the ranks (SIGILL)"
     if name == ONEDNN_CAP and here.onednn and dispatch.onednn_isa_name(value):
         isa = str(dispatch.onednn_isa_name(value))
@@ -106,7 +105,7 @@ def _cannot(name: str, value: Any, here: _Here) -> str:
         if (
             tier is not None
             and here_level is not None
-            and _LEVELS.index(tier) > _LEVELS.index(here_level)
+            and ATEN_LEVELS.index(tier) > ATEN_LEVELS.index(here_level)
         ):
             return f"this CPU tops out at {here_level}; a {value} cap asks for more"
     if name in GPU_ENV and not here.gpus:
@@ -251,7 +250,11 @@ def _goes_down(knob: Knob) -> bool:
     """Whether the other run's value is below this run's (not only below this CPU's)."""
     here, other = str(knob.here).lower(), str(knob.other).lower()
     if knob.name == CAPABILITY:
-        return here in _LEVELS and other in _LEVELS and _LEVELS.index(other) < _LEVELS.index(here)
+        return (
+            here in ATEN_LEVELS
+            and other in ATEN_LEVELS
+            and ATEN_LEVELS.index(other) < ATEN_LEVELS.index(here)
+        )
     if knob.name == ONEDNN_CAP:
         a, b = dispatch.onednn_isa_name(other), dispatch.onednn_isa_name(here)
         return bool(a and b and a != b and dispatch.at_or_below(a, b))

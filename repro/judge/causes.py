@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from repro.manifest.cpu import ATEN_LEVELS
+
 if TYPE_CHECKING:
     from repro.judge.divergence import Divergence
     from repro.manifest.diff import Difference
     from repro.runs.runview import RunView
 
 _IMPACT = {"high": 3, "medium": 2, "low": 1}
-# ATen's x86 kernel levels, lowest first, as ATEN_CPU_CAPABILITY spells them; the other
-# architectures know only "default" and one level of their own (vsx, zvector, sve256).
-_X86_LEVELS = ("default", "avx2", "avx512")
+# ATEN_LEVELS: x86's kernel levels; the other architectures know only "default" and one
+# level of their own (vsx, zvector, sve256).
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def lower_level(a: str, b: str) -> str:
         raise UnknownValue(f"both runs used {a}: another kernel level is no remedy")
     if "default" in (a, b):
         return "default"
-    if a in _X86_LEVELS and b in _X86_LEVELS:
-        return min(a, b, key=_X86_LEVELS.index)
+    if a in ATEN_LEVELS and b in ATEN_LEVELS:
+        return min(a, b, key=ATEN_LEVELS.index)
     raise UnknownValue(f"{a} and {b} are levels of different architectures")
 
 

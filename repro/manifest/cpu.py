@@ -54,6 +54,9 @@ def isa_flags(flags: str) -> list[str]:
     )
 
 
+ATEN_LEVELS = ("default", "avx2", "avx512")
+"""torch's x86 CPU kernel levels (``ATEN_CPU_CAPABILITY``), lowest first."""
+
 # What ATen's dispatcher requires before it runs a level's kernels (DispatchStub.cpp,
 # compute_cpu_capability): the highest level this CPU can run whatever a process asks for.
 _ATEN_LEVEL_FLAGS = (
