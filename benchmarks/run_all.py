@@ -37,6 +37,7 @@ SCRIPTS = (
     "bench_preflight",
     "bench_explain",
     "bench_export",
+    "bench_regression",
 )
 
 

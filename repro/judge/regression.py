@@ -186,7 +186,10 @@ def _environment() -> dict[str, Any]:
 
 
 def _changed_environment(recorded: dict[str, Any]) -> str:
+    """What differs from the recording's environment, among the facts it kept."""
     now = _environment()
     return ", ".join(
-        f"{k} {recorded[k]!r} (now {now[k]!r})" for k in now if recorded.get(k) != now[k]
+        f"{k} {recorded[k]!r} (now {now[k]!r})"
+        for k in now
+        if k in recorded and recorded[k] != now[k]
     )
