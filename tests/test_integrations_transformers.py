@@ -112,7 +112,10 @@ def test_the_trainers_output_folders_compare_like_tracked_runs(runs: dict[str, P
     assert comparison.first_difference.where == "logged"
     # The tracked run's manifest one folder up is the environment: the cause is named.
     assert comparison.causes[0].cause == "thread count"
-    assert any("training_args.bin" in note for note in comparison.notes)
+    # training_args.bin, read without executing it, is the config: another training.
+    comparison = _compare(a, runs["lr"] / "output")
+    assert comparison.verdict == "DRIFT"
+    assert comparison.setting_differences == {"config": ["training_arguments.learning_rate"]}
 
 
 def test_a_checkpoint_folder_is_read_up_to_its_step(runs: dict[str, Path]) -> None:
@@ -121,6 +124,12 @@ def test_a_checkpoint_folder_is_read_up_to_its_step(runs: dict[str, Path]) -> No
     checkpoint = load_foreign(runs["a"] / "output" / "checkpoint-4")
     assert [r["step"] for r in checkpoint.ranks[0] if "loss" in r] == [1, 2, 3, 4]
     assert checkpoint.view.settings["config"]["model"]["n_layer"] == 1
+    # The same arguments the callback recorded, read back from the Trainer's own pickle.
+    recorded = yaml.safe_load((runs["a"] / "config.yaml").read_text())["config"]
+    assert checkpoint.view.settings["config"]["training_arguments"] == {
+        k: v for k, v in recorded["training_arguments"].items() if k != "group_by_length"
+    }
+    assert checkpoint.view.settings["seed"] == 0
     lines = (runs["a"] / "metrics-rank0.jsonl").read_text().splitlines()
     tracked = [json.loads(line) for line in lines]
     losses = [r["loss"] for r in tracked if "loss" in r][:4]

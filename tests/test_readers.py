@@ -164,3 +164,20 @@ def test_mlflow_stores_of_another_schema_or_truncated_are_one_sentence(
     loss.write_text(loss.read_text()[:-9])  # cut inside the last line
     assert main(["compare", str(run), str(_file_store_run(mlflow_stores, "base-2"))]) == 2
     assert "truncated or foreign" in capsys.readouterr().err
+
+
+def test_a_training_args_pickle_is_read_without_running_it(tmp_path: Path) -> None:
+    import pickle
+    import zipfile
+
+    from repro.runs.readers.huggingface import read_training_arguments
+
+    class Payload:  # what a hostile training_args.bin could hold
+        def __reduce__(self) -> tuple[object, tuple[str, str]]:
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    path = tmp_path / "training_args.bin"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"learning_rate": Payload()}))
+    assert read_training_arguments(path) is None  # not a TrainingArguments: nothing read
+    assert not (tmp_path / "ran").exists()  # and nothing it names was called

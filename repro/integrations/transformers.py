@@ -28,34 +28,8 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from repro.integrations._run import FrameworkRun
+from repro.runs.readers.huggingface import ARGUMENTS
 
-# The TrainingArguments that define the numbers a training produces (and its determinism).
-ARGUMENTS = (
-    "seed",
-    "data_seed",
-    "full_determinism",
-    "bf16",
-    "fp16",
-    "tf32",
-    "learning_rate",
-    "weight_decay",
-    "adam_beta1",
-    "adam_beta2",
-    "adam_epsilon",
-    "max_grad_norm",
-    "optim",
-    "lr_scheduler_type",
-    "warmup_steps",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "label_smoothing_factor",
-    "dataloader_num_workers",
-    "dataloader_drop_last",
-    "group_by_length",
-    "torch_compile",
-)
 _WALL_CLOCK = ("_runtime", "_per_second", "model_preparation_time")
 
 

@@ -6,14 +6,20 @@ The folder may be a ``checkpoint-N/`` or the output folder: its own ``trainer_st
 (``Trainer.save_state()``) if it has one, else its highest-numbered checkpoint's. Final
 metrics are the last evaluation's and the closing mean training loss, as the callback
 records them; wall-clock figures (``*_runtime``, ``*_per_second``) differ between
-identical runs and are left out. ``training_args.bin`` is a pickle: loading it would run
-code from the folder, so it is not read, and the report says which settings are missing.
+identical runs and are left out. The ``TrainingArguments`` that define the training
+(``ARGUMENTS``, the ones the callback records) come from ``training_args.bin``, a pickle
+read without executing it: every class it names is replaced by an inert stand-in that
+keeps only its arguments and state, so no code from the folder runs and no transformers
+or accelerate object is built in this process.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,34 @@ from repro.runs.readers.common import tracked_run
 from repro.runs.tracked import Tracked
 
 STATE = "trainer_state.json"
+# The TrainingArguments that define the numbers a training produces (and its determinism):
+# what repro.integrations.transformers records as config, and what is read back here.
+ARGUMENTS = (
+    "seed",
+    "data_seed",
+    "full_determinism",
+    "bf16",
+    "fp16",
+    "tf32",
+    "learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "optim",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "label_smoothing_factor",
+    "dataloader_num_workers",
+    "dataloader_drop_last",
+    "group_by_length",
+    "torch_compile",
+)
 _WALL_CLOCK = ("_runtime", "_per_second", "model_preparation_time")
 # What trainer_state.json keeps of the TrainingArguments: the rest lives in the pickle.
 _STATE_SETTINGS = ("train_batch_size", "max_steps", "num_train_epochs")
@@ -61,18 +95,69 @@ def load(path: Path) -> Tracked:
     if not final and rows:
         last_loss = [r["loss"] for r in rows if "loss" in r]
         final = {"loss": last_loss[-1]} if last_loss else {}
-    config: dict[str, Any] = {"trainer_state": {k: state[k] for k in _STATE_SETTINGS if k in state}}
+    config: dict[str, Any] = {}
+    arguments = read_training_arguments(state_file.parent / "training_args.bin")
+    notes = []
+    if arguments is not None:
+        config["training_arguments"] = arguments
+    else:
+        config["trainer_state"] = {k: state[k] for k in _STATE_SETTINGS if k in state}
+        notes.append(
+            f"{state_file.parent.name}: no readable training_args.bin; the learning rate, "
+            "seed and precision are compared only as logged values"
+        )
     model = _model_config(state_file.parent / "config.json")
     if model is not None:
         config["model"] = model
-    where = state_file.parent.name if state_file.parent != path else path.name
-    notes = [
-        f"{where}: the TrainingArguments are in training_args.bin, a pickle repro does not "
-        "execute; the learning rate, seed and precision are compared only as logged values"
-    ]
+    seed = (arguments or {}).get("seed")
     return tracked_run(
-        path, kind="huggingface", config=config, seed=None, rows=rows, final=final, notes=notes
+        path,
+        kind="huggingface",
+        config=config,
+        seed=seed if isinstance(seed, int) else None,
+        rows=rows,
+        final=final,
+        notes=notes,
     )
+
+
+class _Inert:
+    """What a class named in the pickle becomes: its arguments and state, kept as data."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _InertUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return type(name, (_Inert,), {})
+
+    def persistent_load(self, pid: Any) -> None:
+        return None  # a tensor's storage: TrainingArguments holds none worth reading
+
+
+def read_training_arguments(path: Path) -> dict[str, Any] | None:
+    """``ARGUMENTS`` from a ``training_args.bin`` (``torch.save``'s zip), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            (member,) = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            loaded = _InertUnpickler(io.BytesIO(archive.read(member))).load()
+    except Exception:  # absent, truncated or another format: the report says so instead
+        return None
+    state = getattr(loaded, "state", None)
+    if not isinstance(state, dict):
+        return None
+    return {name: _plain(state[name]) for name in ARGUMENTS if name in state}
+
+
+def _plain(value: Any) -> Any:
+    """An enum member (rebuilt from its value) as its value; other objects as None."""
+    if isinstance(value, _Inert):
+        return value.args[0] if len(value.args) == 1 and not hasattr(value, "state") else None
+    return value if isinstance(value, (bool, int, float, str, type(None))) else None
 
 
 def _read_state(state_file: Path) -> dict[str, Any]:
