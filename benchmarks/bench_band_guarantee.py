@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from repro.judge.band_factor import family_factor
-from repro.judge.group_stats import t_quantile
+from repro.judge.group_power import t_quantile
 from repro.judge.tails import null_limits
 from runner import add_smoke_option
 

@@ -47,14 +47,11 @@ from typing import TypeVar
 import numpy as np
 from scipy.stats import norm
 
-from repro.judge.group_stats import (
-    POWER,
-    clopper_pearson,
-    compare_samples,
-    superiority,
-    welch_detectable,
-)
-from repro.judge.groups import GroupRun, Margin, compare_groups
+from repro.judge.group_inputs import Margin
+from repro.judge.group_power import POWER, welch_detectable
+from repro.judge.group_stats import clopper_pearson, compare_samples, superiority
+from repro.judge.groups import compare_groups
+from repro.runs.group_runs import GroupRun
 from results import Row, add_json_option, print_rows, write_rows
 from runner import add_smoke_option
 

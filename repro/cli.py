@@ -125,8 +125,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_groups(args: argparse.Namespace) -> int:
-    from repro.judge.groups import compare_groups, load_group_run, parse_margin, parse_resolution
+    from repro.judge.group_inputs import parse_margin, parse_resolution
+    from repro.judge.groups import compare_groups
     from repro.report.group_render import build_group_report
+    from repro.runs.group_runs import load_group_run
 
     if args.runs:
         raise UserError(

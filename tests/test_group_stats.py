@@ -8,14 +8,8 @@ import random
 import pytest
 from scipy import stats
 
-from repro.judge.group_stats import (
-    can_pair,
-    clopper_pearson,
-    compare_samples,
-    runs_per_side,
-    superiority,
-    welch_detectable,
-)
+from repro.judge.group_power import runs_per_side, welch_detectable
+from repro.judge.group_stats import can_pair, clopper_pearson, compare_samples, superiority
 
 A = [0.921, 0.918, 0.925, 0.919, 0.923]
 

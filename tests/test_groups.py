@@ -16,7 +16,7 @@ import pytest
 
 import repro
 from repro.cli import main
-from repro.judge.groups import load_group_run
+from repro.runs.group_runs import load_group_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_tracked.py"
 

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from repro.export.subject import Inputs
-from repro.judge.group_stats import mean_sd, t_quantile
+from repro.judge.group_power import t_quantile
+from repro.judge.group_stats import mean_sd
 
 MIN_MEMBERS = 8
 DEFAULT_MEMBERS = 16

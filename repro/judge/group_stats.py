@@ -41,13 +41,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any, Literal
+
+from repro.judge.group_power import (
+    exact_runs_needed,
+    runs_per_side,
+    t_quantile,
+    welch_detectable,
+)
 
 Decision = Literal["DIFFERENT", "SAME", "UNRESOLVED"]
 Test = Literal["welch", "paired t", "exact permutation", "exact sign"]
-POWER = 0.8  # for the detectable difference and the runs per side to resolve a gap
-MOST_RUNS = 10_000  # "more than this many per side" is as good as "never"
 # Spreads below this fraction of the values' size are floating-point noise (0.94 - 0.92
 # and 0.92 - 0.90 differ in the 17th digit): every run agreed.
 AGREE = 1e-9
@@ -97,14 +101,6 @@ class SampleComparison:
         for key in ("interval", "equivalence_interval", "superiority_interval"):
             data[key] = tuple(data[key])
         return cls(**data)
-
-
-def t_quantile(p: float, dof: float) -> float:
-    """Student t quantile. scipy.special's inverse CDF gives the same bits as
-    ``scipy.stats.t.ppf`` at a fraction of the import time (compare's start-up)."""
-    from scipy.special import stdtrit
-
-    return float(stdtrit(dof, p))
 
 
 def _t_sf2(t: float, dof: float) -> float:
@@ -170,17 +166,6 @@ def _exact_p(a: list[float], b: list[float], paired: bool, difference: float) ->
     return extreme / total
 
 
-def _exact_runs_needed(paired: bool, alpha: float) -> int:
-    """Runs per side at which the exact test of constant groups can reach ``alpha``."""
-    n = 2
-    while n <= MOST_RUNS:
-        smallest = 2 * 0.5**n if paired else 2 / math.comb(2 * n, n)
-        if smallest < alpha:
-            return n
-        n += 1
-    return MOST_RUNS + 1
-
-
 # -- P(B beats A) ---------------------------------------------------------------------------
 
 
@@ -225,101 +210,6 @@ def _normal_quantile(p: float) -> float:
     return float(ndtri(p))
 
 
-# -- power ----------------------------------------------------------------------------------
-
-_GRID = 96  # quantile midpoints per chi-square in the Welch power integral
-WELCH_AS_POOLED = 30  # runs per side from which the pooled power stands in for Welch's
-
-
-@lru_cache(maxsize=4096)
-def _detectable_in_spreads(n_a: int, n_b: int, paired: bool, alpha: float) -> float:
-    """The |difference|, in per-run standard deviations, that the test actually run
-    detects with POWER at these sizes (both groups with the same spread)."""
-    from scipy.special import nctdtr, stdtrit
-
-    if paired or min(n_a, n_b) >= WELCH_AS_POOLED:
-        # The paired t is exact; past WELCH_AS_POOLED runs per side Welch's test has the
-        # pooled test's power to within 0.04 % of the detectable difference.
-        if min(n_a, n_b) < 2:
-            return math.inf
-        dof = n_a - 1 if paired else n_a + n_b - 2
-        scale = 1 / math.sqrt(n_a) if paired else math.sqrt(1 / n_a + 1 / n_b)
-        crit = float(stdtrit(dof, 1 - alpha / 2))
-
-        def power(delta: float) -> float:
-            nc = delta / scale
-            return float(1 - nctdtr(dof, nc, crit) + nctdtr(dof, nc, -crit))
-
-    else:
-        # Welch's test rejects when |mean gap| > t(nu_hat) * se_hat, and both nu_hat and
-        # se_hat move with the two sample variances: average the rejection probability
-        # over them (each a scaled chi-square), on a grid of their quantiles.
-        import numpy as np
-        from scipy.special import chdtri, ndtr
-
-        mid = (np.arange(_GRID) + 0.5) / _GRID
-        x = chdtri(n_a - 1, mid)[:, None]  # (GRID, 1)
-        y = chdtri(n_b - 1, mid)[None, :]  # (1, GRID)
-        va, vb = x / ((n_a - 1) * n_a), y / ((n_b - 1) * n_b)
-        nu = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
-        reach = stdtrit(nu, 1 - alpha / 2) * np.sqrt(va + vb)  # (GRID, GRID)
-        true_se = math.sqrt(1 / n_a + 1 / n_b)
-
-        def power(delta: float) -> float:
-            return float(
-                np.mean(ndtr((delta - reach) / true_se) + ndtr((-delta - reach) / true_se))
-            )
-
-    high = 1.0
-    while power(high) < POWER:
-        high *= 2
-        if high > 1e6:
-            return math.inf
-    low = 0.0
-    for _ in range(50):
-        mid_delta = (low + high) / 2
-        if power(mid_delta) < POWER:
-            low = mid_delta
-        else:
-            high = mid_delta
-    return high
-
-
-def welch_detectable(spread: float, n_a: int, n_b: int, paired: bool, alpha: float) -> float:
-    """The |difference| the test ``compare_samples`` runs (Welch, or paired t) detects
-    with POWER at these sizes, for runs spread by ``spread``."""
-    return spread * _detectable_in_spreads(n_a, n_b, paired, alpha)
-
-
-def detectable_difference(spread: float, runs: int, alpha: float = 0.05) -> float:
-    """Two settings, ``runs`` runs each, per-run spread ``spread``: the gap in mean a
-    pooled two-sided t-test at ``alpha`` detects with POWER (80 %), by the usual
-    (t + t) approximation. The seed band's planning figure; a group comparison states
-    ``welch_detectable`` for the test it runs."""
-    dof = 2 * runs - 2
-    if dof < 1:
-        return math.inf
-    scale = math.sqrt(2 / runs)
-    return (t_quantile(1 - alpha / 2, dof) + t_quantile(POWER, dof)) * spread * scale
-
-
-def runs_per_side(gap: float, spread: float, paired: bool, alpha: float) -> int | None:
-    """The fewest runs per side at which ``gap`` is detected with POWER by the test
-    actually run; None when there is no gap to resolve, MOST_RUNS + 1 past the ceiling."""
-    if gap == 0 or not math.isfinite(gap):
-        return None
-    if spread == 0:
-        return _exact_runs_needed(paired, alpha)
-    low, high = 2, MOST_RUNS + 1
-    while low < high:  # the detectable difference shrinks as runs are added
-        n = (low + high) // 2
-        if welch_detectable(spread, n, n, paired, alpha) <= abs(gap):
-            high = n
-        else:
-            low = n + 1
-    return low
-
-
 def clopper_pearson(events: int, trials: int, level: float = 0.95) -> tuple[float, float]:
     """Exact two-sided binomial interval of a rate (an error rate measured in trials)."""
     from scipy.special import betaincinv
@@ -338,6 +228,55 @@ def can_pair(seeds_a: list[Any], seeds_b: list[Any]) -> bool:
         and sorted(map(str, seeds_a)) == sorted(map(str, seeds_b))
         and len(seeds_a) == len(seeds_b)
     )
+
+
+def _check_samples(
+    a: list[float],
+    b: list[float],
+    paired: bool,
+    alphas: tuple[float, float],
+    margin: float | None,
+    resolution: float,
+) -> None:
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("each group needs at least 2 runs")
+    if paired and len(a) != len(b):
+        raise ValueError("paired groups need the same number of runs")
+    if not all(math.isfinite(v) for v in a + b):
+        raise ValueError("every value must be a finite number")
+    for level in alphas:
+        if not 0 < level < 0.5:
+            raise ValueError(f"alpha must lie between 0 and 0.5, not {level}")
+    if margin is not None and not margin > 0:
+        raise ValueError(f"the margin must be positive, not {margin}")
+    if not resolution >= 0:  # inf: unknown (every value the same number)
+        raise ValueError(f"the resolution must be 0 or positive, not {resolution}")
+
+
+def _decide(detected: bool, margin: float | None, equivalence: tuple[float, float]) -> Decision:
+    """SAME first: a difference shown to lie inside the user's margin does not matter,
+    even where it is detected."""
+    if margin is not None and -margin < equivalence[0] and equivalence[1] < margin:
+        return "SAME"
+    return "DIFFERENT" if detected else "UNRESOLVED"
+
+
+def _detectable(
+    no_spread: bool,
+    spread: float,
+    n_a: int,
+    n_b: int,
+    paired: bool,
+    alpha: float,
+    resolution: float,
+    size: float,
+) -> float:
+    """The difference the test run detects: one step of the metric where the exact test
+    of constant groups can reach alpha at all, else Welch's (or the paired t's) power."""
+    if no_spread:
+        reachable = exact_runs_needed(paired, alpha) <= n_a
+        return max(resolution, AGREE * size) if reachable else math.inf
+    return welch_detectable(spread, n_a, n_b, paired, alpha)
 
 
 def compare_samples(
@@ -359,20 +298,8 @@ def compare_samples(
     show (0: continuous; inf: unknown, so runs that all agree prove nothing). Needs at
     least 2 finite values per side.
     """
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("each group needs at least 2 runs")
-    if paired and len(a) != len(b):
-        raise ValueError("paired groups need the same number of runs")
-    if not all(math.isfinite(v) for v in a + b):
-        raise ValueError("every value must be a finite number")
     same_alpha = alpha if equivalence_alpha is None else equivalence_alpha
-    for level in (alpha, same_alpha):
-        if not 0 < level < 0.5:
-            raise ValueError(f"alpha must lie between 0 and 0.5, not {level}")
-    if margin is not None and not margin > 0:
-        raise ValueError(f"the margin must be positive, not {margin}")
-    if not resolution >= 0:  # inf: unknown (every value the same number)
-        raise ValueError(f"the resolution must be 0 or positive, not {resolution}")
+    _check_samples(a, b, paired, (alpha, same_alpha), margin, resolution)
     e = _paired(a, b) if paired else _welch(a, b)
     size = max(abs(v) for v in a + b)
     no_spread = e.se <= AGREE * size
@@ -400,20 +327,11 @@ def compare_samples(
     equivalence = interval(1 - 2 * same_alpha)
     # A gap of one grid step, computed in floating point, may fall a hair short of it.
     detected = p < alpha and abs(difference) >= resolution * (1 - 1e-9)
-    if margin is not None and -margin < equivalence[0] and equivalence[1] < margin:
-        decision: Decision = "SAME"
-    elif detected:
-        decision = "DIFFERENT"
-    else:
-        decision = "UNRESOLVED"
+    decision = _decide(detected, margin, equivalence)
     (ma, sa), (mb, sb) = mean_sd(a), mean_sd(b)
     sup, sup_interval = superiority(a, b, alpha)
     spread = 0.0 if no_spread else e.spread
-    if no_spread:
-        reachable = _exact_runs_needed(paired, alpha) <= len(a)
-        detectable = max(resolution, AGREE * size) if reachable else math.inf
-    else:
-        detectable = welch_detectable(spread, len(a), len(b), paired, alpha)
+    detectable = _detectable(no_spread, spread, len(a), len(b), paired, alpha, resolution, size)
     return SampleComparison(
         decision=decision,
         n_a=len(a),

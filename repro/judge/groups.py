@@ -21,145 +21,22 @@ run named twice, copied, or in both groups is bad input.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
-from repro.judge.group_stats import SampleComparison, can_pair, compare_samples, mean_sd
+from repro.judge.group_inputs import Margin, infer_resolution
+from repro.judge.group_stats import SampleComparison, can_pair, compare_samples
+from repro.runs.group_runs import GroupRun, as_number
 from repro.verdict import Verdict
 
 DEFAULT_ALPHA = 0.05
 CURVES_SHOWN = 3  # logged scalars drawn per report, in the order the runs logged them
-GRID_ITEMS = 1000  # the finest grid 1/N inferred from values (an evaluation set of N items)
-# Values within this (float32-level) fraction of a grid point sit on it: accuracies are
-# often float32 means.
-ON_GRID = 5e-7
 _AT_STEP = re.compile(r"^(?P<name>[^@]+)@(?P<step>\d+)$")
-_MARGIN = re.compile(r"^(?:(?P<metric>[^=]+)=)?(?P<value>[0-9.eE+-]+)(?P<unit>pp|%)?$")
-_RESOLUTION = re.compile(r"^(?P<metric>[^=]+)=(?P<value>[0-9.eE+-]+(?:/[0-9]+)?)$")
-
-
-@dataclass(frozen=True)
-class GroupRun:
-    """What a group comparison needs of one run."""
-
-    name: str
-    path: str
-    seed: Any
-    complete: bool
-    reason: str  # why it is not complete ("" when it is)
-    final: dict[str, Any]  # the final metrics as recorded (a NaN may be a string "nan")
-    scalars: dict[str, dict[int, float]]  # logged scalar -> step -> value (rank 0's view)
-    kind: str = "tracked"  # "tracked", "tensorboard" or "reference"
-    run_id: str | None = None  # as the run recorded it (config.yaml), whatever its folder
-    digest: str = ""  # sha256 of its record files: equal for byte copies
-
-
-@dataclass(frozen=True)
-class Margin:
-    """``--margin``: absolute (``0.002``), percentage points (``0.3pp`` = 0.003) or a
-    fraction of the pooled mean of both groups (``0.5%``), for one metric or (no name)
-    all of them."""
-
-    metric: str | None
-    value: float
-    unit: str  # "", "pp" or "%"
-
-    def absolute(self, metric: str, values_a: list[float], values_b: list[float]) -> float:
-        if self.unit == "%":
-            # The pooled mean: group A's alone would make the margin depend on which
-            # setting was named first. Near zero a percentage of it is no margin at all.
-            pooled = values_a + values_b
-            mean, sd = mean_sd(pooled)
-            if abs(mean) <= 3 * sd / math.sqrt(len(pooled)):
-                raise UserError(
-                    f"--margin {self.describe()}: the mean {metric} of both groups, {mean:.3g}, "
-                    "is within 3 standard errors of 0, so a percentage of it is no margin; "
-                    f"give one in the metric's units (--margin {metric}=VALUE)."
-                )
-            return abs(mean) * self.value / 100
-        if self.unit == "pp":
-            if not all(0 <= v <= 1 for v in values_a + values_b):
-                raise UserError(
-                    f"--margin {self.value:g}pp: {metric} is not a share between 0 and 1; give "
-                    f"its margin in its own units (--margin {metric}=VALUE) or as a fraction (%)."
-                )
-            return self.value / 100
-        return self.value
-
-    def describe(self) -> str:
-        return f"{self.value:g}{self.unit}"
-
-
-def parse_margin(spec: str) -> Margin:
-    m = _MARGIN.match(spec.strip())
-    value = float(m.group("value")) if m and _is_number(m.group("value")) else math.nan
-    if m is None or not value > 0 or not math.isfinite(value):
-        raise UserError(
-            f"--margin {spec!r} is not a margin: give a positive number, in the metric's units "
-            "(0.002), percentage points (0.3pp) or percent of the mean of both groups (0.5%), "
-            "optionally for one metric (eval_accuracy=0.3pp)."
-        )
-    return Margin(m.group("metric"), value, m.group("unit") or "")
-
-
-def parse_resolution(spec: str) -> tuple[str, float]:
-    """``--resolution eval_accuracy=1/50``: the smallest step the metric can show."""
-    m = _RESOLUTION.match(spec.strip())
-    value = math.nan
-    if m:
-        try:
-            value = float(Fraction(m.group("value")))
-        except (ValueError, ZeroDivisionError):
-            value = math.nan
-    if m is None or not value > 0 or not math.isfinite(value):
-        raise UserError(
-            f"--resolution {spec!r} is not a resolution: give METRIC=STEP with a positive step, "
-            "e.g. eval_accuracy=1/50 for an accuracy over 50 items."
-        )
-    return m.group("metric"), value
-
-
-def infer_resolution(values: list[float]) -> float:
-    """The coarsest grid 1/N (N up to GRID_ITEMS) that every value sits on; 0 when none
-    does (a continuous metric); inf when every value is the same number, which says
-    nothing of the grid. With few distinct values the grid found can be coarser than the
-    metric's real step, which only makes SAME harder to show; --resolution states it."""
-    import numpy as np
-
-    array = np.asarray(values, dtype=float)
-    if np.all(np.abs(array - array[0]) <= ON_GRID * np.maximum(1.0, np.abs(array))):
-        return math.inf
-    scaled = np.arange(1, GRID_ITEMS + 1)[:, None] * array[None, :]
-    on_grid = np.abs(scaled - np.round(scaled)) <= ON_GRID * np.maximum(1.0, np.abs(scaled))
-    fits = np.flatnonzero(on_grid.all(axis=1))
-    return 1 / float(fits[0] + 1) if fits.size else 0.0
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def as_number(value: Any) -> float | None:
-    """A recorded metric as a float (NaN and Inf included, also as the strings tracking
-    writes them), or None when it is no number at all."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
-        return float(value)
-    return None
 
 
 @dataclass(frozen=True)
@@ -217,93 +94,6 @@ class GroupComparison:
 
 
 # -- loading --------------------------------------------------------------------------------
-
-
-def run_kind(path: Path) -> str:
-    from repro.runs.readers import is_foreign
-    from repro.runs.tensorboard import is_event_dir
-    from repro.runs.tracked import is_tracked
-
-    if is_tracked(path):
-        return "tracked"
-    if is_event_dir(path):
-        return "tensorboard"
-    return "foreign" if is_foreign(path) else "reference"
-
-
-def load_group_run(argument: str) -> GroupRun:
-    from repro.runs.tensorboard import load_event_dir
-    from repro.runs.tracked import load_tracked
-
-    path = Path(argument)
-    if not path.is_dir() and run_kind(path) != "foreign":  # mlflow.db#<run> is no folder
-        raise UserError(
-            f"{argument} is not a run folder; pass run folders after each --group NAME."
-        )
-    kind = run_kind(path)
-    if kind != "reference":
-        from repro.runs.readers import foreign_files, load_foreign
-
-        loaders = {"tensorboard": load_event_dir, "foreign": load_foreign}
-        tracked = loaders.get(kind, load_tracked)(path)
-        view, rows = tracked.view, tracked.ranks[0] if tracked.ranks else []
-        scalars: dict[str, dict[int, float]] = {}
-        for row in rows:
-            for key, value in row.items():
-                if key != "step" and (number := as_number(value)) is not None:
-                    scalars.setdefault(key, {})[int(row["step"])] = number
-        records = (
-            sorted(path.glob("events.out.tfevents.*"))
-            if kind == "tensorboard"
-            else foreign_files(path)
-            if kind == "foreign"
-            else sorted(path.glob("metrics-rank*.jsonl"))
-        )
-    else:
-        from repro.runs.runview import RunView
-
-        view = RunView.from_run_dir(path)
-        scalars = {
-            "loss": {s["step"]: float(s["loss"]) for s in view.steps},
-            "grad_norm": {
-                s["step"]: float(norm) for s in view.steps if (norm := s["grad_norm"]) is not None
-            },
-        }
-        records = [path / "record.json"]
-    status = str(view.status.get("status", "UNKNOWN"))
-    final = dict(view.final or {})
-    if kind == "tracked":  # as written: a loader may leave out what is not a number
-        from repro.runs.tracked import read_metrics
-
-        for record in read_metrics(path, 0):
-            if "final" in record:
-                final = dict(record["final"])
-    complete = status == "COMPLETE" and bool(final)
-    reason = (
-        "" if complete else str(view.status.get("reason") or f"status {status}, no final metrics")
-    )
-    seed = view.config.get("settings", {}).get("seed")
-    run_id = view.config.get("run_id") if kind != "tensorboard" else None
-    return GroupRun(
-        view.name,
-        str(path),
-        seed,
-        complete,
-        reason,
-        final,
-        scalars,
-        kind,
-        None if run_id is None else str(run_id),
-        _digest(path, records),
-    )
-
-
-def _digest(root: Path, files: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        if f.is_file():
-            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
 
 
 def _check_distinct(groups: list[tuple[str, list[GroupRun]]]) -> None:
@@ -421,18 +211,11 @@ def _curves(names: tuple[str, str], groups: tuple[tuple[GroupRun, ...], ...]) ->
     }
 
 
-def compare_groups(
-    groups: list[tuple[str, list[GroupRun]]],
-    *,
-    metrics: list[str] | None = None,
-    margins: list[Margin] | None = None,
-    resolutions: dict[str, float] | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    unpaired: bool = False,
-) -> GroupComparison:
+def _check_groups(groups: list[tuple[str, list[GroupRun]]], alpha: float) -> None:
+    """Two named groups of at least two runs each, each run once, a sane alpha."""
     if len(groups) != 2:
         raise UserError(f"compare two groups (--group NAME RUN... twice), not {len(groups)}.")
-    (name_a, a), (name_b, b) = groups
+    (name_a, _), (name_b, _) = groups
     if name_a == name_b:
         raise UserError(f"both groups are named {name_a!r}; give each --group its own name.")
     for name, members in groups:
@@ -444,6 +227,30 @@ def compare_groups(
     if not 0 < alpha < 0.5:
         raise UserError(f"--alpha {alpha:g} must lie between 0 and 0.5 (0.05 is usual).")
     _check_distinct(groups)
+
+
+def _check_named(names: list[str], margins: set[Any], resolutions: set[str]) -> None:
+    """--margin and --resolution name only metrics that are compared."""
+    for option, named in (("--margin", margins), ("--resolution", resolutions)):
+        unknown = named - set(names)
+        if unknown:
+            raise UserError(
+                f"{option} names {', '.join(sorted(map(str, unknown)))}, which is not compared; "
+                f"the metrics compared are {', '.join(names)}."
+            )
+
+
+def compare_groups(
+    groups: list[tuple[str, list[GroupRun]]],
+    *,
+    metrics: list[str] | None = None,
+    margins: list[Margin] | None = None,
+    resolutions: dict[str, float] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    unpaired: bool = False,
+) -> GroupComparison:
+    _check_groups(groups, alpha)
+    (name_a, a), (name_b, b) = groups
     units_a, units_b = _units(a), _units(b)
     notes = []
     for name, members, seeds in ((name_a, a, units_a), (name_b, b, units_b)):
@@ -477,16 +284,7 @@ def compare_groups(
         )
     names = metrics or _default_metrics(list(runs[0] + runs[1]))
     by_metric = {m.metric: m for m in margins or []}
-    for option, named in (
-        ("--margin", set(by_metric) - {None}),
-        ("--resolution", set(resolutions or {})),
-    ):
-        unknown = named - set(names)
-        if unknown:
-            raise UserError(
-                f"{option} names {', '.join(sorted(map(str, unknown)))}, which is not compared; "
-                f"the metrics compared are {', '.join(names)}."
-            )
+    _check_named(names, set(by_metric) - {None}, set(resolutions or {}))
     if len(names) > 1:
         notes.append(
             f"alpha {alpha:g} is split over {len(names)} metrics (Bonferroni) so that the whole "

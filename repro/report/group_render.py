@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from repro.judge.group_stats import MOST_RUNS, POWER
-from repro.judge.groups import as_number, raw_value
+from repro.judge.group_power import MOST_RUNS, POWER
+from repro.judge.groups import raw_value
 from repro.report.blocks import (
     VERDICT_TONES,
     Block,
@@ -22,6 +22,7 @@ from repro.report.blocks import (
     Table,
     Text,
 )
+from repro.runs.group_runs import as_number
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
