@@ -427,9 +427,47 @@ def test_a_final_metric_that_is_not_a_number_is_left_out_and_compare_still_repor
     metrics.write_text(
         metrics.read_text().replace('"eval_accuracy": 0.5', '"eval_accuracy": "high"')
     )
-    assert main(["compare", str(a), str(b)]) == 3  # NO_BASELINE: the finals differ
+    # FAILED, as a NaN is on every path: a final that is no number is a broken run.
+    assert main(["compare", str(a), str(b)]) == 4
     out = " ".join(capsys.readouterr().out.split())  # the report wraps its lines
     assert "final eval_accuracy is not a number and is not shown" in out
+    assert f"{older.name} failed: its final eval_accuracy = high is not a finite number" in out
+
+
+def test_a_nan_final_and_its_copy_are_failed_never_identical(example_runs, tmp_path):
+    import shutil
+
+    broken = tmp_path / "nan"
+    shutil.copytree(example_runs["a"], broken)
+    metrics = broken / "metrics-rank0.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if '"final"' in line)
+    final = json.loads(lines[index])
+    final["final"]["eval_loss"] = "nan"
+    lines[index] = json.dumps(final) + "\n"
+    metrics.write_text("".join(lines))
+    copy = tmp_path / "nan-copy"
+    shutil.copytree(broken, copy)
+    comparison = _compare(broken, copy)
+    assert comparison.verdict == "FAILED"
+    assert "eval_loss = nan is not a finite number" in comparison.summary
+
+
+def test_a_config_difference_is_another_training_even_when_every_value_agrees(
+    example_runs, tmp_path
+):
+    import shutil
+
+    import yaml
+
+    renamed = tmp_path / "other-config"
+    shutil.copytree(example_runs["a"], renamed)
+    config = yaml.safe_load((renamed / "config.yaml").read_text())
+    config["config"]["note"] = "another setting the script never read"
+    (renamed / "config.yaml").write_text(yaml.safe_dump(config))
+    comparison = _compare(renamed, example_runs["a"])
+    assert comparison.verdict == "DRIFT"
+    assert comparison.setting_differences == {"config": ["note"]}
 
 
 def test_credentials_on_the_command_line_and_in_the_config_are_not_recorded(tmp_path):

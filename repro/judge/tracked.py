@@ -2,12 +2,14 @@
 
 Without a band there is no judging of noise: two tracked runs are IDENTICAL (every
 logged value of every rank, the final metrics and the weight fingerprints bit-equal),
-FAILED (one did not complete), DRIFT (their configs differ: another training), or else
+FAILED (one did not complete, or a final metric is NaN, Inf or no number), DRIFT (their
+configs differ: another training, whatever the numbers do), or else
 NO_BASELINE with where they part, how far apart their curves are and the ranked causes.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from repro import strict_json
@@ -96,15 +98,20 @@ def _numbers(final: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
     failed = [t for t in (candidate, reference) if t.view.status.get("status") != "COMPLETE"]
+    not_finite = [t for t in (candidate, reference) if _non_finite_finals(t)]
     divergence = _first_difference(candidate, reference)
     config_diffs = _config_differences(candidate, reference)
     differences = diff_manifests(candidate.view.manifest, reference.view.manifest)
-    if failed:
+    if failed or not_finite:
+        # A NaN, Inf or non-number final is FAILED on every path (pairs, groups, the README's
+        # table): two copies of a NaN run are not IDENTICAL, they are both broken.
         verdict = Verdict.FAILED
+    elif config_diffs:
+        verdict = Verdict.DRIFT  # another training, whatever the numbers do
     elif divergence is None:
         verdict = Verdict.IDENTICAL
     else:
-        verdict = Verdict.DRIFT if config_diffs else Verdict.NO_BASELINE
+        verdict = Verdict.NO_BASELINE
     causes = rank_causes(verdict, divergence, differences, candidate.view, reference.view)
     if config_diffs and verdict != Verdict.IDENTICAL:
         cause = training_cause(
@@ -115,7 +122,13 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
             prefix="config.",
         )
         causes.insert(0, cause)
-    failure = failure_of(failed[0].view) if failed else None
+    failure = (
+        failure_of(failed[0].view)
+        if failed
+        else _non_finite_failure(not_finite[0])
+        if not_finite
+        else None
+    )
     mismatches = (
         [
             f"the configs differ ({', '.join(config_diffs[:6])}): another training, whatever the numbers do"
@@ -144,6 +157,27 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
         setting_differences={"config": config_diffs} if config_diffs else {},
     )
     return Judged(comparison, _loss_curves(candidate, reference))
+
+
+def _non_finite_finals(run: Tracked) -> list[str]:
+    """``eval_loss = nan``: each final metric that is not a finite number."""
+    found = []
+    for name, value in sorted((run.final or {}).items()):
+        number = strict_json.number(value)
+        if number is None or not math.isfinite(number):
+            found.append(f"{name} = {value}")
+    return found
+
+
+def _non_finite_failure(run: Tracked) -> dict[str, Any]:
+    return {
+        "run": run.view.name,
+        "status": "FAILED",
+        "kind": "nan",
+        "step": None,
+        "rank": None,
+        "message": f"its final {', '.join(_non_finite_finals(run))} is not a finite number",
+    }
 
 
 def _summary(
