@@ -25,7 +25,12 @@ def main() -> int:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--stop-at", type=int, default=99)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--smoke", action="store_true", help="one smoke-profile run stopped early: no figures"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.profile, args.stop_at, args.repeat = "smoke", 9, 1
     saves = []
     with tempfile.TemporaryDirectory() as runs:
         for _ in range(args.repeat):

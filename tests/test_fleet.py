@@ -203,12 +203,15 @@ def test_the_html_matrix_renders_in_a_browser(tmp_path, real_node, records):
         pytest.skip("no headless browser: install chromium")
     folder = _fleet(tmp_path, real_node, records)
     page = tmp_path / "m.html"
-    assert main(["fleet", "matrix", str(folder), "--html", str(page)]) == 1
+    # n3 is DRIFT, its peers NO_BASELINE: the fleet's verdict is the worst by the one
+    # precedence (NO_BASELINE > DRIFT), exit 3.
+    assert main(["fleet", "matrix", str(folder), "--html", str(page)]) == 3
     argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert re.search(r'id="verdict"[^>]*>DRIFT<', done.stdout)
+    assert re.search(r'id="verdict"[^>]*>NO_BASELINE<', done.stdout)
+    assert re.search(r">n3<.*?>DRIFT<", done.stdout, re.S)  # the outlier's own row
     assert done.stdout.count("<tr") == 6  # the head and one row per node
 
 
