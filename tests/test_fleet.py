@@ -91,8 +91,15 @@ def _fleet(tmp_path, real_node, records):
              for i in (1, 2, 4)]  # fmt: skip
     nodes.append(_variant(real_node, "n3", record=parted, verdict="NO_BASELINE", exit_code=3))
     other = _variant(real_node, "n5", record=record, verdict="NO_BASELINE", exit_code=3)
-    other["env_key"]["hardware.cpu.torch_capability"] = "AVX2"
+    other["env_key"]["hardware.cpu.torch_capability"] = _another_level(real_node)
     return _write(tmp_path / "fleet", *nodes, other)
+
+
+def _another_level(node):
+    """A CPU kernel level the node did not use (its own depends on the host and on an
+    exported ATEN_CPU_CAPABILITY): a node of another environment class."""
+    used = node["env_key"]["hardware.cpu.torch_capability"]
+    return "DEFAULT" if used == "AVX2" else "AVX2"
 
 
 def test_the_matrix_names_the_peer_outlier_and_the_silent_node(
@@ -136,7 +143,7 @@ def test_exclude_drains_the_bad_nodes_only(tmp_path, real_node, records, capsys)
     folder = _fleet(tmp_path, real_node, records)
     fail = _variant(real_node, "n7", verdict="UNFIT", exit_code=5, summary="unfit: host.cpus")
     ok = _variant(real_node, "n8", record=records[0], verdict="EQUIVALENT", exit_code=0)
-    ok["env_key"]["hardware.cpu.torch_capability"] = "AVX2"
+    ok["env_key"]["hardware.cpu.torch_capability"] = _another_level(real_node)
     _write(folder, fail, ok)
     assert main(["fleet", "exclude", str(folder)]) == 0
     out = capsys.readouterr().out

@@ -6,7 +6,8 @@ system install. `AuthType=auth/none` needs no munge daemon. slurmd starts each s
 `/usr/sbin/slurmstepd`, a path compiled into it: the test links the unpacked one there
 when none exists (root only) and removes the link after. The nodes run repro from its
 wheel, installed non-editable into a fresh venv, as a container image would have it.
-A TaskProlog gives node n3 another CPU kernel level (`ATEN_CPU_CAPABILITY=avx2`).
+A TaskProlog gives node n3 another CPU kernel level (`ATEN_CPU_CAPABILITY`, one below the
+level a node here uses, whatever this host and an exported variable make that).
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ PACKAGES = ("slurmctld", "slurmd", "slurm-client", "slurm-wlm-basic-plugins", "l
             "liblua5.1-0", "libmunge2", "munge")  # fmt: skip
 VERSION = "22.05."  # the Slurm the test was written for (Debian 12)
 STEPD = Path("/usr/sbin/slurmstepd")
+
+
+def _level_below_this_hosts() -> str:
+    """One level below what torch uses here: the CPU's own, or an exported
+    ATEN_CPU_CAPABILITY, which every node inherits."""
+    import torch
+
+    used = str(torch.backends.cpu.get_cpu_capability()).lower()
+    return "avx2" if used == "avx512" else "default"
+
+
+LOWER = _level_below_this_hosts()
 
 
 def _debs(cache: Path) -> list[Path]:
@@ -104,7 +117,8 @@ def cluster(
     (tmp / "slurm.conf").write_text(_conf(tmp, root))
     prolog = tmp / "taskprolog.sh"
     prolog.write_text(
-        '#!/bin/sh\n[ "$SLURMD_NODENAME" = n3 ] && echo export ATEN_CPU_CAPABILITY=avx2\nexit 0\n'
+        f'#!/bin/sh\n[ "$SLURMD_NODENAME" = n3 ] && echo export ATEN_CPU_CAPABILITY={LOWER}\n'
+        "exit 0\n"
     )
     prolog.chmod(0o755)
     lib = root / "usr/lib/x86_64-linux-gnu"
@@ -181,7 +195,7 @@ def test_a_fleet_on_slurm_end_to_end(cluster, tmp_path_factory):
     rows = {r["node"]: r for r in data["rows"]}
     assert {n: r["verdict"] for n, r in rows.items()} == {"n1": "FIT", "n2": "FAILED", "n3": "FIT"}
     assert len(data["classes"]) == 3  # the verify run is another check; n3 another CPU level
-    assert rows["n3"]["result"]["env_key"]["hardware.cpu.torch_capability"] == "AVX2"
+    assert rows["n3"]["result"]["env_key"]["hardware.cpu.torch_capability"] == LOWER.upper()
     assert "hardware.cpu.torch_capability" in data["differing"]
     assert not any(r["peer"] for r in rows.values())
     failures = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None]  # fmt: skip
