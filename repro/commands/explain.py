@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro import strict_json
-
 if TYPE_CHECKING:
     from repro.explain.explain import Explanation
     from repro.report.blocks import Block, Tone
@@ -79,9 +77,8 @@ def blocks(result: Explanation) -> list[Block]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from repro import atomic
     from repro.explain.explain import explain
-    from repro.report.terminal import render_terminal_blocks
+    from repro.report.emit import emit_blocks
     from repro.runs.store import default_runs_dir
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
@@ -89,17 +86,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     code = exit_code(result)
     title = f"repro explain: {result.other} from {result.here}"
     tone: Tone = "good" if code == 0 else "warn"
-    if args.json:
-        print(strict_json.dumps({"exit_code": code, **result.to_dict()}, indent=1, default=str))
-    else:
-        print(render_terminal_blocks(title, tone, blocks(result)), end="")
-    rest = blocks(result)[1:]  # the conclusion is the headline there
-    if args.md:
-        from repro.report.markdown import render_markdown_blocks
-
-        atomic.write_text(Path(args.md), render_markdown_blocks(title, result.conclusion, rest))
-    if args.html:
-        from repro.report.html import render_html_blocks
-
-        atomic.write_text(Path(args.html), render_html_blocks(title, result.conclusion, tone, rest))
+    data = {"exit_code": code, **result.to_dict()}
+    emit_blocks(args, title, tone, result.conclusion, blocks(result), data)
     return code

@@ -8,10 +8,7 @@ loaded, 4 (FAILED) for a step that raises.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from repro import strict_json
 
 if TYPE_CHECKING:
     from repro.probing.probe import ProbeResult
@@ -78,7 +75,6 @@ def blocks(result: ProbeResult) -> list[Block]:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from repro import atomic
     from repro.errors import RunFailed, UserError
     from repro.runs.factory import build
 
@@ -89,7 +85,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     made = build(args.factory)
     from repro.probing.probe import probe
     from repro.report.blocks import VERDICT_TONES
-    from repro.report.terminal import render_terminal_blocks
+    from repro.report.emit import emit_blocks
 
     try:
         result = probe(
@@ -103,17 +99,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     verdict = result.verdict
     title = f"repro probe {args.factory}: {verdict}"
     tone = VERDICT_TONES[verdict]
-    if args.json:
-        print(strict_json.dumps({"exit_code": verdict.exit_code, **result.to_dict()}, indent=1))
-    else:
-        print(render_terminal_blocks(title, tone, blocks(result)), end="")
-    rest = blocks(result)[1:]  # the conclusion is the headline there
-    if args.md:
-        from repro.report.markdown import render_markdown_blocks
-
-        atomic.write_text(Path(args.md), render_markdown_blocks(title, result.conclusion, rest))
-    if args.html:
-        from repro.report.html import render_html_blocks
-
-        atomic.write_text(Path(args.html), render_html_blocks(title, result.conclusion, tone, rest))
+    data = {"exit_code": verdict.exit_code, **result.to_dict()}
+    emit_blocks(args, title, tone, result.conclusion, blocks(result), data)
     return verdict.exit_code

@@ -13,7 +13,7 @@ from repro import strict_json
 from repro.verdict import Verdict
 
 if TYPE_CHECKING:
-    from repro.report.blocks import Report
+    from repro.report.blocks import Report, Tone
 
 
 def silence_stdout() -> None:
@@ -31,6 +31,35 @@ def _print(text: str) -> None:
         print(text, flush=True)
     except BrokenPipeError:
         silence_stdout()
+
+
+def emit_blocks(
+    args: argparse.Namespace,
+    title: str,
+    tone: Tone,
+    conclusion: str,
+    blocks: list[Any],
+    data: dict[str, Any],
+) -> None:
+    """A report built of blocks whose first is its conclusion (explain, probe): ``--json``
+    prints ``data``, else the terminal report; ``--md`` and ``--html`` files as asked."""
+    from repro import atomic
+
+    if getattr(args, "json", False):
+        print(strict_json.dumps(data, indent=1, default=str))
+    else:
+        from repro.report.terminal import render_terminal_blocks
+
+        print(render_terminal_blocks(title, tone, blocks), end="")
+    rest = blocks[1:]  # the conclusion is the headline there
+    if getattr(args, "md", None):
+        from repro.report.markdown import render_markdown_blocks
+
+        atomic.write_text(Path(args.md), render_markdown_blocks(title, conclusion, rest))
+    if getattr(args, "html", None):
+        from repro.report.html import render_html_blocks
+
+        atomic.write_text(Path(args.html), render_html_blocks(title, conclusion, tone, rest))
 
 
 def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | None = None) -> None:
