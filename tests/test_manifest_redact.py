@@ -54,6 +54,43 @@ def test_ordinary_keys_are_kept(key: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "key",
+    [
+        "bos_token_id",
+        "pad_token_id",
+        "decoder_start_token_id",
+        "eos_token_ids",
+        "max_new_tokens",
+        "num_tokens",
+        "tokens_per_batch",
+        "tokenizer_name",
+        "num_key_value_heads",
+        "model.key_dim",
+        "--max-new-tokens",
+    ],
+)
+def test_a_training_configs_token_counts_and_ids_are_kept(key: str) -> None:
+    assert redact({key: 2}) == {key: 2}
+    assert redact(["train.py", key, "2"]) == ["train.py", key, "2"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "hf_token",
+        "access_token_file",
+        "api_key_id",
+        "AWS_ACCESS_KEY_ID",
+        "token_secret",
+        "tokenizer_auth_token",
+        "hub_token_id_secret",
+    ],
+)
+def test_a_credential_named_near_a_token_word_is_still_hidden(key: str) -> None:
+    assert redact({key: "abc"}) == {key: REDACTED}
+
+
+@pytest.mark.parametrize(
     ("text", "clean"),
     [
         (f"https://user:{TOKEN}@github.com/org/x.git", "https://github.com/org/x.git"),

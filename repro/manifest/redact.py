@@ -38,9 +38,20 @@ _TOKEN = re.compile(
 )
 
 
+# Names a training config uses for token counts and ids, never for credentials: Hugging Face's
+# ``bos_token_id``/``pad_token_ids``, ``max_new_tokens``, ``num_tokens``, ``tokens_per_batch``,
+# ``tokenizer_name``, attention's ``key_dim``/``num_key_value_heads``. Hiding them blanks the
+# settings a config comparison names as the cause.
+_ML_NAME = re.compile(
+    r"TOKEN_IDS?(?=_|$)|TOKEN_INDEX(?=_|$)|(?<![A-Z])(?:MAX|MIN|NUM|N)_(?:NEW_)?TOKENS(?=_|$)"
+    r"|(?<![A-Z])TOKENS_PER(?=_)|TOKENIZER|(?<![A-Z])KEY_(?:DIM|VALUE_HEADS|HEADS)(?=_|$)"
+)
+
+
 def looks_secret(name: str) -> bool:
     """Whether a key, option or variable name suggests its value is a secret."""
-    return _SECRET_NAME.search(name.upper()) is not None
+    words = name.upper().replace("-", "_").replace(".", "_")
+    return _SECRET_NAME.search(_ML_NAME.sub("_", words)) is not None
 
 
 def strip_credentials(url: str) -> str:
