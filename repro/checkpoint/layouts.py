@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from repro.errors import UserError
+from repro.runs.readers import trainer_folder as folder
 
 # The pieces a resume needs beyond the weights, and what to add to the saved dict for each.
 ADD = {
@@ -201,36 +202,30 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
 
 def _hugging_face(path: Path) -> Inspection:
     found = Inspection(str(path), "Hugging Face checkpoint folder")
-    weights = path / "model.safetensors"
-    if weights.is_file():
-        header = _safetensors_header(weights)
+    safetensors, bin_file = (path / name for name in folder.WEIGHTS)
+    if safetensors.is_file():
+        header = _safetensors_header(safetensors)
         numel = sum(_numel(t.get("shape", [])) for t in header.values())
-        found.holds["model"] = f"{len(header)} tensors, {numel:,} values (model.safetensors)"
-    elif (path / "pytorch_model.bin").is_file():
-        found.holds["model"] = _weights(_load(path / "pytorch_model.bin")) + " (pytorch_model.bin)"
-    if (path / "optimizer.pt").is_file():
-        found.holds["optimizer"] = _optimizer(_load(path / "optimizer.pt"))
-    if (path / "scheduler.pt").is_file():
-        found.holds["scheduler"] = _describe("scheduler", _load(path / "scheduler.pt"))
-    if (path / "scaler.pt").is_file():
-        found.holds["scaler"] = _describe("scaler", _load(path / "scaler.pt"))
-    rng_files = sorted(path.glob("rng_state*.pth"))
+        found.holds["model"] = f"{len(header)} tensors, {numel:,} values ({safetensors.name})"
+    elif bin_file.is_file():
+        found.holds["model"] = _weights(_load(bin_file)) + f" ({bin_file.name})"
+    pieces = {"optimizer": folder.OPTIMIZER, "scheduler": folder.SCHEDULER}
+    pieces["scaler"] = folder.SCALER
+    for piece, name in pieces.items():
+        if (path / name).is_file():
+            found.holds[piece] = _describe(piece, _load(path / name))
+    rng_files = folder.rng_files(path)
     if rng_files:
         keys = _describe_rng(_load(rng_files[0], numpy_rng=True))
         found.holds["rng"] = f"{len(rng_files)} file(s) ({rng_files[0].name}: {keys})"
-    trainer = path / "trainer_state.json"
-    if trainer.is_file():
-        try:
-            progress = json.loads(trainer.read_text())
-        except ValueError:
-            raise UserError(f"{trainer} is not JSON; write the checkpoint again.") from None
+    if (path / folder.STATE).is_file():
+        progress = folder.read_state(path / folder.STATE)
         # The Trainer skips global_step's batches on resume: the sampler's position.
         found.holds["sampler"] = (
             f"epoch {progress.get('epoch')}, global step {progress.get('global_step')} "
-            "(trainer_state.json)"
+            f"({folder.STATE})"
         )
-    names = {"model.safetensors", "pytorch_model.bin", "optimizer.pt", "scheduler.pt"}
-    names |= {"scaler.pt", "trainer_state.json"} | {p.name for p in rng_files}
+    names = {*folder.WEIGHTS, *pieces.values(), folder.STATE} | {p.name for p in rng_files}
     found.other = sorted(p.name for p in path.iterdir() if p.name not in names)
     return found
 
@@ -246,8 +241,7 @@ def inspect_checkpoint(path: Path | str) -> Inspection:
     """What the checkpoint at ``path`` holds; bad input is one sentence (``UserError``)."""
     path = Path(path)
     if path.is_dir():
-        markers = ("model.safetensors", "pytorch_model.bin", "trainer_state.json")
-        if not any((path / m).is_file() for m in markers):
+        if not folder.is_checkpoint_folder(path):
             raise UserError(
                 f"{path} is a folder but not a Hugging Face checkpoint-N folder (no "
                 "model.safetensors, pytorch_model.bin or trainer_state.json); pass a file or "

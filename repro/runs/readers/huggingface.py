@@ -18,16 +18,15 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
+from repro.runs.readers import trainer_folder
 from repro.runs.readers.common import tracked_run
 from repro.runs.tracked import Tracked
 
-STATE = "trainer_state.json"
 # The TrainingArguments that define the numbers a training produces (and its determinism):
 # what repro.integrations.transformers records as config, and what is read back here.
 ARGUMENTS = (
@@ -61,27 +60,17 @@ _WALL_CLOCK = ("_runtime", "_per_second", "model_preparation_time")
 _STATE_SETTINGS = ("train_batch_size", "max_steps", "num_train_epochs")
 
 
-def _state_file(path: Path) -> Path | None:
-    if (path / STATE).is_file():
-        return path / STATE
-    checkpoints = [p for p in path.glob("checkpoint-*") if (p / STATE).is_file()]
-    numbered = [p for p in checkpoints if re.fullmatch(r"checkpoint-\d+", p.name)]
-    if not numbered:
-        return None
-    return max(numbered, key=lambda p: int(p.name.split("-")[1])) / STATE
-
-
 def detect(path: Path) -> bool:
-    return _state_file(path) is not None
+    return trainer_folder.state_file(path) is not None
 
 
 def source_files(path: Path) -> list[Path]:
-    state = _state_file(path)
-    return [] if state is None else [state, state.parent / "config.json"]
+    state = trainer_folder.state_file(path)
+    return [] if state is None else [state, state.parent / trainer_folder.MODEL_CONFIG]
 
 
 def load(path: Path) -> Tracked:
-    state_file = _state_file(path)
+    state_file = trainer_folder.state_file(path)
     assert state_file is not None
     state = _read_state(state_file)
     rows, final = [], {}
@@ -96,7 +85,7 @@ def load(path: Path) -> Tracked:
         last_loss = [r["loss"] for r in rows if "loss" in r]
         final = {"loss": last_loss[-1]} if last_loss else {}
     config: dict[str, Any] = {}
-    arguments = read_training_arguments(state_file.parent / "training_args.bin")
+    arguments = read_training_arguments(state_file.parent / trainer_folder.TRAINING_ARGS)
     notes = []
     if arguments is not None:
         config["training_arguments"] = arguments
@@ -106,7 +95,7 @@ def load(path: Path) -> Tracked:
             f"{state_file.parent.name}: no readable training_args.bin; the learning rate, "
             "seed and precision are compared only as logged values"
         )
-    model = _model_config(state_file.parent / "config.json")
+    model = _model_config(state_file.parent / trainer_folder.MODEL_CONFIG)
     if model is not None:
         config["model"] = model
     seed = (arguments or {}).get("seed")
@@ -161,14 +150,8 @@ def _plain(value: Any) -> Any:
 
 
 def _read_state(state_file: Path) -> dict[str, Any]:
-    try:
-        state: dict[str, Any] = json.loads(state_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(
-            f"{state_file} is not a complete trainer_state.json ({exc}); pass the folder of a "
-            "finished save."
-        ) from None
-    history = state.get("log_history") if isinstance(state, dict) else None
+    state = trainer_folder.read_state(state_file)
+    history = state.get("log_history")
     if not isinstance(history, list) or not all(
         isinstance(e, dict) and isinstance(e.get("step"), int) for e in history
     ):
