@@ -2,13 +2,17 @@
 
     python examples/train_tracked.py --runs-dir runs
     torchrun --nproc-per-node 2 examples/train_tracked.py --runs-dir runs
+    python examples/train_tracked.py --stop-at 29     # saves runs/<run>/checkpoint.pt
+    python examples/train_tracked.py --resume runs/<run>/checkpoint.pt
 
 A small Transformer learns to continue generated sequences (each token is the previous
 plus a per-sequence stride, modulo the vocabulary); it prints the held-out accuracy.
 Under torchrun the batch is split across ranks (DDP over gloo). Everything that decides
 the numbers is seeded; the thread count and kernels are whatever the machine gives, so
 two machines (or one with another OMP_NUM_THREADS) can disagree, and `repro compare`
-says where and why.
+says where and why. A run stopped with ``--stop-at`` and resumed with ``--resume`` is
+bit-identical to the run that never stopped; ``--weights-only`` resumes as a script that
+kept only ``model.state_dict()`` does, and `repro compare` says where that one parts.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import repro
+import repro.checkpoint
 
 VOCAB, SEQ = 64, 32
 
@@ -59,6 +64,13 @@ def main() -> None:
     parser.add_argument(
         "--tensorboard", action="store_true", help="also log to TensorBoard, in the run's folder"
     )
+    parser.add_argument(
+        "--stop-at", type=int, metavar="K", help="stop after step K, saving checkpoint.pt"
+    )
+    parser.add_argument("--resume", metavar="PATH", help="go on from a --stop-at checkpoint")
+    parser.add_argument(
+        "--weights-only", action="store_true", help="with --resume: restore the weights alone"
+    )
     args = parser.parse_args()
 
     distributed = "RANK" in os.environ
@@ -74,14 +86,21 @@ def main() -> None:
     xs, ys = batches(args.seed, args.steps, args.batch)
     test_x, test_y = batches(args.seed + 1, 1, 256)
     share = args.batch // world
-    config = {k: v for k, v in vars(args).items() if k not in ("runs_dir", "tensorboard")}
+    # What defines the training: where it is logged, stopped or resumed from does not.
+    how = ("runs_dir", "tensorboard", "stop_at", "resume", "weights_only")
+    config = {k: v for k, v in vars(args).items() if k not in how}
     with repro.track(config=config, seed=args.seed, runs_dir=args.runs_dir) as run:
         board = None
         if args.tensorboard and rank == 0 and run.path is not None:
             from torch.utils.tensorboard import SummaryWriter
 
             board = SummaryWriter(str(run.path / "tensorboard"))
-        for step in range(args.steps):
+        start = 0
+        if args.resume:
+            # Inside the tracked run, load records the resume: its step and what it restored.
+            optimizer = None if args.weights_only else opt
+            start = repro.checkpoint.load(args.resume, model=model, optimizer=optimizer)["step"] + 1
+        for step in range(start, args.steps):
             x = xs[step, rank * share : (rank + 1) * share]
             y = ys[step, rank * share : (rank + 1) * share]
             loss = F.cross_entropy(net(x).view(-1, VOCAB), y.reshape(-1))
@@ -93,6 +112,16 @@ def main() -> None:
             if board is not None:
                 board.add_scalar("loss", loss.item(), step)
                 board.add_scalar("grad_norm", grad_norm.item(), step)
+            if step == args.stop_at and run.path is not None:
+                checkpoint = run.path / "checkpoint.pt"  # every rank calls save: it gathers RNGs
+                repro.checkpoint.save(checkpoint, model=model, optimizer=opt, step=step)
+                if rank == 0:
+                    print(f"{run.path}  stopped after step {step}: {checkpoint}")
+                if board is not None:
+                    board.close()
+                if distributed:
+                    dist.destroy_process_group()
+                return
         with torch.no_grad():
             logits = model(test_x[0])
             accuracy = (logits.argmax(-1) == test_y[0]).float().mean()

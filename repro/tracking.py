@@ -7,6 +7,10 @@ scalar, the final metrics and weight fingerprints, in a run folder ``repro compa
             run.log(step, loss=loss, lr=lr)      # tensors stay on their device until a flush
         run.final(eval_accuracy=acc)
 
+A run that continues from a checkpoint says so: ``repro.checkpoint.load`` inside the run
+records the resume by itself, and ``run.resumed(step, path)`` records one by hand; ``repro
+compare`` then sets the run against an uninterrupted one from that step on.
+
 Under torchrun every rank may log: each writes ``metrics-rank{N}.jsonl``; rank 0 writes
 the manifest, config and status. ``track`` makes no collective call (a collective while
 a rank is dying hangs) and changes no global state: seeds, flags and thread counts are
@@ -30,6 +34,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from repro import atomic, strict_json
+from repro.checkpoint.full import RESUME_HOOKS
 from repro.clock import utc_now
 from repro.manifest.redact import redact, redact_argv
 from repro.runs.store import create_unique_run_dir, write_status
@@ -84,6 +89,7 @@ class TrackedRun:
         if self.rank == 0:
             self._write_start()
         self._install_sigterm()
+        RESUME_HOOKS.append(self._loaded)
         return self
 
     def __exit__(
@@ -92,6 +98,7 @@ class TrackedRun:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stop_listening()
         self._restore_sigterm()
         self._flush()
         if self._unwritable is not None:
@@ -152,6 +159,40 @@ class TrackedRun:
         self._refused.add(key)
         warn_not_recorded(name, what, call, step)
         self._not_recorded[key] = {"not_recorded": name, "call": call, "is": what, "at_step": step}
+
+    def resumed(
+        self, step: int | None, path: str | Path, *, full_state: bool | None = None
+    ) -> None:
+        """This run continues from the checkpoint at ``path``, saved after ``step``.
+
+        ``full_state``: whether the checkpoint held the whole training state and all of it
+        was restored. Left out, the file is inspected as ``repro checkpoint inspect`` does
+        (one more read of it): full when it lacks nothing a resume needs. ``repro.checkpoint
+        .load`` calls this itself, with what it restored."""
+        held: list[str] | None = None
+        if full_state is None:
+            held, full_state = _inspected(Path(path))
+        self._record_resume(step, path, held, None, full_state)
+
+    def _loaded(self, step: Any, path: Path, held: list[str], restored: list[str]) -> None:
+        """``repro.checkpoint.load``'s hook: the pieces the file held and those restored."""
+        self._record_resume(step, path, held, restored, set(held) <= set(restored))
+
+    def _record_resume(
+        self,
+        step: Any,
+        path: str | Path,
+        held: list[str] | None,
+        restored: list[str] | None,
+        full_state: bool | None,
+    ) -> None:
+        at = int(step) if isinstance(step, int | float) else None
+        record = {"step": at, "checkpoint": os.path.abspath(path), "full_state": full_state}
+        self._append({"resumed": {**record, "held": held, "restored": restored}})
+
+    def _stop_listening(self) -> None:
+        if self._loaded in RESUME_HOOKS:
+            RESUME_HOOKS.remove(self._loaded)
 
     def fingerprint(self, model: Any) -> str:
         """A sha256 over the weights' names, dtypes, shapes and bytes: bit-exact identity."""
@@ -300,6 +341,7 @@ class TrackedRun:
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous_sigterm
+        self._stop_listening()
         self._restore_sigterm()
         self._flush()
         self._end("INTERRUPTED", reason="terminated (SIGTERM)")
@@ -307,6 +349,19 @@ class TrackedRun:
             previous(signum, frame)
         else:  # the default action: end the process by the same signal
             os.kill(os.getpid(), signum)
+
+
+def _inspected(path: Path) -> tuple[list[str] | None, bool | None]:
+    """The pieces the checkpoint holds, and whether it lacks none a resume needs (None,
+    None where it cannot be read: the record says so rather than guessing)."""
+    from repro.checkpoint.layouts import inspect_checkpoint
+    from repro.errors import UserError
+
+    try:
+        found = inspect_checkpoint(path)
+    except UserError:
+        return None, None
+    return list(found.holds), not [m for m in found.missing if m not in found.optional]
 
 
 def _launch_key() -> str | None:

@@ -21,7 +21,11 @@ from repro.checkpoint.state import load_state, restore_rng_states, rng_states, s
 from repro.errors import UserError
 
 FORMAT = "repro.checkpoint/1"
-RESUME_HOOKS: list[Any] = []  # called with (step, path) after a load: a tracked run's record
+PIECES = ("model", "optimizer", "scaler", "scheduler", "sampler")
+# Called after a load with (step, path, the pieces the file held, the pieces restored): a
+# tracked run's record of its resume (repro.tracking registers one while a run is open;
+# this floor cannot import it).
+RESUME_HOOKS: list[Any] = []
 
 
 def _rank_world() -> tuple[int, int]:
@@ -99,12 +103,11 @@ def load(
             f"{path} was saved by {state['world_size']} ranks and this run has {world}; "
             "resume with the same number of ranks."
         )
-    for name, obj in (("model", model), ("optimizer", optimizer), ("scaler", scaler)):
+    given = dict(zip(PIECES, (model, optimizer, scaler, scheduler, sampler)))
+    for name in ("model", "optimizer", "scaler", "scheduler"):
+        obj = given[name]
         if obj is not None:
-            _piece(state, name, path)
-            (_unwrapped(obj) if name == "model" else obj).load_state_dict(state[name])
-    if scheduler is not None:
-        scheduler.load_state_dict(_piece(state, "scheduler", path))
+            (_unwrapped(obj) if name == "model" else obj).load_state_dict(_piece(state, name, path))
     if sampler is not None:
         saved = _piece(state, "sampler", path)
         if "state_dict" in saved:
@@ -113,8 +116,10 @@ def load(
             sampler.set_epoch(saved["epoch"])
     restore_rng_states(state["rng"][rank])
     extra: dict[str, Any] = dict(state.get("extra") or {})
+    held = [name for name in PIECES if name in state] + ["rng"]
+    restored = [name for name in PIECES if given[name] is not None] + ["rng"]
     for hook in RESUME_HOOKS:
-        hook(extra.get("step"), path)
+        hook(extra.get("step"), path, held, restored)
     return extra
 
 

@@ -5,15 +5,23 @@ A run resumed with its full state must equal the run that never stopped, bit for
 piece but one, and each piece alone (``repro.runs.resumes``): a piece whose absence parts
 the run from the full resume was lost, and the pieces are ranked by that measurement,
 the earliest part first and then the farthest end, never by a fixed order.
+
+A tracked run (``repro.track``) that recorded a resume is set against the other run from
+the step after it (``tracked_resume``): equal there, it is IDENTICAL; else the report
+names the step it resumed at and where the two parted, counted from it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 from repro.judge.causes import Cause
+from repro.judge.divergence import Divergence
 from repro.judge.exact import ExactCheck
 from repro.runs.runview import RunView, first_list_difference, records_identical
+from repro.runs.tracked import Tracked
 
 WORDS = {
     "optimizer": "the optimizer state (AdamW's moments and step counts)",
@@ -149,3 +157,109 @@ def resume_check(candidate: RunView, reference: RunView) -> tuple[list[ExactChec
         )
         return [ExactCheck(resume_check_name(k), False, at, detail)], [note]
     return [], []
+
+
+# -- tracked runs (repro.track): a run resumed from a checkpoint against one that never stopped
+
+
+@dataclass(frozen=True)
+class TrackedResume:
+    """Tracked runs set side by side from the step a resume began: ``after`` holds both
+    (candidate, reference) with only the steps after ``step``, where they must be equal."""
+
+    step: int  # the last step the checkpoint had taken: the resumed run goes on at step + 1
+    resumes: list[tuple[str, str]]  # (how each resumed run resumed, the other run's name)
+    after: tuple[Tracked, Tracked]
+    # Both runs' losses by step number: NaN where a run logged none (before its resume).
+    losses: tuple[tuple[float, ...], tuple[float, ...]]
+
+    def judged(
+        self, divergence: Divergence | None, bitwise_expected: bool
+    ) -> tuple[list[ExactCheck], list[str]]:
+        """The "resume at step k" row (where nothing else may move the numbers: one
+        environment, one config) and the note naming where the runs part, relative to k."""
+        k = self.step
+        notes = [f"{how}: {_parted(k, divergence, other)}." for how, other in self.resumes]
+        if not bitwise_expected:
+            notes.append(
+                "The environments or the configs differ, so the resume itself is not judged "
+                "bit for bit."
+            )
+            return [], notes
+        verb = "is " if divergence is None else ""
+        detail = (
+            f"the run resumed at step {k} {verb}{_parted(k, divergence, 'the uninterrupted run')}"
+        )
+        at = divergence.step if divergence is not None else None
+        return [ExactCheck(resume_check_name(k), divergence is None, at, detail)], notes
+
+
+def _parted(k: int, divergence: Divergence | None, other: str) -> str:
+    """Where a run resumed after step ``k`` parts from ``other``, counted from ``k``."""
+    if divergence is None:
+        return f"bit-identical to {other} from step {k + 1} on"
+    if divergence.where == "logged":  # the values are in "where they parted"
+        after = divergence.step - k
+        return (
+            f"parts from {other} at step {divergence.step}, {after} step"
+            + ("" if after == 1 else "s")
+            + " after the resume"
+        )
+    return f"the steps after the resume at step {k} agree with {other}, but {divergence.detail}"
+
+
+def _how(resume: dict[str, Any]) -> str:
+    """What the resume restored, from its record."""
+    held, restored = resume.get("held"), resume.get("restored")
+    if resume.get("full_state"):
+        return "its full state"
+    if held is not None and restored is not None:
+        lost = [piece for piece in held if piece not in restored]
+        return f"{', '.join(restored)} only (not the {', '.join(lost)} it held)"
+    if held is not None:
+        return f"a checkpoint holding only {', '.join(held)}"
+    if resume.get("full_state") is False:
+        return "part of its state"
+    return "a state not recorded"
+
+
+def _resumed_at(run: Tracked) -> int:
+    step = (run.resumed or {}).get("step")
+    if isinstance(step, int):
+        return step
+    logged = [int(r["step"]) for r in run.ranks[0]] if run.ranks else []
+    return min(logged) - 1 if logged else -1  # not recorded: the run begins after it
+
+
+def tracked_resume(candidate: Tracked, reference: Tracked) -> TrackedResume | None:
+    """The resumed run(s) of the pair and both runs from the resume on; None if neither."""
+    resumed = [run for run in (candidate, reference) if run.resumed]
+    if not resumed:
+        return None
+    k = max(_resumed_at(run) for run in resumed)
+
+    def after(run: Tracked) -> Tracked:
+        ranks = [[r for r in rows if int(r.get("step", 0)) > k] for rows in run.ranks]
+        return replace(run, ranks=ranks)
+
+    resumes = [
+        (
+            f"{run.view.name} resumed at step {_resumed_at(run)} from "
+            f"{(run.resumed or {}).get('checkpoint')} with {_how(run.resumed or {})}",
+            (reference if run is candidate else candidate).view.name,
+        )
+        for run in resumed
+    ]
+    losses = (_losses_by_step(candidate), _losses_by_step(reference))
+    return TrackedResume(k, resumes, (after(candidate), after(reference)), losses)
+
+
+def _losses_by_step(run: Tracked) -> tuple[float, ...]:
+    """Rank 0's loss at steps 0, 1, ...: a resumed run has none before its resume, so its
+    curve lines up with the uninterrupted one's by step, not by position."""
+    logged = {
+        int(r["step"]): float(r["loss"])
+        for r in (run.ranks[0] if run.ranks else [])
+        if isinstance(r.get("loss"), int | float)
+    }
+    return tuple(logged.get(step, math.nan) for step in range(max(logged, default=-1) + 1))

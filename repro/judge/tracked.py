@@ -18,6 +18,7 @@ from repro.judge.causes import rank_causes, training_cause
 from repro.judge.comparison import Comparison, failure_of
 from repro.judge.curves import Judged, LossCurves
 from repro.judge.divergence import Divergence
+from repro.judge.resumes import tracked_resume
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key, flatten
 from repro.runs.tracked import Tracked
@@ -99,15 +100,22 @@ def _numbers(final: dict[str, Any] | None) -> dict[str, Any] | None:
 def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
     failed = [t for t in (candidate, reference) if t.view.status.get("status") != "COMPLETE"]
     not_finite = [t for t in (candidate, reference) if _non_finite_finals(t)]
-    divergence = _first_difference(candidate, reference)
+    resume = tracked_resume(candidate, reference)  # a resumed run is compared from its resume on
+    divergence = _first_difference(*(resume.after if resume else (candidate, reference)))
     config_diffs = _config_differences(candidate, reference)
     differences = diff_manifests(candidate.view.manifest, reference.view.manifest)
+    env_key_match = environment_key(candidate.view.manifest) == environment_key(
+        reference.view.manifest
+    )
+    checks, resume_notes = (
+        resume.judged(divergence, env_key_match and not config_diffs) if resume else ([], [])
+    )
     if failed or not_finite:
         # A NaN, Inf or non-number final is FAILED on every path (pairs, groups, the README's
         # table): two copies of a NaN run are not IDENTICAL, they are both broken.
         verdict = Verdict.FAILED
-    elif config_diffs:
-        verdict = Verdict.DRIFT  # another training, whatever the numbers do
+    elif config_diffs or not all(check.ok for check in checks):
+        verdict = Verdict.DRIFT  # another training, or a resume that parts where nothing else may
     elif divergence is None:
         verdict = Verdict.IDENTICAL
     else:
@@ -138,7 +146,9 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
     )
     comparison = Comparison(
         verdict=verdict,
-        summary=_summary(verdict, divergence, failure, mismatches),
+        summary=_summary(
+            verdict, divergence, failure, mismatches + [c.detail for c in checks if not c.ok]
+        ),
         candidate=_describe(candidate),
         reference=_describe(reference),
         baseline=None,
@@ -149,14 +159,15 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
         failure=failure,
         nondeterminism=None,
         env_differences=differences,
-        env_key_match=environment_key(candidate.view.manifest)
-        == environment_key(reference.view.manifest),
+        env_key_match=env_key_match,
         causes=causes,
         mismatches=mismatches,
-        notes=list(dict.fromkeys(n for n in (candidate.note, reference.note) if n)),
+        notes=[*dict.fromkeys(n for n in (candidate.note, reference.note) if n), *resume_notes],
         setting_differences={"config": config_diffs} if config_diffs else {},
+        exact=checks,
     )
-    return Judged(comparison, _loss_curves(candidate, reference))
+    curves = LossCurves(*resume.losses) if resume else _loss_curves(candidate, reference)
+    return Judged(comparison, curves)
 
 
 def _non_finite_finals(run: Tracked) -> list[str]:

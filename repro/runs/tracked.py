@@ -27,6 +27,8 @@ class Tracked:
     view: RunView
     ranks: list[list[dict[str, Any]]]  # per rank: {"step": k, ...} rows in order
     note: str | None = None  # what the reader of this source must know (float32 logs)
+    # The last {"resumed": ...} record: the step, checkpoint, whether it held the full state.
+    resumed: dict[str, Any] | None = None
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -53,17 +55,18 @@ def load_tracked(path: Path) -> Tracked:
             f"{path} is not a readable tracked run ({exc}); pass another folder."
         ) from None
     world = int(config.get("world_size", 1))
-    ranks, final, fingerprint = [], None, None
+    ranks, last = [], {}  # the last final, fingerprint and resumed records of rank 0
     for rank in range(world):
         rows = []
         for record in read_metrics(path, rank):
             if "step" in record:
                 rows.append(record)
-            elif rank == 0 and "final" in record:
-                final = record["final"]
-            elif rank == 0 and "fingerprint" in record:
-                fingerprint = record["fingerprint"]
+            elif rank == 0:
+                last.update(
+                    {k: record[k] for k in ("final", "fingerprint", "resumed") if k in record}
+                )
         ranks.append(rows)
+    final, fingerprint = last.get("final"), last.get("fingerprint")
     settings = {"config": config.get("config", {}), "seed": config.get("seed")}
     command = shlex.join(["python", *config.get("argv", [])])
     described = {**config, "settings": settings, "command": command}
@@ -73,7 +76,7 @@ def load_tracked(path: Path) -> Tracked:
     note = f"{path.name}: final {', '.join(odd)} is not a number and is not shown" if odd else None
     record = {"final": final, "fingerprint": fingerprint}
     view = RunView(path.name, str(path), status, described, manifest, record)
-    return Tracked(view, ranks, note)
+    return Tracked(view, ranks, note, last.get("resumed"))
 
 
 def tracked_status(run_dir: Path) -> dict[str, Any]:
