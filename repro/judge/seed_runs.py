@@ -27,7 +27,7 @@ from repro.judge.group_power import MOST_RUNS, runs_per_side, welch_detectable
 from repro.judge.group_stats import SampleComparison, compare_samples
 from repro.runs.runview import FINAL_METRICS
 from repro.runs.seed_runs import SeedRunResult
-from repro.strict_json import build
+from repro.strict_json import NONFINITE, build
 from repro.verdict import Verdict
 
 # The accuracy shift the report says how many runs would resolve: half a point, the size
@@ -47,7 +47,12 @@ class SeedRunMetric:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeedRunMetric:
-        return cls(**{**data, "stats": SampleComparison.from_dict(data["stats"])})
+        # strict JSON writes an unreachable shift (inf) as "inf": a float again here.
+        stats = {
+            k: float(v) if isinstance(v, str) and v in NONFINITE else v
+            for k, v in data["stats"].items()
+        }
+        return cls(**{**data, "stats": SampleComparison.from_dict(stats)})
 
 
 @dataclass(frozen=True)
