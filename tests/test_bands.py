@@ -15,7 +15,9 @@ import pytest
 from scipy import stats
 
 from repro.baselines.band_build import leave_one_out
-from repro.judge.band_factor import family_factor
+from repro.baselines.band_sizes import DEFAULT_ALPHA, DEFAULT_NUMERICS
+from repro.judge.band_factor import TABLE_TESTS, family_factor, simulated_factor
+from repro.judge.band_factor_table import FACTORS
 from repro.judge.bands import (
     BAND_SCALARS,
     numerics_check,
@@ -206,3 +208,18 @@ def test_leave_one_out_flags_the_broken_member_and_only_it():
     assert flagged == [5]
     assert allowed == 1  # chance explains none at this alpha; one broken run is replaceable
     assert "member 5 (m5)" in messages[0]
+
+
+def test_the_tabled_family_factors_are_the_simulations_own() -> None:
+    """A judge reads the usual bands' factors from a table (no SciPy, no simulation at
+    start-up); the table must be what the simulation gives, or the bound silently moved."""
+    for members in (8, DEFAULT_NUMERICS - 1, DEFAULT_NUMERICS, 64):
+        for alpha in (DEFAULT_ALPHA, DEFAULT_ALPHA / 2):
+            assert (members, TABLE_TESTS, alpha) in FACTORS
+            assert FACTORS[members, TABLE_TESTS, alpha] == simulated_factor(
+                members, TABLE_TESTS, alpha
+            )
+    # A band outside the table is simulated, not refused.
+    assert family_factor(65, TABLE_TESTS, DEFAULT_ALPHA) == simulated_factor(
+        65, TABLE_TESTS, DEFAULT_ALPHA
+    )
