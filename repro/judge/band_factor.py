@@ -14,6 +14,13 @@ family rate at alpha, then their 95th percentile, rounded up to 0.01. The member
 sample means and standard deviations are drawn from their exact distributions (normal,
 scaled chi), so a baseline is 2 T numbers. 5.19 at K = 24 and T = 14 (10 windows and two
 two-sided final metrics). Windows correlated in fact only lower the family's rate.
+
+The factors of the bands a user records (8 to 64 members, 5 windows a scalar, the verdict's
+alpha and its half for a pair of which neither run is the primary) are read from
+``band_factor_table.py``, written by ``python -m repro.judge.band_factor`` from the
+simulation: judging then needs neither SciPy's import nor the simulation (about a second),
+and the factors do not depend on the installed NumPy's random streams. Other bands are
+simulated once per process.
 """
 
 from __future__ import annotations
