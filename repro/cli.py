@@ -76,27 +76,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from repro.commands.verify import verify, verify_per_device
+    from repro.commands.verify import VerifyOptions, verify, verify_per_device
 
-    common = dict(
-        runs_dir=_runs_dir(args),
-        baseline_name=args.baseline,
-        baseline_dir=args.baseline_dir,
-        repeat=args.repeat,
-        repo=args.repo,
-        quiet=args.quiet,
-        record_missing=args.record_missing,
-        verbose=args.verbose,
-        preflight=not args.no_preflight,
-        strict=args.strict,
-        expect_gpus=args.expect_gpus,
-        resume_at=args.resume_at,
-    )
+    options = VerifyOptions.from_args(args)
     try:
-        if args.per_device:
-            results = verify_per_device(args.profile or "full", args.set, **common)
-        else:
-            results = [verify(_profile(args), args.set, **common)]
+        results = verify_per_device(options) if args.per_device else [verify(options)]
     except Unfit as unfit:  # nothing trained: the checks are the report
         return show_preflight(unfit.preflight, args)
     emit([r.judged for r in results], args)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from fake_nvml import A100_MIG, H100, RTX_4090, FakeNVML, FakeNVMLErrorGpuIsLost
-from repro.commands.verify import devices_to_test, verify_per_device
+from repro.commands.verify import VerifyOptions, devices_to_test, verify_per_device
 from repro.errors import UserError
 from repro.manifest.nvml import cuda_device_uuids
 from repro.profile import load_profile
@@ -226,10 +226,13 @@ class _RecordingVerify:
 
     def __init__(self) -> None:
         self.envs: list[dict[str, str]] = []
+        self.preflights: list[bool] = []
 
-    def __call__(self, profile: str, sets: list[str], **kwargs: Any) -> str:
-        self.envs.append(kwargs["env"])
-        return profile
+    def __call__(self, options: VerifyOptions) -> str:
+        assert options.env is not None
+        self.envs.append(options.env)
+        self.preflights.append(options.preflight)
+        return options.profile
 
 
 @pytest.fixture
@@ -241,7 +244,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> _RecordingVerify:
 
 def test_per_device_runs_each_nvml_device_by_uuid(monkeypatch, recorded):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    verify_per_device("full", [], nvml=FakeNVML([H100, A100_MIG]), runs_dir=Path("unused"))
+    verify_per_device(VerifyOptions("full"), nvml=FakeNVML([H100, A100_MIG]))
     assert [env["CUDA_VISIBLE_DEVICES"] for env in recorded.envs] == [
         H100["uuid"],
         A100_MIG["mig_devices"][0]["uuid"],
@@ -251,8 +254,15 @@ def test_per_device_runs_each_nvml_device_by_uuid(monkeypatch, recorded):
 
 def test_per_device_keeps_to_a_schedulers_visible_devices(monkeypatch, recorded):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
-    verify_per_device("full", [], nvml=FakeNVML([H100, RTX_4090, H100, RTX_4090]))
+    verify_per_device(VerifyOptions("full"), nvml=FakeNVML([H100, RTX_4090, H100, RTX_4090]))
     assert [env["CUDA_VISIBLE_DEVICES"] for env in recorded.envs] == ["3", "1"]
+
+
+@pytest.mark.parametrize(("asked", "checked"), [(True, [True, False]), (False, [False, False])])
+def test_per_device_checks_the_nodes_health_once(monkeypatch, recorded, asked, checked):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    verify_per_device(VerifyOptions("full", preflight=asked), nvml=FakeNVML([H100, H100]))
+    assert recorded.preflights == checked
 
 
 @pytest.mark.parametrize(
@@ -269,7 +279,7 @@ def test_per_device_with_nothing_to_test_says_why(monkeypatch, recorded, visible
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     with pytest.raises(UserError, match=message):
-        verify_per_device("full", [], nvml=FakeNVML(gpus))
+        verify_per_device(VerifyOptions("full"), nvml=FakeNVML(gpus))
     assert recorded.envs == []
 
 

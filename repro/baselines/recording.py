@@ -162,6 +162,20 @@ def stored_tails(path: Path, meta: dict[str, Any], band: dict[str, Any]) -> dict
     )
 
 
+def check_recordable(sets: Sequence[str]) -> None:
+    """A baseline is recorded for a training, never with a harness setting (faults, band
+    perturbations, tracing): one named in ``sets`` is bad input."""
+    from repro.profile import field_classes, parse_overrides
+
+    classes = field_classes()
+    for key in parse_overrides(list(sets)):
+        if classes.get(key) == "harness" or key.startswith("fault."):
+            raise UserError(
+                f"--set {key} is a harness setting (faults, band perturbations, tracing); "
+                "a baseline is recorded without it."
+            )
+
+
 def baseline_plan(
     profile: str, numerics: int, seeds: int, sets: Sequence[str] = ()
 ) -> tuple[list[list[str]], list[int]]:
@@ -170,22 +184,15 @@ def baseline_plan(
     ``sets`` record a baseline for another training or precision than the profile's
     own; harness settings (faults, band perturbations) never make a baseline.
     """
-    from repro.profile import field_classes, load_profile, parse_overrides
+    from repro.profile import load_profile, parse_overrides
 
     if numerics < MIN_MEMBERS or seeds < MIN_MEMBERS:
         raise UserError(
             f"--numerics {numerics} and --seeds {seeds} must both be at least {MIN_MEMBERS}: "
             "fewer make a band wide enough to pass anything."
         )
-    overrides = parse_overrides(list(sets))
-    classes = field_classes()
-    for key in overrides:
-        if classes.get(key) == "harness" or key.startswith("fault."):
-            raise UserError(
-                f"--set {key} is a harness setting (faults, band perturbations, tracing); "
-                "a baseline is recorded without it."
-            )
-    primary_seed = load_profile(profile, overrides).seed
+    check_recordable(sets)
+    primary_seed = load_profile(profile, parse_overrides(list(sets))).seed
     seed_list = [primary_seed + i for i in range(seeds)]
     base = list(sets)
     plan: list[list[str]] = (

@@ -140,17 +140,17 @@ def _manifest_check(args: argparse.Namespace, node: str, started: str) -> Any:
 
 
 def _verify_check(args: argparse.Namespace, node: str, started: str) -> Any:
-    from repro.commands.verify import verify
+    from repro.commands.verify import VerifyOptions, verify
     from repro.fleet.node import describe, record_digests
     from repro.runs.runview import RunView
     from repro.runs.store import default_runs_dir
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     try:
-        result = verify(_profile_name(args), args.set, runs_dir=runs_dir, quiet=True,
-                        baseline_name=args.baseline, baseline_dir=args.baseline_dir,
-                        record_missing=args.record, strict=args.strict,
-                        expect_gpus=args.expect_gpus)  # fmt: skip
+        result = verify(VerifyOptions(_profile_name(args), tuple(args.set), runs_dir=runs_dir,
+                                      quiet=True, baseline_name=args.baseline,
+                                      baseline_dir=args.baseline_dir, record_missing=args.record,
+                                      strict=args.strict, expect_gpus=args.expect_gpus))  # fmt: skip
     except Unfit as unfit:  # nothing trained: the facts come from this process's manifest
         from repro.manifest import capture_manifest
 

@@ -11,9 +11,10 @@ candidate, and a failed row is DRIFT.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from repro.baselines.baseline import (
     select_baseline,
     write_dir,
 )
-from repro.baselines.recording import baseline_plan, record_baseline
+from repro.baselines.recording import check_recordable, record_baseline
+from repro.commands import options
 from repro.errors import Unfit, UserError
 from repro.judge.comparison import Comparison, compare
 from repro.judge.curves import Judged, judged
@@ -61,49 +63,80 @@ class VerifyResult:
         return self.comparison.verdict.exit_code
 
 
-def verify(
-    profile_name: str,
-    set_pairs: list[str],
-    *,
-    runs_dir: Path,
-    baseline_name: str | None = None,
-    baseline_dir: str | None = None,
-    repeat: int = 1,
-    repo: str | None = None,
-    quiet: bool = False,
-    record_missing: bool = False,
-    env: dict[str, str] | None = None,
-    verbose: bool = False,
-    preflight: bool = True,
-    strict: bool = False,
-    expect_gpus: int | None = None,
-    resume_at: int | None = None,
-) -> VerifyResult:
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What one ``repro verify`` was asked, built once from the command line and passed
+    through unchanged; ``--per-device`` derives each device's copy with ``replace``."""
+
+    profile: str
+    sets: tuple[str, ...] = ()  # --set KEY=VALUE overrides, in the order given
+    runs_dir: Path = Path("runs")
+    baseline_name: str | None = None  # --baseline; None: the best match
+    baseline_dir: str | None = None
+    repeat: int = 1
+    repo: str | None = None  # whose git state is recorded; None: the current folder
+    quiet: bool = False
+    verbose: bool = False
+    record_missing: bool = False
+    preflight: bool = True
+    strict: bool = False  # a preflight warning is unfit too
+    expect_gpus: int | None = None
+    resume_at: int | None = None
+    env: dict[str, str] | None = None  # set in the ranks' environment (one device's run)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> VerifyOptions:
+        # --per-device tests GPUs, so its default profile is the GPU one; only the default
+        # profile of a plain verify is announced.
+        profile = (args.profile or "full") if args.per_device else options.profile_name(args)
+        return cls(
+            profile=profile,
+            sets=tuple(args.set),
+            runs_dir=options.runs_dir(args),
+            baseline_name=args.baseline,
+            baseline_dir=args.baseline_dir,
+            repeat=args.repeat,
+            repo=args.repo,
+            quiet=args.quiet,
+            verbose=args.verbose,
+            record_missing=args.record_missing,
+            preflight=not args.no_preflight,
+            strict=args.strict,
+            expect_gpus=args.expect_gpus,
+            resume_at=args.resume_at,
+        )
+
+
+def verify(opts: VerifyOptions) -> VerifyResult:
     """Preflight -> plan -> launch -> load -> select a baseline -> judge -> keep the verdict;
     then, only when asked and none matched, record a baseline for the next run (the verdict
     stands). A failed preflight check raises ``Unfit`` before anything trains."""
-    if repeat < 1:
-        raise UserError(f"--repeat {repeat} must be at least 1.")
-    profile = load_profile(profile_name, parse_overrides(set_pairs))
+    if opts.repeat < 1:
+        raise UserError(f"--repeat {opts.repeat} must be at least 1.")
+    sets = list(opts.sets)
+    profile = load_profile(opts.profile, parse_overrides(sets))
     workload = workload_hash(profile.to_dict())
-    dirs = search_dirs(baseline_dir)
-    _check_inputs(profile, workload, dirs, baseline_name, resume_at)
-    if record_missing:
-        baseline_plan(profile_name, DEFAULT_NUMERICS, DEFAULT_SEEDS, set_pairs)
-    health = _check_fit(profile, strict, expect_gpus) if preflight else None
+    dirs = search_dirs(opts.baseline_dir)
+    _check_inputs(profile, workload, dirs, opts)
+    health = _check_fit(profile, opts.strict, opts.expect_gpus) if opts.preflight else None
     entries = [
         prepare_run(
-            profile_name, set_pairs, runs_dir=runs_dir, repo=repo, quiet=quiet or i > 0, env=env
+            opts.profile,
+            sets,
+            runs_dir=opts.runs_dir,
+            repo=opts.repo,
+            quiet=opts.quiet or i > 0,
+            env=opts.env,
         )
-        for i in range(repeat)
+        for i in range(opts.repeat)
     ]
-    if resume_at is not None:
-        entries.append(_stop_entry(profile_name, set_pairs, resume_at, entries[0], repo, env))
-    outcomes = launch(entries, env=env, verbose=verbose)
+    if opts.resume_at is not None:
+        entries.append(_stop_entry(opts, opts.resume_at, entries[0]))
+    outcomes = launch(entries, env=opts.env, verbose=opts.verbose)
     checks: tuple[list[ExactCheck], list[str]] = ([], [])
-    if resume_at is not None:
+    if opts.resume_at is not None:
         stopped, outcomes = outcomes[-1], outcomes[:-1]
-        checks = _resume_row(stopped, resume_at, outcomes[0], repo, env, verbose)
+        checks = _resume_row(stopped, opts.resume_at, outcomes[0], opts)
     if health is not None:
         _attach_preflight(outcomes[0].run_dir, health)
     views = [RunView.from_run_dir(o.run_dir) for o in outcomes]
@@ -113,28 +146,28 @@ def verify(
         workload,
         candidate.manifest,
         dirs,
-        baseline_name,
-        sets=set_pairs,
-        baseline_dir=baseline_dir,
+        opts.baseline_name,
+        sets=sets,
+        baseline_dir=opts.baseline_dir,
     )
     result = VerifyResult(_judge(candidate, repeats, selection, checks), Path(candidate.path))
     _keep_verdict(result.run_dir, result.comparison)
     if (
         selection.baseline is None
-        and record_missing
+        and opts.record_missing
         and candidate.status.get("status") == "COMPLETE"
     ):
         result.recorded, _ = record_baseline(
-            profile_name,
+            opts.profile,
             name=None,
             numerics=DEFAULT_NUMERICS,
             seeds=DEFAULT_SEEDS,
-            root=write_dir(baseline_dir),
-            runs_dir=runs_dir,
+            root=write_dir(opts.baseline_dir),
+            runs_dir=opts.runs_dir,
             force=False,
-            repo=repo,
-            env=env,
-            sets=set_pairs,
+            repo=opts.repo,
+            env=opts.env,
+            sets=sets,
         )
     return result
 
@@ -163,50 +196,42 @@ def _attach_preflight(run_dir: Path, health: Preflight) -> None:
         write_manifest(path, {**manifest, "preflight": health.to_dict()})
 
 
-def _check_inputs(
-    profile: Profile,
-    workload: str,
-    dirs: list[Path],
-    baseline_name: str | None,
-    resume_at: int | None,
-) -> None:
+def _check_inputs(profile: Profile, workload: str, dirs: list[Path], opts: VerifyOptions) -> None:
     """Bad input fails before any training: an unknown or damaged baseline (any one that
-    could judge this run), or a ``--resume-at`` step the run never reaches."""
+    could judge this run), a ``--resume-at`` step the run never reaches, or a ``--set``
+    that ``--record-missing`` could not record a baseline with."""
+    resume_at = opts.resume_at
     if resume_at is not None and not 0 <= resume_at < profile.steps - 1:
         raise UserError(
             f"--resume-at {resume_at} must be a step before the last: 0 to "
             f"{profile.steps - 2} for this profile's {profile.steps} steps."
         )
-    if baseline_name is not None:
-        find_baseline(baseline_name, dirs).check()
-        return
-    for stored in list_baselines(dirs):
-        if (stored.meta["profile"], stored.meta["workload_hash"]) == (profile.name, workload):
-            stored.check()
+    if opts.baseline_name is not None:
+        find_baseline(opts.baseline_name, dirs).check()
+    else:
+        for stored in list_baselines(dirs):
+            if (stored.meta["profile"], stored.meta["workload_hash"]) == (profile.name, workload):
+                stored.check()
+    if opts.record_missing:
+        check_recordable(opts.sets)
 
 
-def _stop_entry(
-    profile_name: str,
-    set_pairs: list[str],
-    step: int,
-    candidate: PlanEntry,
-    repo: str | None,
-    env: dict[str, str] | None,
-) -> PlanEntry:
+def _stop_entry(opts: VerifyOptions, step: int, candidate: PlanEntry) -> PlanEntry:
     """The run to stop after ``step``, kept inside the candidate's folder (its evidence)."""
     runs_dir = Path(candidate.run_dir) / RESUME_DIR
     return prepare_stop(
-        profile_name, set_pairs, step, runs_dir=runs_dir, repo=repo, quiet=True, env=env
+        opts.profile,
+        list(opts.sets),
+        step,
+        runs_dir=runs_dir,
+        repo=opts.repo,
+        quiet=True,
+        env=opts.env,
     )
 
 
 def _resume_row(
-    stopped: Outcome,
-    step: int,
-    candidate: Outcome,
-    repo: str | None,
-    env: dict[str, str] | None,
-    verbose: bool,
+    stopped: Outcome, step: int, candidate: Outcome, opts: VerifyOptions
 ) -> tuple[list[ExactCheck], list[str]]:
     """Resume the stopped run with every piece and hold it to the candidate: one exact row
     (its failure names the step where they part), and a note saying where it resumed."""
@@ -218,11 +243,11 @@ def _resume_row(
         stopped_run(stopped.run_dir),
         PIECES,
         runs_dir=Path(stopped.run_dir).parent,
-        repo=repo,
+        repo=opts.repo,
         quiet=True,
-        env=env,
+        env=opts.env,
     )
-    (outcome,) = launch([entry], env=env, verbose=verbose)
+    (outcome,) = launch([entry], env=opts.env, verbose=opts.verbose)
     if not outcome.ok:
         why = f"the run resumed at step {step} ended {outcome.status}: {outcome.reason}"
         return [ExactCheck(name, False, None, why)], []
@@ -315,9 +340,7 @@ def devices_to_test(visible: str | None, nvml_uuids: list[str]) -> list[str]:
     return devices
 
 
-def verify_per_device(
-    profile_name: str, set_pairs: list[str], *, nvml: Any = None, **kwargs: Any
-) -> list[VerifyResult]:
+def verify_per_device(opts: VerifyOptions, *, nvml: Any = None) -> list[VerifyResult]:
     """Run the profile once on each GPU this job may use: the cheapest way to find a faulty card.
 
     ``nvml``: the pynvml module by default; tests pass a fake.
@@ -343,8 +366,9 @@ def verify_per_device(
             f"repro: device {number} of {len(targets)} (CUDA_VISIBLE_DEVICES={target})",
             file=sys.stderr,
         )
-        results.append(
-            verify(profile_name, set_pairs, env={"CUDA_VISIBLE_DEVICES": target}, **kwargs)
+        # The node's health is checked once, before the first device.
+        device_opts = replace(
+            opts, env={"CUDA_VISIBLE_DEVICES": target}, preflight=opts.preflight and number == 1
         )
-        kwargs["preflight"] = False  # the node's health, checked once before the first device
+        results.append(verify(device_opts))
     return results
