@@ -130,6 +130,18 @@ def test_repeat_must_be_positive(tmp_path, capsys):
     assert "--repeat 0" in capsys.readouterr().err
 
 
+def test_record_missing_refuses_a_harness_setting_before_anything_trains(tmp_path, capsys):
+    """--record-missing would record a baseline after the verdict: a --set no baseline may
+    hold is bad input at the start, not after the training."""
+    runs = tmp_path / "runs"
+    argv = ["verify", "--profile", "smoke", "--record-missing", "--set", "fault.lr_factor=1.3"]
+    code = main([*argv, "--no-preflight", "--runs-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--set fault.lr_factor is a harness setting" in err
+    assert not runs.exists()
+
+
 @pytest.mark.parametrize("command", ["verify", "preflight"])
 def test_a_negative_gpu_count_is_bad_input(tmp_path, capsys, command):
     """No machine has -1 GPUs: the value is wrong, not the machine (UNFIT would blame it)."""
