@@ -31,8 +31,13 @@ from repro.baselines.integrity import check_band, check_digests, check_finite, c
 from repro.documents import load_document
 from repro.errors import UserError
 from repro.judge.bands import Bands
+from repro.judge.tails import describe
 from repro.manifest.keys import environment_key, judged_against, key_info
+from repro.manifest.schema import load_manifest
+from repro.profile import differing_fields, load_profile, parse_overrides
 from repro.runs.runview import RunView, series
+from repro.runs.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
+from repro.runs.workload import workload_hash
 
 BAND_SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 2  # 2: field classes, the numerics-only workload hash, new seed streams
@@ -75,9 +80,6 @@ class Baseline:
     def _checked(self) -> tuple[RunView, dict[str, Any]]:
         """The primary run and the band document, after every check of the baseline's files:
         a baseline never judges a run with one of its files edited, cut short or non-finite."""
-        from repro.manifest.schema import load_manifest
-        from repro.runs.store import CONFIG_SCHEMA_VERSION, RECORD_SCHEMA_VERSION
-
         check_parameters(self.path / "baseline.yaml", self.meta, self._rerecord)
         record = load_document(
             self.path / "record.json",
@@ -207,9 +209,6 @@ class Listed:
 
 def survey_baselines(dirs: list[Path]) -> list[Listed]:
     """Every baseline folder and whether it can judge: current, stale, or damaged."""
-    from repro.profile import load_profile, parse_overrides
-    from repro.runs.workload import workload_hash
-
     found = []
     for d in dirs:
         for child in sorted(d.iterdir()):
@@ -238,7 +237,6 @@ def survey_baselines(dirs: list[Path]) -> list[Listed]:
             except UserError:
                 current = False
             state = "current" if current else "stale (re-record)"
-            from repro.judge.tails import describe
 
             found.append(
                 Listed(
@@ -304,9 +302,6 @@ def _another_training(
     profile: str, workload: str, sets: Sequence[str], baseline_dir: str | None
 ) -> Selection | None:
     """No baseline fits because the user's own overrides define another training; else None."""
-    from repro.profile import differing_fields, load_profile, parse_overrides
-    from repro.runs.workload import workload_hash
-
     base = load_profile(profile)
     if not sets or workload_hash(base.to_dict()) == workload:
         return None

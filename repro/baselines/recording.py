@@ -34,9 +34,13 @@ from repro.baselines.integrity import file_digests
 from repro.clock import utc_now
 from repro.documents import read_data
 from repro.errors import RunFailed, UserError
+from repro.judge.tails import tail_diagnostics
 from repro.manifest.keys import environment_key
 from repro.outputs import probe_folder
-from repro.runs.runview import RunView
+from repro.profile import field_classes, load_profile, parse_overrides
+from repro.runs.prepare import prepare_run
+from repro.runs.runner import launch
+from repro.runs.runview import RunView, series
 from repro.runs.store import RECORD_LINES
 
 
@@ -150,9 +154,6 @@ def seal_baseline(path: Path) -> dict[str, Any]:
 def stored_tails(path: Path, meta: dict[str, Any], band: dict[str, Any]) -> dict[str, Any]:
     """The tail diagnostics of a baseline's stored members (``replaced`` is unknown: a
     recording before tail checks did not keep it)."""
-    from repro.judge.tails import tail_diagnostics
-    from repro.runs.runview import series
-
     record = read_data(path / "record.json")
     return tail_diagnostics(
         series(record["steps"]),
@@ -165,8 +166,6 @@ def stored_tails(path: Path, meta: dict[str, Any], band: dict[str, Any]) -> dict
 def check_recordable(sets: Sequence[str]) -> None:
     """A baseline is recorded for a training, never with a harness setting (faults, band
     perturbations, tracing): one named in ``sets`` is bad input."""
-    from repro.profile import field_classes, parse_overrides
-
     classes = field_classes()
     for key in parse_overrides(list(sets)):
         if classes.get(key) == "harness" or key.startswith("fault."):
@@ -184,8 +183,6 @@ def baseline_plan(
     ``sets`` record a baseline for another training or precision than the profile's
     own; harness settings (faults, band perturbations) never make a baseline.
     """
-    from repro.profile import load_profile, parse_overrides
-
     if numerics < MIN_MEMBERS or seeds < MIN_MEMBERS:
         raise UserError(
             f"--numerics {numerics} and --seeds {seeds} must both be at least {MIN_MEMBERS}: "
@@ -268,8 +265,6 @@ def spare_members(
     sets: Sequence[str] = (),
 ) -> Replacer:
     """Runs band members with given indices in one launch: replacements for flagged members."""
-    from repro.runs.prepare import prepare_run
-    from repro.runs.runner import launch
 
     def run(indices: list[int]) -> list[RunView]:
         entries = [
@@ -303,9 +298,6 @@ def record_baseline(
     sets: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Run primary, band members and seeds in one launch; check the band; write the baseline."""
-    from repro.runs.prepare import prepare_run
-    from repro.runs.runner import launch
-
     # Every input is checked before the first of the (by default 32) trainings.
     plan, seed_list = baseline_plan(profile, numerics, seeds, sets)
     if name is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from repro.baselines.band_sizes import DEFAULT_NUMERICS, DEFAULT_SEEDS
-from repro.baselines.baseline import Baseline
+from repro.baselines.baseline import Baseline, load_baseline
 from repro.baselines.recording import assemble_baseline, baseline_plan, spare_members
 from repro.judge.comparison import Comparison, compare
 from repro.judge.resumes import resume_check_name
@@ -151,7 +151,6 @@ def run_session(
             for _ in range(case.repeat)
         ]
         runs[case.name] = [o.run_dir for o in launch(own, env=env)]
-    from repro.baselines.baseline import load_baseline
 
     if baseline is not None:
         return Session(profile, load_baseline(baseline), runs, skipped, baseline_runs)
