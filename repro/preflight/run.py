@@ -9,6 +9,7 @@ import time
 from importlib import resources
 from typing import Any
 
+from repro.clock import stamp_phase
 from repro.manifest.probe import reason_for
 from repro.preflight.check import Check, Preflight
 from repro.preflight.collective import allreduce_sweep
@@ -167,6 +168,7 @@ def run_preflight(
     default (tests pass a fake).
     """
     start = time.monotonic()
+    stamp_phase("preflight: start")
     checks = host_checks(ranks, threads)
     devices: list[str] = []
     if device == "cuda":
@@ -180,4 +182,5 @@ def run_preflight(
         checks += collective_checks(max(2, ranks), "gloo", [], corrupt_collective)
     if dcgm:
         checks.append(dcgm_check())
+    stamp_phase("preflight: done")
     return Preflight(tuple(checks), time.monotonic() - start)

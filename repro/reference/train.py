@@ -27,6 +27,7 @@ every baseline valid.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from repro import atomic
+from repro.clock import process_started_at, stamp_phase
 from repro.errors import EXIT_USAGE, UserError
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
 from repro.reference.loop import Training, TrainingFailure
@@ -155,10 +157,13 @@ class RankRun:
         training = self.training = self._training()
         if self.rank == 0:
             self._write_manifest(training)
+            stamp_phase("rank 0: built, manifest written")
         self.progress = Progress(self.run_dir, self.rank)
         start = self._last = time.perf_counter()
         failure = training.run(after_step=lambda step: self._after_step(step, training))
         train_s = time.perf_counter() - start
+        if self.rank == 0:
+            stamp_phase("rank 0: steps done")
         # The run's own files now say how it ended; a rank that dies before this keeps it.
         self.progress.close(remove=True)
         if self.talk:
@@ -245,6 +250,7 @@ class RankRun:
     def _finish(self, training: Training, train_s: float) -> None:
         state = training.state_dict()
         final = training.final(state)
+        stamp_phase("rank 0: evaluated")
         checkpoint = self.run_dir / "checkpoint.pt"
         tmp = self.run_dir / ".checkpoint.pt.tmp"
         try:
@@ -253,6 +259,7 @@ class RankRun:
         except BaseException:
             tmp.unlink(missing_ok=True)  # never leave half a checkpoint behind
             raise
+        stamp_phase("rank 0: checkpoint written")
         self._write_record(training.record(final))
         atomic.write_json(
             self.run_dir / "timings.json",
@@ -282,6 +289,7 @@ class RankRun:
             }
         status = "COMPLETE" if final["converged"] else "FAILED"
         write_status(self.run_dir, status, **detail)  # the last act of a run
+        stamp_phase("rank 0: record and status written")
 
     def _write_failure(self, training: Training, failure: TrainingFailure) -> None:
         self._write_record(training.record(None, failure))
@@ -371,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if rank == 0:
+        stamp_phase("rank 0: started", at=process_started_at())
+        stamp_phase("rank 0: imported")
     try:
         profile, plan = _launch_profile(args)
     except UserError as exc:
@@ -396,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         timeout=timedelta(seconds=profile.collective_timeout_s),
         device_id=device if cuda else None,  # binds NCCL's communicator to this rank's GPU
     )
+    # The start-up is done: what is alive now (torch's million objects) lives as long as the
+    # rank, so it is frozen out of every later collection, the one at exit included; then
+    # collection goes on as usual (``repro.runs.rank_start`` disabled it for the imports).
+    gc.freeze()
+    gc.enable()
+    if rank == 0:
+        stamp_phase("rank 0: process group")
     current_dir: Path | None = None
     current: RankRun | None = None
     try:

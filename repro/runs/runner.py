@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from repro import atomic, strict_json
+from repro.clock import process_started_at, stamp_phase
 from repro.errors import RunInterrupted, UserError, stopped_by
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.profile import Profile
@@ -97,6 +99,7 @@ def launch(
     when empty), and also to the terminal with ``verbose``; the ranks' output (rank 0's
     progress) always reaches it.
     """
+    stamp_phase("launch: start")
     profiles = _launch_profiles(entries)
     first = profiles[0]
     child_env = _child_env(first, env)
@@ -113,8 +116,9 @@ def launch(
         command += [*(["--verbose"] if verbose else []), "--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
         command += ["--max-restarts", "0", "--monitor-interval", "0.2"]
-        command += ["-m", "repro.reference.train", "--plan", str(plan_path)]
+        command += ["-m", "repro.runs.rank_start", "--plan", str(plan_path)]
         returncode = _wait(command, child_env, deadline, entries)
+        stamp_phase("launch: launcher exited")
         end = read_report(report_path, returncode, deadline, log, child_env, first.world_size)
     outcomes, ended = [], False
     for entry in entries:
@@ -124,6 +128,7 @@ def launch(
         outcomes.append(_settle(run_dir, end, not_run=ended))
         ended = ended or running
     _tidy_logs(log, first.world_size, verbose)
+    stamp_phase("launch: done")
     return outcomes
 
 
@@ -312,8 +317,16 @@ def _launcher_main(argv: list[str]) -> int:
     # Before torch is imported: its log handlers bind to sys.stderr when they are created.
     sys.stdout = sys.stderr = _Tee(log, sys.stderr) if args.verbose else log
 
+    stamp_phase("launcher: started", at=process_started_at())
+    # No collection while torch imports (it walks torch's million objects again and again);
+    # what is alive then is frozen, left out of the collections while the ranks run.
+    gc.disable()
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
+
+    gc.freeze()
+    gc.enable()
+    stamp_phase("launcher: imported torch")
 
     try:
         torchrun(argv[split + 1 :])
