@@ -435,8 +435,11 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
 
 def default_profile_name() -> str:
     """``full`` where CUDA is usable, else ``quick``; the caller prints the choice."""
+    from repro.gc_freeze import frozen_imports
+
     try:
-        import torch
+        with frozen_imports():  # the CLI keeps torch (preflight, launch) to its end
+            import torch
 
         return "full" if torch.cuda.is_available() else "quick"
     except ImportError:

@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("repro.runs", "repro.reference", "repro.probing", "repro.checkpoint"),
     ("repro.manifest", "repro.preflight", "repro.profile", "repro.profiles"),
     ("repro", "repro.verdict", "repro.errors", "repro.documents", "repro.atomic", "repro.clock",
-     "repro.names", "repro.strict_json", "repro.outputs", "repro._manifests"),
+     "repro.gc_freeze", "repro.names", "repro.strict_json", "repro.outputs", "repro._manifests"),
 )  # fmt: skip
 # The imports against the order: the public names the package root exposes lazily
 # (repro.track, repro.probe), each imported only when a user asks for it. A new one is a

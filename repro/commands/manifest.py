@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 
 from repro import strict_json
 from repro.errors import EXIT_OK, UserError
+from repro.gc_freeze import frozen_imports
 from repro.manifest.diff import diff_manifests, format_differences
 from repro.manifest.schema import load_manifest, manifest_path, write_manifest
 
@@ -95,23 +95,13 @@ def capture_command(*, out: Path | None, as_json: bool, repo: Path | None) -> in
         raise UserError(
             f"--repo {repo} does not exist; pass the folder of the code being verified."
         )
-    # Importing torch leaves about a million long-lived objects, and every collection
-    # walks them all again: during torch's own import, during the imports and probes after
-    # it (GitPython, PyYAML, pynvml), and once more as the interpreter exits. A command
-    # this short frees nothing by collecting: no collection until the capture is done,
-    # then what is alive is frozen (left out of every later collection, the last one
-    # included). Together about half a second of a 2.5 s command on a 2-core machine.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    # No collection during torch's import and the probes after it (GitPython, PyYAML,
+    # pynvml): about half a second of a 2.5 s command on a 2-core machine.
+    with frozen_imports():
         # Imported here: --diff and --help must not pay for importing torch.
         from repro.manifest import capture_manifest
 
         manifest = capture_manifest(repo=repo)
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
     if out is not None:
         print(f"wrote {write_manifest(out, manifest)}")
     elif as_json:

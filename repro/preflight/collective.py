@@ -83,7 +83,10 @@ def allreduce_sweep(
 ) -> list[dict[str, Any]]:
     """Per size: bytes, median seconds, algbw and busbw (GB/s), and the wrong elements summed
     over every rank and iteration. Raises RuntimeError when a rank fails or hangs."""
-    import torch.multiprocessing as mp
+    from repro.gc_freeze import frozen_imports
+
+    with frozen_imports():  # this process keeps torch; its forked ranks share what is frozen
+        import torch.multiprocessing as mp
 
     # gloo ranks fork where they can: they start in milliseconds with torch imported (as
     # DataLoader workers do). NCCL ranks spawn: CUDA cannot be used in a forked child of a

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import io
 import json
 import os
@@ -36,6 +35,7 @@ from typing import Any, TextIO
 from repro import atomic, strict_json
 from repro.clock import process_started_at, stamp_phase
 from repro.errors import RunInterrupted, UserError, stopped_by
+from repro.gc_freeze import frozen_imports
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
 from repro.profile import Profile
 from repro.runs.failures import LaunchEnd, failure_reason, read_report
@@ -318,14 +318,9 @@ def _launcher_main(argv: list[str]) -> int:
     sys.stdout = sys.stderr = _Tee(log, sys.stderr) if args.verbose else log
 
     stamp_phase("launcher: started", at=process_started_at())
-    # No collection while torch imports (it walks torch's million objects again and again);
-    # what is alive then is frozen, left out of the collections while the ranks run.
-    gc.disable()
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun
-
-    gc.freeze()
-    gc.enable()
+    with frozen_imports():
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import main as torchrun
     stamp_phase("launcher: imported torch")
 
     try:
