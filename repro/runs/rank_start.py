@@ -17,6 +17,11 @@ import sys
 
 def main() -> int:
     gc.disable()  # re-enabled by train.main once the start-up is done
+    # The determinism setting (torch.use_deterministic_algorithms, at build) imports
+    # torch._inductor.config and with it torch._dynamo, about as much again as torch: here
+    # it imports with the rest, uncollected, and is frozen with it.
+    import torch._inductor.config  # noqa: F401
+
     from repro.reference.train import main as train_main
 
     return train_main()
