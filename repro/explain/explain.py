@@ -8,11 +8,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.baselines.baseline import search_dirs
+from repro.baselines.resolve import resolve
 from repro.errors import UserError
 from repro.explain.knobs import CAPABILITY, Knob, other_machine_command, read_differences
 from repro.explain.search import SearchResult, smallest_cause
 from repro.profile import flatten_settings
+from repro.runs.prepare import prepare_run
+from repro.runs.runner import launch
 from repro.runs.runview import RunView, first_list_difference, records_identical
+from repro.runs.tensorboard import is_event_dir
+from repro.runs.tracked import is_tracked
 
 DEFAULT_MAX_RUNS = 8
 
@@ -74,9 +80,6 @@ class _Rerun:
         sets: list[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> RunView:
-        from repro.runs.prepare import prepare_run
-        from repro.runs.runner import launch
-
         profile = str(self.other.config.get("profile"))
         start = time.monotonic()
         entry = prepare_run(
@@ -119,11 +122,6 @@ class _Rerun:
 
 
 def load(argument: str) -> RunView:
-    from repro.baselines.baseline import search_dirs
-    from repro.baselines.resolve import resolve
-    from repro.runs.tensorboard import is_event_dir
-    from repro.runs.tracked import is_tracked
-
     path = Path(argument)
     if is_tracked(path) or is_event_dir(path):
         what = "a TensorBoard log" if is_event_dir(path) else "a tracked run (repro.track)"

@@ -27,6 +27,7 @@ from repro.errors import UserError
 from repro.export.built import Built, Unavailable
 from repro.export.distance import Distance, distance
 from repro.export.formats import DEPRECATED, FORMATS, builder
+from repro.export.onnx_format import first_diverging_value
 from repro.export.subject import (
     Inputs,
     Subject,
@@ -201,7 +202,6 @@ def _diverging(fmt: FormatCheck, built: Built, subject: Subject) -> None:
     if fmt.format != "onnx" or fmt.verdict != Verdict.DRIFT or built.program is None:
         return
     bad = next(o for o in fmt.outputs if o.verdict == Verdict.DRIFT)
-    from repro.export.onnx_format import first_diverging_value
 
     try:
         found = first_diverging_value(

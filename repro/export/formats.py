@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from repro.export.built import Built, dynamic_shapes, recorded_warnings
+from repro.export.onnx_format import build_onnx
 from repro.export.subject import Inputs
 from repro.export.tolerance import flatten
 
@@ -73,6 +74,5 @@ def builder(name: str) -> Callable[[nn.Module, Inputs, bool], Built]:
         return build_export
     if name == "torchscript":
         return build_torchscript
-    from repro.export.onnx_format import build_onnx
 
     return build_onnx

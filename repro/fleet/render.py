@@ -9,6 +9,9 @@ from xml.etree import ElementTree as ET
 from repro.fleet.matrix import Matrix, Row
 from repro.fleet.node import FACTS, FIT
 from repro.report.blocks import VERDICT_TONES, Block, Table, Text, Tone
+from repro.report.html import render_html_blocks
+from repro.report.markdown import render_markdown_blocks
+from repro.report.terminal import render_terminal_blocks
 from repro.verdict import Verdict
 
 TITLE = "repro fleet matrix"
@@ -71,8 +74,6 @@ def blocks(matrix: Matrix) -> list[Block]:
 
 
 def render_terminal(matrix: Matrix, *, color: bool | None = None) -> str:
-    from repro.report.terminal import render_terminal_blocks
-
     parts = blocks(matrix)
     table = parts[0]
     assert isinstance(table, Table)
@@ -84,14 +85,10 @@ def render_terminal(matrix: Matrix, *, color: bool | None = None) -> str:
 
 
 def render_markdown(matrix: Matrix) -> str:
-    from repro.report.markdown import render_markdown_blocks
-
     return render_markdown_blocks(TITLE, matrix.headline, blocks(matrix))
 
 
 def render_html(matrix: Matrix) -> str:
-    from repro.report.html import render_html_blocks
-
     page = render_html_blocks(TITLE, matrix.headline, tone_of(matrix.verdict), blocks(matrix))
     # The verdict as an element of its own, as every repro HTML report has it.
     marker = f'<div id="verdict" class="verdict {tone_of(matrix.verdict)}">{matrix.verdict}</div>'

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.judge.band_factor import family_factor
-from repro.judge.group_power import t_quantile
+from repro.judge.group_power import detectable_difference, t_quantile
 from repro.judge.group_stats import AGREE, mean_sd
 from repro.runs.runview import FINAL_METRICS, RunView, deviations, series
 from repro.strict_json import build
@@ -121,8 +121,6 @@ class SeedCheck:
 
 
 def seed_resolution(seeds: list[dict[str, Any]]) -> dict[str, float]:
-    from repro.judge.group_power import detectable_difference
-
     if len(seeds) < 2:
         return {}
     return {

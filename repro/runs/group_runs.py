@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import UserError
+from repro.runs.readers import foreign_files, is_foreign, load_foreign
+from repro.runs.runview import RunView
+from repro.runs.tensorboard import is_event_dir, load_event_dir
+from repro.runs.tracked import is_tracked, load_tracked, read_metrics
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,6 @@ def as_number(value: Any) -> float | None:
 
 
 def run_kind(path: Path) -> str:
-    from repro.runs.readers import is_foreign
-    from repro.runs.tensorboard import is_event_dir
-    from repro.runs.tracked import is_tracked
-
     if is_tracked(path):
         return "tracked"
     if is_event_dir(path):
@@ -54,9 +54,6 @@ def run_kind(path: Path) -> str:
 
 
 def load_group_run(argument: str) -> GroupRun:
-    from repro.runs.tensorboard import load_event_dir
-    from repro.runs.tracked import load_tracked
-
     path = Path(argument)
     if not path.is_dir() and run_kind(path) != "foreign":  # mlflow.db#<run> is no folder
         raise UserError(
@@ -64,8 +61,6 @@ def load_group_run(argument: str) -> GroupRun:
         )
     kind = run_kind(path)
     if kind != "reference":
-        from repro.runs.readers import foreign_files, load_foreign
-
         loaders = {"tensorboard": load_event_dir, "foreign": load_foreign}
         tracked = loaders.get(kind, load_tracked)(path)
         view, rows = tracked.view, tracked.ranks[0] if tracked.ranks else []
@@ -82,8 +77,6 @@ def load_group_run(argument: str) -> GroupRun:
             else sorted(path.glob("metrics-rank*.jsonl"))
         )
     else:
-        from repro.runs.runview import RunView
-
         view = RunView.from_run_dir(path)
         scalars = {
             "loss": {s["step"]: float(s["loss"]) for s in view.steps},
@@ -95,8 +88,6 @@ def load_group_run(argument: str) -> GroupRun:
     status = str(view.status.get("status", "UNKNOWN"))
     final = dict(view.final or {})
     if kind == "tracked":  # as written: a loader may leave out what is not a number
-        from repro.runs.tracked import read_metrics
-
         for record in read_metrics(path, 0):
             if "final" in record:
                 final = dict(record["final"])

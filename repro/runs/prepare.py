@@ -18,6 +18,7 @@ from typing import Any
 
 from repro import atomic
 from repro.clock import utc_now
+from repro.manifest.git_info import head_sha
 from repro.manifest.redact import redact_argv
 from repro.profile import Profile, load_profile, parse_overrides
 from repro.runs.store import CONFIG_SCHEMA_VERSION, create_unique_run_dir, write_status
@@ -88,8 +89,6 @@ def prepare_run(
     internal = {k: overrides[k] for k in INTERNAL_KEYS if k in overrides}
     user_overrides = {k: v for k, v in overrides.items() if k not in INTERNAL_KEYS}
     if git_sha is None:
-        from repro.manifest.git_info import head_sha
-
         git_sha = head_sha(repo)
     run_dir = create_unique_run_dir(runs_dir, git_sha)
     # A token on the command line (a URL with credentials, --token X) is never recorded.

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, cast
 
+from repro.errors import UserError
+from repro.runs.store import open_run
+
 Scalar = Literal["loss", "grad_norm", "lr", "loss_scale"]
 SCALARS: tuple[Scalar, ...] = ("loss", "grad_norm", "lr", "loss_scale")  # recorded every step
 FINAL_METRICS = ("eval_loss", "eval_accuracy")
@@ -51,8 +54,6 @@ class RunView:
         import json
         from pathlib import Path
 
-        from repro.runs.store import open_run
-
         run = open_run(Path(path))
         complete = run.status["status"] == "COMPLETE"
         has_record = (run.path / "record.json").exists()
@@ -68,8 +69,6 @@ class RunView:
 
     def check_complete(self, where: Any) -> None:
         """A complete run's record holds every step its settings ask for, or it is bad input."""
-        from repro.errors import UserError
-
         expected = int(self.config["settings"]["steps"])
         if len(self.steps) != expected or not self.final:
             raise UserError(

@@ -31,6 +31,7 @@ from repro import atomic
 from repro.clock import utc_stamp
 from repro.documents import load_document
 from repro.errors import UserError
+from repro.manifest.schema import load_manifest
 
 RECORD_SCHEMA_VERSION = 1
 # record.json: a line per step (the top level and its lists expanded, each step on one line).
@@ -153,8 +154,6 @@ class Run:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        from repro.manifest.schema import load_manifest
-
         return load_manifest(self.path / "manifest.yaml")
 
     @cached_property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from repro.manifest.redact import redact
 from repro.runs.runview import RunView
 from repro.runs.tracked import Tracked
 
@@ -26,8 +27,6 @@ def tracked_run(
     notes: list[str],
 ) -> Tracked:
     """The loaded run, with the manifest beside the logs where there is one."""
-    from repro.manifest.redact import redact
-
     config = redact(config)  # a report prints differing values: no secret may be among them
     manifest = manifest_beside(path)
     if manifest is None:
