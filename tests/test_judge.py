@@ -52,9 +52,9 @@ def test_nondeterministic_repeats(smoke_runs, smoke_baseline):
 
 def test_failed_names_the_step(smoke_runs, smoke_baseline):
     nan = _verdict(smoke_runs, smoke_baseline, "nan")
-    assert nan.failure["step"] == 5 and nan.failure["kind"] == "nonfinite"
+    assert nan.failure.step == 5 and nan.failure.kind == "nonfinite"
     desync = _verdict(smoke_runs, smoke_baseline, "desync")
-    assert desync.failure["step"] == 3 and desync.failure["kind"] == "desync"
+    assert desync.failure.step == 3 and desync.failure.kind == "desync"
 
 
 def test_no_baseline(smoke_runs):

@@ -78,7 +78,7 @@ def test_several_comparisons_give_one_suite_each(smoke_runs, tmp_path):
     suites = root.findall("testsuite")
     assert root.tag == "testsuites" and len(suites) == 2
     assert [
-        s.get("name", "").endswith(c.candidate["name"]) for s, c in zip(suites, comparisons)
+        s.get("name", "").endswith(str(c.candidate.name)) for s, c in zip(suites, comparisons)
     ] == [
         True,
         True,

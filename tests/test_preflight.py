@@ -142,12 +142,13 @@ def test_verify_stops_before_training_on_an_unfit_machine(tmp_path, capsys):
 
 
 def test_a_runs_findings_show_in_the_compare_report_and_are_never_a_difference():
+    from repro.judge.parts import RunDescription
     from repro.manifest.diff import diff_manifests
     from repro.report.preflight_render import preflight_findings
 
     finding = gpu_checks(2, FakeNVML([H100, {**H100_B, "pcie_width": 8}]))
     warn = [c.to_dict() for c in finding if c.status == "warn"]
-    (block,) = preflight_findings({"name": "run-a", "preflight": warn}, None)
+    (block,) = preflight_findings(RunDescription("run-a", preflight=warn), None)
     assert isinstance(block, Items)
     assert "run-a: gpu1.pcie_width: x8 (expected x16)" in block.items[0].text
     base: dict = {"hardware": {}, "libraries": {}, "numerics": {}, "env": {}, "code": {}}

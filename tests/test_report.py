@@ -136,7 +136,7 @@ def test_terminal_names_where_and_what_for_drift(comparisons: dict[str, Judged])
     # A long command (a user's ATEN_CPU_CAPABILITY in front of it) is wrapped with `\`
     # continuations that still paste: joined again, it is the recorded command.
     pasted = re.sub(r" \\\n\s+", " ", text)
-    assert str(comparison.candidate["command"]) in pasted
+    assert str(comparison.candidate.command) in pasted
 
 
 # -- Markdown -------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_a_stopped_run_is_never_complete(stopped: dict[str, Path]) -> None:
         RunView.from_run_dir(stopped["stopped"]), RunView.from_run_dir(stopped["plain"])
     )
     assert verdict.verdict is Verdict.FAILED
-    assert verdict.failure is not None and "--stop-at" in verdict.failure["message"]
+    assert verdict.failure is not None and "--stop-at" in verdict.failure.message
 
 
 @pytest.mark.slow

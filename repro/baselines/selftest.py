@@ -236,7 +236,7 @@ def check(case: Case, comparison: Comparison) -> list[str]:
         if not (row and row[0].ok):
             problems.append(f"no passing exact row 'resume at step {case.resume_at}'")
     if case.step is not None:
-        step = (comparison.failure or {}).get("step")
+        step = comparison.failure.step if comparison.failure else None
         if step != case.step:
             problems.append(f"failed at step {step}, expected step {case.step}")
     return problems
@@ -272,7 +272,7 @@ def render_table(results: list[CaseResult]) -> str:
         fd = r.comparison.first_difference if r.comparison else None
         where = f"step {fd.step}: {fd.module or fd.where}" if fd else "-"
         if r.comparison and r.comparison.failure:
-            where = f"step {r.comparison.failure.get('step')}: {r.comparison.failure.get('kind')}"
+            where = f"step {r.comparison.failure.step}: {r.comparison.failure.kind}"
         result = "skip" if r.comparison is None else ("PASS" if r.passed else "FAIL")
         lines.append(
             f"{r.case.name:10} {r.case.expected:16} {r.observed:16} {where[:34]:34} {(r.top_cause or '-')[:28]:28} {result}"

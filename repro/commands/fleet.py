@@ -161,7 +161,7 @@ def _verify_check(args: argparse.Namespace, node: str, started: str) -> Any:
     c = result.comparison
     digest, steps = record_digests(view.record)
     checks = (view.manifest.get("preflight") or {}).get("checks", [])
-    cause = c.causes[0].cause if c.causes else (c.failure or {}).get("message")
+    cause = c.causes[0].cause if c.causes else (c.failure.message if c.failure else None)
     return describe(
         node, "verify", c.verdict.value, c.summary, view.manifest,
         workload=f"{view.config.get('profile')}:{view.config.get('workload_hash')}",

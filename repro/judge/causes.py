@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from repro.explain.knobs import lowering
 from repro.manifest.cpu import ATEN_LEVELS
+from repro.manifest.diff import ABSENT, Difference, render_change
+from repro.manifest.keys import flatten
 
 if TYPE_CHECKING:
     from repro.judge.divergence import Divergence
-    from repro.manifest.diff import Difference
     from repro.runs.runview import RunView
 
 _IMPACT = {"high": 3, "medium": 2, "low": 1}
@@ -50,6 +52,12 @@ def rules() -> tuple[dict[str, Any], ...]:
     return tuple(yaml.safe_load(text)["rules"])
 
 
+def explainable(cause: str) -> bool:
+    """Whether ``repro explain`` can confirm ``cause`` by rerunning with the other run's
+    setting (the rules marked ``explain: true``)."""
+    return any(r["cause"] == cause and r.get("explain") for r in rules())
+
+
 def _matches(key: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
@@ -60,8 +68,6 @@ def shell_word(value: Any) -> str:
     A list, a mapping, a missing or an unavailable reading has no single value to put in
     a command: ``ATEN_CPU_CAPABILITY=[avx, avx2]`` is not a setting.
     """
-    from repro.manifest.diff import ABSENT
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)) or (isinstance(value, str) and value not in ("", ABSENT)):
@@ -92,8 +98,6 @@ def lowering_words(candidate: RunView, reference: RunView) -> str:
     """``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: the variables that take the
     run with the higher kernels down to the other's, each as one shell word; the set
     ``repro explain`` would try (oneDNN's ISA counts where the other machine set nothing)."""
-    from repro.explain.knobs import lowering
-
     try:
         knobs = lowering(reference, candidate) or lowering(candidate, reference)
     except (KeyError, TypeError, ValueError) as error:
@@ -107,8 +111,6 @@ class _RunWords:
     """A run's manifest and settings by flattened key (``config.seed``), each as a shell word."""
 
     def __init__(self, view: RunView) -> None:
-        from repro.manifest.keys import flatten
-
         self._flat = {**flatten(view.manifest), **flatten({"config": view.settings})}
 
     def __getitem__(self, key: str) -> str:
@@ -177,8 +179,6 @@ def rank_causes(
     candidate: RunView,
     reference: RunView,
 ) -> list[Cause]:
-    from repro.manifest.diff import render_change
-
     if verdict == "IDENTICAL":
         return []
     assigned: dict[str, list[Difference]] = {}

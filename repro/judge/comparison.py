@@ -5,12 +5,9 @@ report renders the ``Comparison`` it returns, beside the curves ``repro.judge.cu
 reads from the same runs (the judge keeps what it decided, not what is drawn). It takes
 loaded runs (``RunView``), reads no file and never imports torch. The pieces live beside
 it: ``divergence`` (where two runs part), ``bands`` (the statistics), ``causes`` (why,
-ranked).
-
-The verdict, worst first: a run that failed; repeats that differ; bit-identical
-records; another training or an exact sequence that differs (DRIFT); nothing to judge
-by (NO_BASELINE); outside a band, or not bit-identical where that is expected (DRIFT);
-else EQUIVALENT.
+ranked). What was measured becomes ``Findings``; the one verdict ladder (``ladder``)
+decides from them, for tracked runs (``tracked``) too, and ``judge`` makes the
+``Comparison``.
 """
 
 from __future__ import annotations
@@ -28,9 +25,10 @@ from repro.judge.bands import (
 from repro.judge.causes import Cause, rank_causes, training_cause
 from repro.judge.divergence import Divergence, first_difference
 from repro.judge.exact import ExactCheck, exact_checks
+from repro.judge.ladder import Findings, decide
+from repro.judge.parts import Failure, Nondeterminism, RunDescription
 from repro.judge.resumes import resume_causes, resume_check
-from repro.judge.summary import summary as summary_line
-from repro.judge.summary import unexplained
+from repro.judge.summary import REFERENCE_RUNS
 from repro.manifest.diff import Difference, diff_manifests
 from repro.manifest.keys import environment_key
 from repro.profile import differing_fields, flatten_settings
@@ -43,15 +41,15 @@ from repro.verdict import Verdict
 class Comparison:
     verdict: Verdict
     summary: str
-    candidate: dict[str, Any]
-    reference: dict[str, Any]
+    candidate: RunDescription
+    reference: RunDescription | None  # None: no baseline to compare against
     baseline: str | None
     identical: bool
     first_difference: Divergence | None
     numerics: BandCheck
     seed: SeedCheck
-    failure: dict[str, Any] | None
-    nondeterminism: dict[str, Any] | None
+    failure: Failure | None
+    nondeterminism: Nondeterminism | None
     env_differences: list[Difference]
     env_key_match: bool
     causes: list[Cause]
@@ -66,17 +64,29 @@ class Comparison:
     next_command: str | None = None  # what to run next, e.g. the command that records a baseline
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["candidate"] = self.candidate.to_dict()
+        data["reference"] = self.reference.to_dict() if self.reference else {}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Comparison:
         """The comparison ``to_dict`` (or verdict.json) holds, with every part typed again."""
         divergence = data.get("first_difference")
         reference_verdict = data.get("reference_verdict")
+        failure, nondeterminism = data.get("failure"), data.get("nondeterminism")
         return cls(
             **{
                 **data,
                 "verdict": Verdict(data["verdict"]),
+                "candidate": RunDescription.from_dict(data["candidate"]),
+                "reference": RunDescription.from_dict(data["reference"])
+                if data.get("reference")
+                else None,
+                "failure": build(Failure, failure) if failure else None,
+                "nondeterminism": Nondeterminism.from_dict(nondeterminism)
+                if nondeterminism
+                else None,
                 "first_difference": build(Divergence, divergence) if divergence else None,
                 "numerics": BandCheck.from_dict(data["numerics"]),
                 "seed": SeedCheck.from_dict(data["seed"]),
@@ -88,12 +98,61 @@ class Comparison:
         )
 
 
-def _describe(view: RunView) -> dict[str, Any]:
-    described = _described(view)
-    findings = preflight_findings(view.manifest)
-    if findings:  # the machine's health when the run began (repro preflight), where it was checked
-        described["preflight"] = findings
-    return described
+def judge(
+    findings: Findings,
+    candidate: RunDescription,
+    reference: RunDescription | None,
+    views: tuple[RunView, RunView],
+    *,
+    env_key_match: bool,
+    setting_differences: dict[str, list[str]],
+    next_command: str | None = None,
+) -> Comparison:
+    """The one way a ``Comparison`` is made, for reference and tracked runs alike: the
+    ladder decides verdict, summary and notes; the causes known before ranking come first
+    (another training, then a resume's), then the rules' ranking of ``views``."""
+    ruling = decide(findings)
+    known = [findings.training] if findings.training else []
+    ranked = rank_causes(ruling.verdict, findings.divergence, findings.differences, *views)
+    return Comparison(
+        verdict=ruling.verdict,
+        summary=ruling.summary,
+        candidate=candidate,
+        reference=reference,
+        baseline=findings.baseline if reference else None,
+        identical=findings.identical,
+        first_difference=findings.divergence,
+        numerics=findings.numerics,
+        seed=findings.seeds,
+        failure=findings.failure,
+        nondeterminism=findings.nondeterminism,
+        env_differences=findings.differences,
+        env_key_match=env_key_match,
+        causes=[*known, *findings.leading_causes, *ranked],
+        mismatches=findings.mismatches,
+        notes=ruling.notes,
+        setting_differences=setting_differences,
+        bitwise_expected=findings.bitwise_expected,
+        reference_verdict=findings.reference_verdict,
+        exact=findings.exact,
+        next_command=next_command,
+    )
+
+
+def describe(view: RunView) -> RunDescription:
+    """A reference run as the report names it, with its preflight findings where checked."""
+    return RunDescription(
+        name=view.name,
+        path=view.path,
+        profile=view.config.get("profile"),
+        seed=view.config.get("settings", {}).get("seed"),
+        status=view.status.get("status"),
+        workload_hash=view.config.get("workload_hash"),
+        command=view.config.get("command"),
+        reference=view.config.get("reference"),
+        final=view.final,
+        preflight=preflight_findings(view.manifest),
+    )
 
 
 def preflight_findings(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,32 +161,18 @@ def preflight_findings(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in checks if c.get("status") in ("fail", "warn")]
 
 
-def _described(view: RunView) -> dict[str, Any]:
-    return {
-        "name": view.name,
-        "path": view.path,
-        "profile": view.config.get("profile"),
-        "seed": view.config.get("settings", {}).get("seed"),
-        "status": view.status.get("status"),
-        "workload_hash": view.config.get("workload_hash"),
-        "command": view.config.get("command"),
-        "reference": view.config.get("reference"),
-        "final": view.final,
-    }
-
-
-def failure_of(view: RunView) -> dict[str, Any] | None:
+def failure_of(view: RunView) -> Failure | None:
     if view.status.get("status") == "COMPLETE":
         return None
     record_failure = (view.record or {}).get("failure") or {}
-    return {
-        "run": view.name,
-        "status": view.status.get("status"),
-        "kind": view.status.get("kind", record_failure.get("kind", "crash")),
-        "step": view.status.get("step", record_failure.get("step")),
-        "rank": view.status.get("rank", record_failure.get("rank")),
-        "message": view.status.get("reason", "the run did not complete"),
-    }
+    return Failure(
+        run=view.name,
+        status=view.status.get("status"),
+        kind=view.status.get("kind", record_failure.get("kind", "crash")),
+        step=view.status.get("step", record_failure.get("step")),
+        rank=view.status.get("rank", record_failure.get("rank")),
+        message=view.status.get("reason", "the run did not complete"),
+    )
 
 
 # Harness settings that may differ where bit-identity is still expected: they decide what
@@ -258,28 +303,6 @@ def _band_checks(
     return numerics, seeds, reference_verdict
 
 
-def _verdict(
-    pair: _Pair,
-    numerics: BandCheck,
-    seeds: SeedCheck,
-    failure: dict[str, Any] | None,
-    nondeterminism: dict[str, Any] | None,
-) -> Verdict:
-    if failure:
-        return Verdict.FAILED
-    if nondeterminism:
-        return Verdict.NONDETERMINISTIC
-    if pair.identical and all(e.ok for e in pair.exact):
-        return Verdict.IDENTICAL
-    if pair.other_training or not all(e.ok for e in pair.exact):
-        return Verdict.DRIFT
-    if not numerics.applied and not seeds.applied:
-        return Verdict.NO_BASELINE
-    if not (numerics.ok and seeds.ok) or pair.bitwise_expected:
-        return Verdict.DRIFT
-    return Verdict.EQUIVALENT
-
-
 def compare(
     candidate: RunView,
     reference: RunView | None,
@@ -302,133 +325,61 @@ def compare(
     pair takes the worse verdict. With no reference at all (no baseline exists)
     the verdict is at best NO_BASELINE.
     """
-    notes = list(notes or [])
     failure = failure_of(candidate) or (failure_of(reference) if reference else None)
-    nondeterminism = _nondeterminism(candidate, repeats or [])
-    if reference is None:
-        pair = _Pair()
-        numerics, seeds = _not_applied("no baseline exists for this profile and workload")
-        reference_verdict = None
-    else:
-        pair = _pair(candidate, reference, failed=failure is not None)
-        resume_checks, resume_notes = resume_check(candidate, reference)
-        pair.exact += resume_checks
-        notes += resume_notes + pair.notes
-        numerics, seeds, reference_verdict = _band_checks(
-            candidate, reference, pair, bands, failed=failure is not None
-        )
-    pair.exact += checks or []
-    verdict = _verdict(pair, numerics, seeds, failure, nondeterminism)
-    if reference_verdict is not None and verdict in (Verdict.EQUIVALENT, Verdict.DRIFT):
-        verdict = _pair_verdict(verdict, reference_verdict, bands, notes)
-    if (
-        pair.bitwise_expected
-        and verdict not in (Verdict.IDENTICAL, Verdict.FAILED)
-        and not nondeterminism
-    ):
-        notes.append(unexplained(pair.differences))
-    causes = _causes(verdict, pair, candidate, reference)
-    summary, notes = _summary(
-        verdict, pair, numerics, seeds, failure, nondeterminism, reference is not None, notes
-    )
-    return Comparison(
-        verdict=verdict,
-        summary=summary,
-        candidate=_describe(candidate),
-        reference=_describe(reference) if reference else {},
-        baseline=bands.name if bands and reference else None,
-        identical=pair.identical,
-        first_difference=pair.divergence,
-        numerics=numerics,
-        seed=seeds,
+    found = Findings(
+        REFERENCE_RUNS,
+        *_not_applied("no baseline exists for this profile and workload"),
+        has_reference=reference is not None,
         failure=failure,
-        nondeterminism=nondeterminism,
-        env_differences=pair.differences,
-        env_key_match=pair.env_key_match,
-        causes=causes,
+        nondeterminism=_nondeterminism(candidate, repeats or []),
+        exact=list(checks or []),
+        notes=list(notes or []),
+    )
+    if reference is None:
+        return judge(found, describe(candidate), None, (candidate, candidate),
+                     env_key_match=False, setting_differences={}, next_command=next_command)  # fmt: skip
+    pair = _pair(candidate, reference, failed=failure is not None)
+    resume_checks, resume_notes = resume_check(candidate, reference)
+    numerics, seeds, reference_verdict = _band_checks(
+        candidate, reference, pair, bands, failed=failure is not None
+    )
+    found = replace(
+        found,
+        numerics=numerics,
+        seeds=seeds,
+        identical=pair.identical,
+        divergence=pair.divergence,
         mismatches=pair.mismatches,
-        notes=notes,
-        setting_differences=pair.classes,
+        other_training=pair.other_training,
+        exact=pair.exact + resume_checks + found.exact,
         bitwise_expected=pair.bitwise_expected,
+        differences=pair.differences,
         reference_verdict=reference_verdict,
-        exact=pair.exact,
-        next_command=next_command if reference is None else None,
+        baseline=bands.name if bands else None,
+        notes=found.notes + resume_notes + pair.notes,
+        training=_training_cause(pair, candidate, reference),
+        leading_causes=resume_causes(candidate, reference),
+    )
+    return judge(found, describe(candidate), describe(reference), (candidate, reference),
+                 env_key_match=pair.env_key_match, setting_differences=pair.classes)  # fmt: skip
+
+
+def _training_cause(pair: _Pair, candidate: RunView, reference: RunView) -> Cause | None:
+    """Another training outranks whatever the environment says."""
+    if not pair.other_training:
+        return None
+    return training_cause(
+        pair.classes["semantic"],
+        flatten_settings(candidate.settings),
+        flatten_settings(reference.settings),
+        "compare runs of the same training (drop the differing `--set` overrides), or "
+        "record a baseline for this training and verify against it",
     )
 
 
-def _summary(
-    verdict: Verdict,
-    pair: _Pair,
-    numerics: BandCheck,
-    seeds: SeedCheck,
-    failure: dict[str, Any] | None,
-    nondeterminism: dict[str, Any] | None,
-    has_reference: bool,
-    notes: list[str],
-) -> tuple[str, list[str]]:
-    """The one-line summary, and the notes left once a note became it."""
-    summary = summary_line(
-        verdict,
-        pair.divergence,
-        numerics,
-        seeds,
-        failure,
-        nondeterminism,
-        pair.mismatches + [e.detail for e in pair.exact if not e.ok],
-    )
-    if not has_reference and verdict == Verdict.NO_BASELINE:
-        return (notes[0], notes[1:]) if notes else ("no baseline to compare against", [])
-    if verdict == Verdict.DRIFT and (pair.identical or not has_reference):
-        # Only a check measured beside the pair failed (a resume): "records differ" would lie.
-        failed = "; ".join(e.detail for e in pair.exact if not e.ok)
-        itself = "bit-identical to the reference" if has_reference else "unjudged (no baseline)"
-        return f"{failed}; the uninterrupted run itself is {itself}", notes
-    if pair.bitwise_expected and verdict == Verdict.DRIFT and numerics.ok and seeds.ok:
-        return f"not bit-identical where bit-identity is expected; {summary}", notes
-    return summary, notes
-
-
-def _pair_verdict(
-    candidate: Verdict, reference: Verdict, bands: Bands | None, notes: list[str]
-) -> Verdict:
-    """Neither run is the bands' primary: both were judged, the pair takes the worse."""
-    verdict = Verdict.worst([candidate, reference])
-    notes.append(
-        f"Neither run is the primary run of baseline {bands.name if bands else '?'}: each was "
-        f"judged against its bands at half its alpha, so the pair is one test at alpha "
-        f"(candidate {candidate}, reference {reference}), and the pair takes the worse, {verdict}."
-    )
-    return verdict
-
-
-def _causes(
-    verdict: Verdict, pair: _Pair, candidate: RunView, reference: RunView | None
-) -> list[Cause]:
-    """Ranked causes; another training outranks whatever the environment says."""
-    causes = rank_causes(
-        verdict, pair.divergence, pair.differences, candidate, reference or candidate
-    )
-    if reference is not None:
-        causes[:0] = resume_causes(candidate, reference)
-    if pair.other_training and reference is not None:
-        cause = training_cause(
-            pair.classes["semantic"],
-            flatten_settings(candidate.settings),
-            flatten_settings(reference.settings),
-            "compare runs of the same training (drop the differing `--set` overrides), or "
-            "record a baseline for this training and verify against it",
-        )
-        causes.insert(0, cause)
-    return causes
-
-
-def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> dict[str, Any] | None:
+def _nondeterminism(candidate: RunView, repeats: list[RunView]) -> Nondeterminism | None:
     for other in repeats:
         if not records_identical(candidate.record, other.record):
             where = first_difference(candidate, other)
-            return {
-                "repeats": len(repeats) + 1,
-                "differing": other.name,
-                "first_difference": asdict(where) if where else None,
-            }
+            return Nondeterminism(len(repeats) + 1, other.name, where)
     return None

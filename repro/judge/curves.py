@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from repro.runs.runview import series
+
 if TYPE_CHECKING:
     from repro.judge.bands import BandCheck, Bands
     from repro.judge.comparison import Comparison
@@ -57,8 +59,6 @@ def loss_curves(
     candidate: RunView, reference: RunView | None, numerics: BandCheck, bands: Bands | None
 ) -> LossCurves:
     """The curves of a judged pair; the band's only where the judge applied it."""
-    from repro.runs.runview import series
-
     a = tuple(series(candidate.steps)["loss"])
     b = tuple(series(reference.steps)["loss"]) if reference is not None else ()
     if not (numerics.applied and bands is not None):

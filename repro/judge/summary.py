@@ -4,11 +4,34 @@ explains. The judge decides; this module only says it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from repro.judge.bands import BandCheck, SeedCheck
 from repro.judge.divergence import Divergence
+from repro.judge.parts import Failure, Nondeterminism
 from repro.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What a kind of run's summary says where the kinds differ."""
+
+    identical: str  # every record bit-equal
+    no_band: str  # nothing to judge noise by
+    unlocated: str  # the runs differ, but no step says where
+
+
+REFERENCE_RUNS = Wording(
+    "bit-identical: every step's record and the checkpoint identity match",
+    "no band to judge against",
+    "records differ",
+)
+TRACKED_RUNS = Wording(
+    "bit-identical: every logged value, the final metrics and the weights match",
+    "no band to judge noise by",
+    "",
+)
 
 
 def unexplained(differences: list[Any]) -> str:
@@ -29,29 +52,29 @@ def unexplained(differences: list[Any]) -> str:
 
 def summary(
     verdict: Verdict,
+    wording: Wording,
     divergence: Divergence | None,
     numerics: BandCheck,
     seeds: SeedCheck,
-    failure: dict[str, Any] | None,
-    nondeterminism: dict[str, Any] | None,
+    failure: Failure | None,
+    nondeterminism: Nondeterminism | None,
     mismatches: list[str],
 ) -> str:
     if verdict == Verdict.FAILED and failure:
-        return f"{failure['run']} {failure['status'].lower()}: {failure['message']}"
+        return failure.describe()
     if verdict == Verdict.NONDETERMINISTIC and nondeterminism:
-        fd = nondeterminism.get("first_difference") or {}
-        return f"repeated runs on this machine differ (first at step {fd.get('step')}: {fd.get('detail')})"
+        return f"repeated runs on this machine differ (first at {nondeterminism.where()})"
     if verdict == Verdict.IDENTICAL:
-        return "bit-identical: every step's record and the checkpoint identity match"
+        return wording.identical
     first = (
         f"first differs at step {divergence.step}: {divergence.detail}"
         if divergence
-        else "records differ"
+        else wording.unlocated
     )
     if mismatches and verdict in (Verdict.DRIFT, Verdict.NO_BASELINE):
         return f"{mismatches[0]}; {first}"
     if verdict == Verdict.NO_BASELINE:
-        return f"no band to judge against; {first}"
+        return f"{wording.no_band}; {first}"
     if verdict == Verdict.DRIFT:
         parts = []
         if numerics.applied and not numerics.ok:

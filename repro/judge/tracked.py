@@ -14,15 +14,17 @@ from typing import Any
 
 from repro import strict_json
 from repro.judge.bands import BandCheck, SeedCheck
-from repro.judge.causes import rank_causes, training_cause
-from repro.judge.comparison import Comparison, failure_of
+from repro.judge.causes import training_cause
+from repro.judge.comparison import failure_of, judge
 from repro.judge.curves import Judged, LossCurves
 from repro.judge.divergence import Divergence
+from repro.judge.ladder import Findings
+from repro.judge.parts import Failure, RunDescription
 from repro.judge.resumes import tracked_resume
+from repro.judge.summary import TRACKED_RUNS
 from repro.manifest.diff import diff_manifests
 from repro.manifest.keys import environment_key, flatten
 from repro.runs.tracked import Tracked
-from repro.verdict import Verdict
 
 
 def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:
@@ -74,21 +76,21 @@ def _loss_curves(a: Tracked, b: Tracked) -> LossCurves:
     return LossCurves(tuple(la), tuple(lb))
 
 
-def _describe(t: Tracked) -> dict[str, Any]:
+def _describe(t: Tracked) -> RunDescription:
     config = t.view.config
-    return {
-        "name": t.view.name,
-        "path": t.view.path,
-        "profile": "tracked",
-        "seed": config.get("seed"),
-        "status": t.view.status.get("status"),
-        "workload_hash": None,
-        "command": config.get("command"),
-        "reference": False,
-        "final": _numbers(t.final),
+    return RunDescription(
+        name=t.view.name,
+        path=t.view.path,
+        profile="tracked",
+        seed=config.get("seed"),
+        status=t.view.status.get("status"),
+        workload_hash=None,
+        command=config.get("command"),
+        reference=False,
+        final=_numbers(t.final),
         # Logs read without a manifest beside them (another tool's): no environment facts.
-        "environment": bool(t.view.manifest),
-    }
+        environment=bool(t.view.manifest),
+    )
 
 
 def _numbers(final: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -98,76 +100,74 @@ def _numbers(final: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
-    failed = [t for t in (candidate, reference) if t.view.status.get("status") != "COMPLETE"]
-    not_finite = [t for t in (candidate, reference) if _non_finite_finals(t)]
+    """Judge two tracked runs by the one ladder: no band applies, so at best NO_BASELINE
+    unless every logged value agrees."""
+    failure = _failure(candidate, reference)
     resume = tracked_resume(candidate, reference)  # a resumed run is compared from its resume on
     divergence = _first_difference(*(resume.after if resume else (candidate, reference)))
     config_diffs = _config_differences(candidate, reference)
-    differences = diff_manifests(candidate.view.manifest, reference.view.manifest)
     env_key_match = environment_key(candidate.view.manifest) == environment_key(
         reference.view.manifest
     )
     checks, resume_notes = (
         resume.judged(divergence, env_key_match and not config_diffs) if resume else ([], [])
     )
-    if failed or not_finite:
-        # A NaN, Inf or non-number final is FAILED on every path (pairs, groups, the README's
-        # table): two copies of a NaN run are not IDENTICAL, they are both broken.
-        verdict = Verdict.FAILED
-    elif config_diffs or not all(check.ok for check in checks):
-        verdict = Verdict.DRIFT  # another training, or a resume that parts where nothing else may
-    elif divergence is None:
-        verdict = Verdict.IDENTICAL
-    else:
-        verdict = Verdict.NO_BASELINE
-    causes = rank_causes(verdict, divergence, differences, candidate.view, reference.view)
-    if config_diffs and verdict != Verdict.IDENTICAL:
-        cause = training_cause(
+    findings = Findings(
+        TRACKED_RUNS,
+        BandCheck(False, "tracked runs have no band: where they part is reported"),
+        SeedCheck(False, "tracked runs have no seed band"),
+        failure=failure,
+        # Logs alone cannot tell a copy from a twin: identical only where the ladder can
+        # say IDENTICAL (no failure, one config, no resume row that parts), as verdict.json
+        # has always said.
+        identical=divergence is None
+        and not (config_diffs or failure)
+        and all(check.ok for check in checks),
+        divergence=divergence,
+        mismatches=[
+            f"the configs differ ({', '.join(config_diffs[:6])}): another training, "
+            "whatever the numbers do"
+        ]
+        if config_diffs
+        else [],
+        other_training=bool(config_diffs),
+        differences=diff_manifests(candidate.view.manifest, reference.view.manifest),
+        exact=checks,
+        notes=[*dict.fromkeys(n for n in (candidate.note, reference.note) if n), *resume_notes],
+        training=training_cause(
             config_diffs,
             _config(candidate),
             _config(reference),
             "the runs are two trainings: compare runs of one config, or change one thing at a time",
             prefix="config.",
         )
-        causes.insert(0, cause)
-    failure = (
-        failure_of(failed[0].view)
-        if failed
-        else _non_finite_failure(not_finite[0])
-        if not_finite
-        else None
-    )
-    mismatches = (
-        [
-            f"the configs differ ({', '.join(config_diffs[:6])}): another training, whatever the numbers do"
-        ]
         if config_diffs
-        else []
+        else None,
     )
-    comparison = Comparison(
-        verdict=verdict,
-        summary=_summary(
-            verdict, divergence, failure, mismatches + [c.detail for c in checks if not c.ok]
-        ),
-        candidate=_describe(candidate),
-        reference=_describe(reference),
-        baseline=None,
-        identical=verdict == Verdict.IDENTICAL,
-        first_difference=divergence,
-        numerics=BandCheck(False, "tracked runs have no band: where they part is reported"),
-        seed=SeedCheck(False, "tracked runs have no seed band"),
-        failure=failure,
-        nondeterminism=None,
-        env_differences=differences,
+    comparison = judge(
+        findings,
+        _describe(candidate),
+        _describe(reference),
+        (candidate.view, reference.view),
         env_key_match=env_key_match,
-        causes=causes,
-        mismatches=mismatches,
-        notes=[*dict.fromkeys(n for n in (candidate.note, reference.note) if n), *resume_notes],
         setting_differences={"config": config_diffs} if config_diffs else {},
-        exact=checks,
     )
     curves = LossCurves(*resume.losses) if resume else _loss_curves(candidate, reference)
     return Judged(comparison, curves)
+
+
+def _failure(*runs: Tracked) -> Failure | None:
+    """A run that did not complete (the first such), else one whose final is NaN, Inf or
+    no number: FAILED on every path (pairs, groups), since two copies of a NaN run are not
+    IDENTICAL, both are broken."""
+    for run in runs:
+        if run.view.status.get("status") != "COMPLETE":
+            return failure_of(run.view)
+    for run in runs:
+        if not_finite := _non_finite_finals(run):
+            return Failure(run.view.name, "FAILED", "nan", None, None,
+                           f"its final {', '.join(not_finite)} is not a finite number")  # fmt: skip
+    return None
 
 
 def _non_finite_finals(run: Tracked) -> list[str]:
@@ -178,28 +178,3 @@ def _non_finite_finals(run: Tracked) -> list[str]:
         if number is None or not math.isfinite(number):
             found.append(f"{name} = {value}")
     return found
-
-
-def _non_finite_failure(run: Tracked) -> dict[str, Any]:
-    return {
-        "run": run.view.name,
-        "status": "FAILED",
-        "kind": "nan",
-        "step": None,
-        "rank": None,
-        "message": f"its final {', '.join(_non_finite_finals(run))} is not a finite number",
-    }
-
-
-def _summary(
-    verdict: Verdict,
-    divergence: Divergence | None,
-    failure: dict[str, Any] | None,
-    mismatches: list[str],
-) -> str:
-    if failure is not None:
-        return f"{failure['run']} {str(failure['status']).lower()}: {failure['message']}"
-    if verdict == Verdict.IDENTICAL:
-        return "bit-identical: every logged value, the final metrics and the weights match"
-    first = f"first differs at step {divergence.step}: {divergence.detail}" if divergence else ""
-    return "; ".join([*mismatches, first]) if mismatches else f"no band to judge noise by; {first}"

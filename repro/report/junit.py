@@ -56,7 +56,7 @@ def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
         checks.append(("seed interval", "; ".join(bad) or None, None))
     else:
         checks.append(("seed interval", None, c.seed.reason))
-    consistency = c.failure["message"] if c.failure else None
+    consistency = c.failure.message if c.failure else None
     if c.nondeterminism:
         consistency = c.summary
     checks.append(("consistency", consistency, None))
@@ -90,7 +90,7 @@ def _suite(comparison: Comparison, name: str) -> ET.Element:
         case = ET.SubElement(
             suite,
             "testcase",
-            {"classname": f"repro.{comparison.candidate.get('profile')}", "name": check},
+            {"classname": f"repro.{comparison.candidate.profile}", "name": check},
         )
         if failure:
             ET.SubElement(case, "failure", {"message": failure}).text = comparison.summary
@@ -113,5 +113,5 @@ def write_junit(
     else:
         root = ET.Element("testsuites", {"name": name})
         for c in many:
-            root.append(_suite(c, f"{name}: {c.candidate.get('name')}"))
+            root.append(_suite(c, f"{name}: {c.candidate.name}"))
     atomic.write_bytes(Path(path), ET.tostring(root, encoding="utf-8", xml_declaration=True))

@@ -22,13 +22,14 @@ def overview(judged: list[Judged]) -> tuple[str, Table]:
     comparisons = [j.comparison for j in judged]
     if not comparisons:
         raise ValueError("there is no comparison to render; pass at least one")
-    reference = comparisons[0].reference.get("name")
+    first = comparisons[0].reference
+    reference = first.name if first else None
     counts = {v: sum(c.verdict == v for c in comparisons) for v in Verdict}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     headline = f"{len(comparisons)} runs compared with {reference}: {tally}"
     table = Table(
         columns=("candidate", "verdict", "summary"),
-        rows=tuple((str(c.candidate.get("name")), c.verdict, c.summary) for c in comparisons),
+        rows=tuple((str(c.candidate.name), c.verdict, c.summary) for c in comparisons),
         tones=tuple(VERDICT_TONES[c.verdict] for c in comparisons),
         numeric=(False, False, False),
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import atomic, strict_json
+from repro.judge.parts import RunDescription
 from repro.preflight.check import STATUSES, Check, Preflight
 from repro.report.blocks import Block, Item, Items, Text, Tone
 
@@ -58,18 +59,18 @@ def preflight_blocks(preflight: Preflight, strict: bool = False) -> tuple[str, T
     return headline, ("bad" if unfit else "good"), blocks
 
 
-def preflight_findings(*runs: dict[str, Any] | None) -> tuple[Block, ...]:
+def preflight_findings(*runs: RunDescription | None) -> tuple[Block, ...]:
     """The compare report's list of each run's preflight warnings and failures: the
     machine's health when the run began, never an environment difference."""
     items = [
         Item(
-            f"{run.get('name')}: {_line(check)}",
+            f"{run.name}: {_line(check)}",
             tag=f"preflight {check.status}",
             tone=STATUS_TONES[check.status],
         )
         for run in runs
         if run
-        for check in map(Check.from_dict, run.get("preflight", []))
+        for check in map(Check.from_dict, run.preflight)
     ]
     return (Items(tuple(items), title="Preflight findings"),) if items else ()
 

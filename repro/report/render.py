@@ -15,6 +15,7 @@ import shlex
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
+from repro.judge.causes import explainable
 from repro.manifest.diff import Difference, render_change
 from repro.report.blocks import (
     VERDICT_TONES,
@@ -64,16 +65,6 @@ WHERE_LABELS = {
     "final": "the final evaluation or checkpoint",
     "logged": "a logged value (a tracked run)",
 }
-# Causes `repro explain` can confirm by rerunning with the other run's setting (knobs.py).
-KNOB_CAUSES = (
-    "CPU kernel capability",
-    "oneDNN / MKL kernels",
-    "thread count",
-    "world size (split, reduction)",
-    "AMP dtype",
-    "TF32",
-    "attention backend",
-)
 SHOWN_CAUSES = 3  # the rest are folded: past three, a ranking is rarely read
 _FOLDED_WINDOW_SCALARS = ("grad_norm",)  # loss windows are always shown
 _IMPACT_TONES: dict[str, Tone] = {"high": "bad", "medium": "warn", "low": "muted"}
@@ -101,25 +92,25 @@ def _failure_text(comparison: Comparison) -> Text | None:
     failure = comparison.failure
     if not failure:
         return None
-    who = "candidate" if failure.get("run") == comparison.candidate.get("name") else "reference"
+    who = "candidate" if failure.run == comparison.candidate.name else "reference"
     where = []
-    if failure.get("step") is not None:
-        where.append(f"at step {failure['step']}")
-    if failure.get("rank") is not None:
-        where.append(f"on rank {failure['rank']}")
+    if failure.step is not None:
+        where.append(f"at step {failure.step}")
+    if failure.rank is not None:
+        where.append(f"on rank {failure.rank}")
     place = " ".join(where)
     return Text(
-        f"The {who} run {str(failure.get('status', 'failed')).lower()} "
-        f"({failure.get('kind', 'crash')}){' ' + place if place else ''}: {failure.get('message')}",
+        f"The {who} run {str(failure.status).lower()} "
+        f"({failure.kind}){' ' + place if place else ''}: {failure.message}",
         tone="bad",
     )
 
 
 def _verdict_section(comparison: Comparison) -> Section:
     c, r = comparison.candidate, comparison.reference
-    runs = [Item(f"{c.get('name')} ({c.get('path')})", tag="candidate")]
+    runs = [Item(f"{c.name} ({c.path})", tag="candidate")]
     if r:
-        runs.append(Item(f"{r.get('name')} ({r.get('path')})", tag="reference"))
+        runs.append(Item(f"{r.name} ({r.path})", tag="reference"))
     blocks: list[Block] = [Items(tuple(runs))]
     if comparison.next_command:
         blocks.append(Commands((("next", comparison.next_command),)))
@@ -165,9 +156,9 @@ def _env_section(comparison: Comparison) -> Section:
         return Section(SECTION_TITLES[1], tuple(blocks))
     blocks += [Text(m, tone="bad") for m in comparison.mismatches]
     unknown = [
-        str(side.get("name"))
+        str(side.name)
         for side in (comparison.candidate, comparison.reference)
-        if side.get("environment") is False
+        if side.environment is False
     ]
     if unknown:  # no manifest: neither "the keys match" nor "they differ" would be true
         blocks.append(
@@ -239,11 +230,10 @@ def _parted_section(comparison: Comparison) -> Section:
             blocks.append(Items(items, title="Also different at that step"))
     nd = comparison.nondeterminism
     if nd:
-        fd = nd.get("first_difference") or {}
         blocks.append(
             Text(
-                f"Between repeats on this machine ({nd.get('repeats')} runs): "
-                f"{nd.get('differing')} first differs at step {fd.get('step')}: {fd.get('detail')}",
+                f"Between repeats on this machine ({nd.repeats} runs): "
+                f"{nd.differing} first differs at {nd.where()}",
                 tone="bad",
             )
         )
@@ -298,8 +288,8 @@ def _numerics_blocks(check: BandCheck) -> list[Block]:
 
 
 def _finals_table(comparison: Comparison) -> Table | None:
-    candidate = comparison.candidate.get("final") or {}
-    reference = comparison.reference.get("final") or {}
+    candidate = comparison.candidate.final or {}
+    reference = (comparison.reference.final if comparison.reference else None) or {}
     seeds: dict[str, MetricCheck] = {m.metric: m for m in comparison.seed.metrics}
     bands: dict[str, MetricCheck] = {m.metric: m for m in comparison.numerics.finals}
     metrics = [m for m in ("eval_loss", "eval_accuracy") if m in candidate or m in reference]
@@ -396,18 +386,16 @@ def _causes_section(comparison: Comparison) -> Section:
 
 def _reproduce_section(comparison: Comparison) -> Section:
     c, r = comparison.candidate, comparison.reference
-    commands = [("candidate", str(c.get("command") or "# not recorded"))]
+    commands = [("candidate", str(c.command or "# not recorded"))]
     if r:
-        commands.append(("reference", str(r.get("command") or "# not recorded")))
+        commands.append(("reference", str(r.command or "# not recorded")))
     if comparison.next_command:
         commands.append(("next", comparison.next_command))
-    if c.get("path") and r.get("path"):
-        again = f"repro compare {shlex.quote(str(r['path']))} {shlex.quote(str(c['path']))}"
+    if r and c.path and r.path:
+        again = f"repro compare {shlex.quote(str(r.path))} {shlex.quote(str(c.path))}"
         commands.append(("this comparison", again))
-        if comparison.causes and comparison.causes[0].cause in KNOB_CAUSES:
-            prove = (
-                f"repro explain {shlex.quote(str(r['path']))} --here {shlex.quote(str(c['path']))}"
-            )
+        if comparison.causes and explainable(comparison.causes[0].cause):
+            prove = f"repro explain {shlex.quote(str(r.path))} --here {shlex.quote(str(c.path))}"
             commands.append(("prove the cause by rerunning with the reference's knobs", prove))
     return Section(SECTION_TITLES[5], (Commands(tuple(commands)),))
 
@@ -420,8 +408,8 @@ def build_report(judged: Judged) -> Report:
         verdict=comparison.verdict,
         tone=VERDICT_TONES[comparison.verdict],
         meaning=comparison.verdict.meaning,
-        title=f"{comparison.candidate.get('name')}"
-        + (f" vs {comparison.reference.get('name')}" if comparison.reference else ""),
+        title=f"{comparison.candidate.name}"
+        + (f" vs {comparison.reference.name}" if comparison.reference else ""),
         summary=comparison.summary,
         sections=(
             _verdict_section(comparison),
