@@ -13,6 +13,7 @@ from repro.clock import stamp_phase
 from repro.manifest.probe import reason_for
 from repro.preflight.check import Check, Preflight
 from repro.preflight.collective import allreduce_sweep
+from repro.preflight.devices import job_device_uuids
 from repro.preflight.gpu import gpu_checks, job_gpu_names
 from repro.preflight.host import host_checks
 
@@ -136,8 +137,6 @@ def _cuda_devices(job_devices: list[str] | None) -> tuple[list[str], Check | Non
     expected = "at least one CUDA device for this CUDA profile"
     source = "torch in a child process, under this job's CUDA_VISIBLE_DEVICES"
     if job_devices is None:
-        from repro.preflight.devices import job_device_uuids
-
         try:
             job_devices = job_device_uuids()
         except Exception as exc:

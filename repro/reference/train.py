@@ -45,6 +45,9 @@ import torch.distributed as dist
 from repro import atomic
 from repro.clock import process_started_at, stamp_phase
 from repro.errors import EXIT_USAGE, UserError
+from repro.manifest import capture_manifest
+from repro.manifest.nvml import hash_uuid
+from repro.manifest.schema import write_manifest
 from repro.profile import Profile, build_profile, load_profile, parse_overrides
 from repro.reference.loop import Training, TrainingFailure
 from repro.reference.resume import ResumableTraining, finish_stopped
@@ -103,8 +106,6 @@ def _cuda_device(device: torch.device) -> dict[str, Any]:
     ``hardware.gpus[*].uuid_sha256`` is, so it names one of those GPUs (a MIG instance's
     UUID matches none of them).
     """
-    from repro.manifest.nvml import hash_uuid
-
     index = device.index if device.index is not None else torch.cuda.current_device()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     entries = [entry.strip() for entry in visible.split(",")] if visible is not None else []
@@ -218,9 +219,6 @@ class RankRun:
     # -- outputs (rank 0) ---------------------------------------------------------------------
 
     def _write_manifest(self, training: Training) -> None:
-        from repro.manifest import capture_manifest
-        from repro.manifest.schema import write_manifest
-
         p, determinism = self.profile, training.determinism
         manifest = capture_manifest(self.entry.repo, argv=self.entry.argv)
         manifest["run"] = {

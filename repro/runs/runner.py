@@ -37,7 +37,7 @@ from repro.clock import process_started_at, stamp_phase
 from repro.errors import RunInterrupted, UserError, stopped_by
 from repro.gc_freeze import frozen_imports
 from repro.manifest.cpu import current_usable_cpus as usable_cpus
-from repro.profile import Profile
+from repro.profile import Profile, build_profile
 from repro.runs.failures import LaunchEnd, failure_reason, read_report
 from repro.runs.prepare import PlanEntry, prepare_run, rank_env
 from repro.runs.proctree import descendants
@@ -146,8 +146,6 @@ def _tidy_logs(log: Path, world_size: int, verbose: bool) -> None:
 def _launch_profiles(entries: list[PlanEntry]) -> list[Profile]:
     """The entries' profiles, which must share what one launch fixes; warns when the CPUs
     are fewer than ranks x threads."""
-    from repro.profile import build_profile
-
     profiles = [build_profile(e.settings, e.run_dir) for e in entries]
     first = profiles[0]
 
