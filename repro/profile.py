@@ -22,6 +22,7 @@ import yaml
 
 from repro.documents import read_data
 from repro.errors import UserError
+from repro.gc_freeze import frozen_imports
 
 PROFILE_NAMES = ("smoke", "quick", "full")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
@@ -435,8 +436,6 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
 
 def default_profile_name() -> str:
     """``full`` where CUDA is usable, else ``quick``; the caller prints the choice."""
-    from repro.gc_freeze import frozen_imports
-
     try:
         with frozen_imports():  # the CLI keeps torch (preflight, launch) to its end
             import torch

@@ -17,6 +17,8 @@ import socket
 import time
 from typing import Any
 
+from repro.gc_freeze import frozen_imports
+
 SIZES = (8, 1024, 64 * 1024, 1024**2, 16 * 1024**2)  # bytes
 ITERATIONS = 5  # timed, after one warm-up
 _PATTERN = 1021  # values cycle below this: sums of up to 8000 ranks stay exact in float32
@@ -83,8 +85,6 @@ def allreduce_sweep(
 ) -> list[dict[str, Any]]:
     """Per size: bytes, median seconds, algbw and busbw (GB/s), and the wrong elements summed
     over every rank and iteration. Raises RuntimeError when a rank fails or hangs."""
-    from repro.gc_freeze import frozen_imports
-
     with frozen_imports():  # this process keeps torch; its forked ranks share what is frozen
         import torch.multiprocessing as mp
 
