@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from results import (
     Row,
@@ -55,7 +56,14 @@ PLAIN = "plain loop"
 
 def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     """One rank of the plain loop (started by torch's elastic launcher): the harness's own
-    build, batches and ``train_step``, with no hooks and nothing recorded."""
+    build, batches and ``train_step``, with no hooks and nothing recorded. Extra ``finish``:
+    rank 0 also evaluates and saves a checkpoint, as a training script ends
+    (``bench_verify.py``); each phase's end goes to ``REPRO_PHASE_LOG`` when it is set."""
+    from repro.clock import process_started_at, stamp_phase
+
+    rank = int(os.environ["RANK"])
+    if rank == 0:
+        stamp_phase("rank 0: started", at=process_started_at())
     import torch
     import torch.distributed as dist
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -64,10 +72,13 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
     from repro.reference.fingerprint import Fingerprinter, state_dict_identity
     from repro.reference.step import batches, build, sdpa_context, train_step
 
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    world = int(os.environ["WORLD_SIZE"])
+    stamp_phase(f"rank {rank}: imported")
     dist.init_process_group("gloo")
+    stamp_phase(f"rank {rank}: process group")
     p = load_profile(profile_name)
     trainer = build(p, rank, world, torch.device("cpu"))  # same seeds, kernels, data
+    stamp_phase(f"rank {rank}: built")
     if "hook" in extras:
         trainer.ddp.register_comm_hook(None, allreduce_hook)
     fingerprint = Fingerprinter(torch.device("cpu"))
@@ -89,13 +100,31 @@ def plain_rank(profile_name: str, extras: set[str], out: Path) -> None:
             last = now
     train_seconds = time.perf_counter() - start
     if rank == 0:
+        stamp_phase("rank 0: steps done")
         state = {k: v.detach() for k, v in trainer.model.state_dict().items()}
+        if "finish" in extras:
+            finish(trainer, state, out.with_suffix(".pt"))
         result = {"train_seconds": train_seconds, "step_seconds": step_seconds}
         out.write_text(json.dumps({**result, "identity": state_dict_identity(state)}))
     dist.destroy_process_group()
 
 
-def run_plain(profile_name: str, extras: str, folder: Path) -> tuple[dict, float]:
+def finish(trainer: Any, state: dict[str, Any], checkpoint: Path) -> None:
+    """Evaluate (the harness's own evaluation, run on the plain loop's model) and save."""
+    import torch
+
+    from repro.clock import stamp_phase
+    from repro.reference.loop import Training
+
+    Training.evaluate(trainer)  # a Trainer has what evaluate reads: profile, model, device
+    stamp_phase("rank 0: evaluated")
+    torch.save(state, checkpoint)
+    stamp_phase("rank 0: checkpoint written")
+
+
+def run_plain(
+    profile_name: str, extras: str, folder: Path, env: dict[str, str] | None = None
+) -> tuple[dict, float]:
     """The plain loop under the launcher ``repro run`` uses; (its timings, wall seconds)."""
     from repro.profile import load_profile
 
@@ -106,7 +135,7 @@ def run_plain(profile_name: str, extras: str, folder: Path) -> tuple[dict, float
     command += ["--nproc-per-node", str(p.world_size), "--max-restarts", "0"]
     command += ["--monitor-interval", "0.2", str(Path(__file__).resolve())]
     command += ["--plain-rank", str(out), "--extras", extras, "--profile", profile_name]
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
