@@ -9,9 +9,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # ``repro.track`` is imported on first use: importing repro (as every hashed module
-    # does) runs no import, so no code outside the workload hash can move the numbers.
     if name == "track":
+        # Imported on first use: importing repro (as every hashed module does) runs no
+        # import, so no code outside the workload hash can move the numbers.
         from repro.tracking import track
 
         return track

@@ -17,6 +17,7 @@ def export_check(
     model: Any, inputs: Any, more_inputs: list[Any] | None = None, **options: Any
 ) -> ExportCheck:
     """See ``repro.export.check.export_check``; imported here on first use (it imports torch)."""
+    # Imported on first use: `import repro.export` stays free of torch.
     from repro.export.check import export_check as run
 
     return run(model, inputs, more_inputs, **options)

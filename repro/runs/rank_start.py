@@ -22,6 +22,7 @@ def main() -> int:
     # it imports with the rest, uncollected, and is frozen with it.
     import torch._inductor.config  # noqa: F401
 
+    # Imported here, after gc.disable(): the training code's imports run uncollected too.
     from repro.reference.train import main as train_main
 
     return train_main()
