@@ -217,6 +217,12 @@ def _add_verify(sub: Any) -> None:
         help="also stop a run after step K, resume it with its full state, and check it "
         "equals the run that never stopped (one exact row)",
     )
+    p.add_argument(
+        "--seed-runs",
+        metavar="N",
+        help="also run N >= 3 new seeds in the same launch and compare them with the "
+        "baseline's stored seed runs at its alpha (the band is never changed)",
+    )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per check)")
     p.add_argument("--no-preflight", action="store_true", help="skip the health checks")
     health_options(p)

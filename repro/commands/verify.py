@@ -35,6 +35,7 @@ from repro.judge.comparison import Comparison, compare
 from repro.judge.curves import Judged, judged
 from repro.judge.exact import ExactCheck
 from repro.judge.resumes import resume_check, resume_check_name
+from repro.judge.seed_runs import SeedRuns, judge_seed_runs
 from repro.manifest.nvml import cuda_device_uuids
 from repro.manifest.schema import MANIFEST_FILE, load_manifest, write_manifest
 from repro.preflight.check import Preflight
@@ -43,7 +44,15 @@ from repro.runs.prepare import PlanEntry, prepare_run
 from repro.runs.resumes import PIECES, prepare_resume, prepare_stop, stopped_run
 from repro.runs.runner import Outcome, launch
 from repro.runs.runview import RunView
+from repro.runs.seed_runs import (
+    SeedRunResult,
+    prepare_seed_runs,
+    seed_run_count,
+    seed_run_results,
+    seed_run_seeds,
+)
 from repro.runs.workload import workload_hash
+from repro.verdict import Verdict
 
 RESUME_DIR = "resume"  # --resume-at's stopped and resumed runs, inside the candidate's folder
 
@@ -82,6 +91,7 @@ class VerifyOptions:
     strict: bool = False  # a preflight warning is unfit too
     expect_gpus: int | None = None
     resume_at: int | None = None
+    seed_runs: int = 0  # --seed-runs N: N more runs with new seeds; 0: none
     env: dict[str, str] | None = None  # set in the ranks' environment (one device's run)
 
     @classmethod
@@ -104,6 +114,7 @@ class VerifyOptions:
             strict=args.strict,
             expect_gpus=args.expect_gpus,
             resume_at=args.resume_at,
+            seed_runs=seed_run_count(args.seed_runs) if args.seed_runs is not None else 0,
         )
 
 
@@ -113,6 +124,8 @@ def verify(opts: VerifyOptions) -> VerifyResult:
     stands). A failed preflight check raises ``Unfit`` before anything trains."""
     if opts.repeat < 1:
         raise UserError(f"--repeat {opts.repeat} must be at least 1.")
+    if opts.seed_runs:  # one rule for the count, whoever built the options
+        seed_run_count(str(opts.seed_runs))
     sets = list(opts.sets)
     profile = load_profile(opts.profile, parse_overrides(sets))
     workload = workload_hash(profile.to_dict())
@@ -132,7 +145,13 @@ def verify(opts: VerifyOptions) -> VerifyResult:
     ]
     if opts.resume_at is not None:
         entries.append(_stop_entry(opts, opts.resume_at, entries[0]))
+    seeds = seed_run_seeds(profile.seed, opts.seed_runs)  # last: a failed one stops no other
+    entries += prepare_seed_runs(
+        opts.profile, sets, seeds, runs_dir=opts.runs_dir, repo=opts.repo, env=opts.env
+    )
     outcomes = launch(entries, env=opts.env, verbose=opts.verbose)
+    split = len(outcomes) - len(seeds)
+    outcomes, seed_outcomes = outcomes[:split], outcomes[split:]
     checks: tuple[list[ExactCheck], list[str]] = ([], [])
     if opts.resume_at is not None:
         stopped, outcomes = outcomes[-1], outcomes[:-1]
@@ -150,7 +169,10 @@ def verify(opts: VerifyOptions) -> VerifyResult:
         sets=sets,
         baseline_dir=opts.baseline_dir,
     )
-    result = VerifyResult(_judge(candidate, repeats, selection, checks), Path(candidate.path))
+    judgement = _judge(candidate, repeats, selection, checks)
+    if seeds:
+        judgement = _with_seed_runs(judgement, seed_run_results(seed_outcomes, seeds), selection)
+    result = VerifyResult(judgement, Path(candidate.path))
     _keep_verdict(result.run_dir, result.comparison)
     if (
         selection.baseline is None
@@ -291,6 +313,31 @@ def _judge(
         checks=checks,
     )
     return judged(comparison, candidate, reference, bands)
+
+
+def _with_seed_runs(judgement: Judged, runs: list[SeedRunResult], selection: Selection) -> Judged:
+    """The seed runs against the baseline's stored seeds, folded into the verdict: the worse
+    of the primary run's and theirs by the one precedence; a note keeps the primary's own."""
+    c = judgement.comparison
+    if selection.baseline is None:
+        why = "no baseline matched, so there are no stored seeds to compare with"
+        section = SeedRuns(None, False, why, 0.0, [r.seed for r in runs], [], [], [])
+    else:
+        bands = selection.baseline.bands()
+        section = judge_seed_runs(runs, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
+    if section.verdict is None:
+        return judgement._replace(comparison=replace(c, seed_runs=section))
+    worst = Verdict.worst([c.verdict, section.verdict])
+    said = f"{len(runs)} seed runs here against the baseline's stored seeds: {section.reason}"
+    note = f"the primary run alone: {c.verdict}; the seed runs: {section.verdict}"
+    folded = replace(
+        c,
+        verdict=worst,
+        summary=f"{c.summary}; {said}",
+        notes=[*c.notes, note],
+        seed_runs=section,
+    )
+    return judgement._replace(comparison=folded)
 
 
 def _keep_verdict(run_dir: Path, comparison: Comparison) -> None:

@@ -28,6 +28,7 @@ from repro.judge.exact import ExactCheck, exact_checks
 from repro.judge.ladder import Findings, decide
 from repro.judge.parts import Failure, Nondeterminism, RunDescription
 from repro.judge.resumes import resume_causes, resume_check
+from repro.judge.seed_runs import SeedRuns
 from repro.judge.summary import REFERENCE_RUNS
 from repro.manifest.diff import Difference, diff_manifests
 from repro.manifest.keys import environment_key
@@ -62,9 +63,12 @@ class Comparison:
     reference_verdict: Verdict | None = None
     exact: list[ExactCheck] = field(default_factory=list)
     next_command: str | None = None  # what to run next, e.g. the command that records a baseline
+    seed_runs: SeedRuns | None = None  # verify --seed-runs: N runs here against the stored seeds
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.seed_runs is None:  # the section appears only where seed runs were asked for
+            del data["seed_runs"]
         data["candidate"] = self.candidate.to_dict()
         data["reference"] = self.reference.to_dict() if self.reference else {}
         return data
@@ -94,6 +98,9 @@ class Comparison:
                 "exact": [build(ExactCheck, e) for e in data.get("exact", [])],
                 "env_differences": [Difference(**d) for d in data.get("env_differences", [])],
                 "reference_verdict": Verdict(reference_verdict) if reference_verdict else None,
+                "seed_runs": SeedRuns.from_dict(data["seed_runs"])
+                if data.get("seed_runs")
+                else None,
             }
         )
 

@@ -56,6 +56,10 @@ def _checks(c: Comparison) -> list[tuple[str, str | None, str | None]]:
         checks.append(("seed interval", "; ".join(bad) or None, None))
     else:
         checks.append(("seed interval", None, c.seed.reason))
+    runs = c.seed_runs  # verify --seed-runs: a check of its own, only where asked for
+    if runs is not None:
+        failed = None if runs.verdict is None or runs.verdict.passed else runs.reason
+        checks.append(("seed runs", failed, None if runs.applied else runs.reason))
     consistency = c.failure.message if c.failure else None
     if c.nondeterminism:
         consistency = c.summary
