@@ -167,8 +167,9 @@ class TrackedRun:
 
         ``full_state``: whether the checkpoint held the whole training state and all of it
         was restored. Left out, the file is inspected as ``repro checkpoint inspect`` does
-        (one more read of it): full when it lacks nothing a resume needs. ``repro.checkpoint
-        .load`` calls this itself, with what it restored."""
+        (one more read of it): full when it lacks nothing a resume needs.
+        ``repro.checkpoint.load`` inside the run records its resume itself, with the pieces
+        the file held and those it restored."""
         held: list[str] | None = None
         if full_state is None:
             held, full_state = _inspected(Path(path))
