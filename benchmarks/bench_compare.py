@@ -65,19 +65,22 @@ def in_process(a: Path, b: Path, baselines: Path, repeat: int) -> None:
 
     (judged,) = compare_runs([str(a), str(b)], baseline_dir=str(baselines))
     start = time.perf_counter()
-    from repro.report.html import render_html
+    from repro.report.html import render as render_html
+    from repro.report.render import build_reports
 
-    render_html(judged)  # pays the matplotlib import, as an `--html` process does once
+    # Pays the matplotlib import, as an `--html` process does once.
+    render_html(build_reports([judged]))
     first_html = time.perf_counter() - start
 
-    from repro.report.markdown import render_markdown
-    from repro.report.terminal import render_terminal
+    from repro.report.markdown import render as render_markdown
+    from repro.report.terminal import render as render_terminal
 
+    # Each renderer's row builds the report and renders it, as a command asking for one does.
     cases: dict[str, Callable[[], object]] = {
         "load + judge (compare_runs)": judge,
-        "render_terminal": lambda: render_terminal(judged, color=True),
-        "render_markdown": lambda: render_markdown(judged),
-        "render_html (warm)": lambda: render_html(judged),
+        "render_terminal": lambda: render_terminal(build_reports([judged]), color=True),
+        "render_markdown": lambda: render_markdown(build_reports([judged])),
+        "render_html (warm)": lambda: render_html(build_reports([judged])),
     }
     timings = [Timing(n, time_callable(fn, repeat=repeat).seconds) for n, fn in cases.items()]
     timings.append(Timing("render_html, first call in a process", (first_html,)))

@@ -17,10 +17,10 @@ import pytest
 from helpers import judge_runs
 from repro.judge.curves import Judged
 from repro.report.blocks import code_spans
-from repro.report.html import render_html, render_html_many
-from repro.report.markdown import render_markdown, render_markdown_many
-from repro.report.render import SECTION_TITLES
-from repro.report.terminal import render_terminal, render_terminal_many
+from repro.report.html import render as render_html
+from repro.report.markdown import render as render_markdown
+from repro.report.render import SECTION_TITLES, build_reports
+from repro.report.terminal import render as render_terminal
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # A fetch from elsewhere: a src/href/url() pointing at the network, or a stylesheet link.
@@ -71,7 +71,7 @@ def test_terminal_fits_80_columns_and_opens_with_the_verdict(
 ) -> None:
     judged = _case(comparisons, name)
     comparison = judged.comparison
-    text = ANSI.sub("", render_terminal(judged, color=True))
+    text = ANSI.sub("", render_terminal(build_reports([judged]), color=True))
     too_wide = [line for line in text.splitlines() if len(line) > 80]
     assert not too_wide, f"{len(too_wide)} lines wider than 80 columns, first: {too_wide[0]!r}"
     assert text.splitlines()[0].startswith(comparison.verdict)
@@ -82,14 +82,14 @@ def test_terminal_fits_80_columns_and_opens_with_the_verdict(
 def test_terminal_without_color_has_no_escape_codes(
     comparisons: dict[str, Judged], name: str
 ) -> None:
-    assert "\x1b" not in render_terminal(_case(comparisons, name), color=False)
+    assert "\x1b" not in render_terminal(build_reports([_case(comparisons, name)]), color=False)
 
 
 def test_terminal_colors_drift_red_and_identical_green(comparisons: dict[str, Judged]) -> None:
     drift, same = comparisons["lr"], comparisons["rerun"]
     assert (drift.comparison.verdict, same.comparison.verdict) == ("DRIFT", "IDENTICAL")
-    assert render_terminal(drift, color=True).startswith("\x1b[1;31mDRIFT")
-    assert render_terminal(same, color=True).startswith("\x1b[1;32mIDENTICAL")
+    assert render_terminal(build_reports([drift]), color=True).startswith("\x1b[1;31mDRIFT")
+    assert render_terminal(build_reports([same]), color=True).startswith("\x1b[1;32mIDENTICAL")
 
 
 class _Stream:
@@ -106,12 +106,12 @@ def test_terminal_color_follows_the_tty_and_no_color(
     judged = comparisons["lr"]
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setattr(sys, "stdout", _Stream(tty=True))
-    assert "\x1b[" in render_terminal(judged)
+    assert "\x1b[" in render_terminal(build_reports([judged]))
     monkeypatch.setenv("NO_COLOR", "1")
-    assert "\x1b[" not in render_terminal(judged)
+    assert "\x1b[" not in render_terminal(build_reports([judged]))
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setattr(sys, "stdout", _Stream(tty=False))
-    assert "\x1b[" not in render_terminal(judged)
+    assert "\x1b[" not in render_terminal(build_reports([judged]))
 
 
 def test_terminal_folds_low_impact_differences(comparisons: dict[str, Judged]) -> None:
@@ -120,7 +120,7 @@ def test_terminal_folds_low_impact_differences(comparisons: dict[str, Judged]) -
     low = [d for d in comparison.env_differences if d.impact == "low"]
     if not low:
         pytest.skip("these two runs have no low-impact differences")
-    text = render_terminal(judged, color=False)
+    text = render_terminal(build_reports([judged]), color=False)
     assert f"and {len(low)} low-impact difference" in text
     assert low[0].key not in text
 
@@ -128,7 +128,7 @@ def test_terminal_folds_low_impact_differences(comparisons: dict[str, Judged]) -
 def test_terminal_names_where_and_what_for_drift(comparisons: dict[str, Judged]) -> None:
     judged = comparisons["lr"]
     comparison = judged.comparison
-    text = render_terminal(judged, color=False)
+    text = render_terminal(build_reports([judged]), color=False)
     assert comparison.first_difference is not None
     assert f"Step {comparison.first_difference.step}," in text
     assert "First step outside the numerics band" in text
@@ -146,7 +146,7 @@ def test_terminal_names_where_and_what_for_drift(comparisons: dict[str, Judged])
 def test_markdown_has_the_sections_in_order(comparisons: dict[str, Judged], name: str) -> None:
     judged = _case(comparisons, name)
     comparison = judged.comparison
-    text = render_markdown(judged)
+    text = render_markdown(build_reports([judged]))
     positions = [text.find(f"\n## {title}\n") for title in SECTION_TITLES]
     found = dict(zip(SECTION_TITLES, positions, strict=True))
     assert -1 not in positions, f"missing a section: {found}"
@@ -157,7 +157,7 @@ def test_markdown_has_the_sections_in_order(comparisons: dict[str, Judged], name
 @pytest.mark.parametrize("name", CASES)
 def test_markdown_leaves_no_stray_html_tags(comparisons: dict[str, Judged], name: str) -> None:
     # A value such as <absent> outside a code span would vanish as an unknown HTML tag.
-    text = re.sub(r"`[^`]*`", "", render_markdown(_case(comparisons, name)))
+    text = re.sub(r"`[^`]*`", "", render_markdown(build_reports([_case(comparisons, name)])))
     tags = set(re.findall(r"(?<!\\)</?([A-Za-z][\w-]*)", text))
     assert tags <= {"details", "summary"}, tags
 
@@ -169,7 +169,7 @@ def test_markdown_leaves_no_stray_html_tags(comparisons: dict[str, Judged], name
 def test_html_is_self_contained(comparisons: dict[str, Judged], name: str) -> None:
     judged = _case(comparisons, name)
     comparison = judged.comparison
-    page = render_html(judged)
+    page = render_html(build_reports([judged]))
     assert page.startswith("<!DOCTYPE html>")
     assert not REMOTE.search(page), REMOTE.search(page)
     assert "<script" not in page
@@ -181,7 +181,7 @@ def test_html_is_self_contained(comparisons: dict[str, Judged], name: str) -> No
 def test_html_shows_the_band_plot_and_folds_low_impact(comparisons: dict[str, Judged]) -> None:
     judged = comparisons["lr"]
     comparison = judged.comparison
-    page = render_html(judged)
+    page = render_html(build_reports([judged]))
     assert page.count('<figure class="plot"') == 2  # loss curves and deviation vs band
     assert "band bound" in page
     if any(d.impact == "low" for d in comparison.env_differences):
@@ -195,16 +195,16 @@ def test_many_lists_each_candidate_and_the_worst_verdict(
     comparisons: dict[str, Judged],
 ) -> None:
     many = [comparisons["rerun"], comparisons["lr"]]
-    terminal = ANSI.sub("", render_terminal_many(many, color=True))
+    terminal = ANSI.sub("", render_terminal(build_reports(many), color=True))
     assert all(len(line) <= 80 for line in terminal.splitlines())
     assert "2 runs compared with" in terminal and "1 DRIFT, 1 IDENTICAL" in terminal
-    markdown = render_markdown_many(many)
+    markdown = render_markdown(build_reports(many))
     assert markdown.count("\n### Verdict\n") == 2
-    page = render_html_many(many)
+    page = render_html(build_reports(many))
     assert re.search(r'<div id="verdict"[^>]*>DRIFT</div>', page)
     assert 'id="verdict-1"' in page and 'id="verdict-2"' in page
     with pytest.raises(ValueError, match="at least one"):
-        render_terminal_many([])
+        render_terminal(build_reports([]))
 
 
 # -- in the browser -------------------------------------------------------------------------
@@ -242,7 +242,10 @@ def test_html_renders_in_a_browser(comparisons: dict[str, Judged], tmp_path: Pat
     judged = comparisons["lr"]
     comparison = judged.comparison
     page = tmp_path / "report.html"
-    page.write_text(render_html(judged).replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    page.write_text(
+        render_html(build_reports([judged])).replace("</body>", _MEASURE + "</body>"),
+        encoding="utf-8",
+    )
     argv = [
         browser,
         "--headless",

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.report.html import render_html_many
-from repro.report.terminal import render_terminal_many
+from repro.report.html import render as render_html
+from repro.report.render import build_reports
+from repro.report.terminal import render as render_terminal
 from repro.verdict import Verdict
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -72,5 +73,5 @@ def test_mixed_verdicts_show_one_worst_everywhere(smoke_runs, smoke_baseline, tm
     assert terminal.startswith(str(worst)) or f"worst: {worst}" in terminal.splitlines()[0]
     assert 'id="verdict"' in html.read_text()
     assert re.search(rf'id="verdict"[^>]*>{worst}<', html.read_text())
-    assert render_terminal_many(judged).splitlines()[0] == terminal.splitlines()[0]
-    assert str(worst) in render_html_many(judged)
+    assert render_terminal(build_reports(judged)).splitlines()[0] == terminal.splitlines()[0]
+    assert str(worst) in render_html(build_reports(judged))

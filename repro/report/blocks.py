@@ -107,6 +107,9 @@ class Report:
     curves: dict[str, Any]
     first_step: int | None  # where the runs parted, marked on the plots
     first_outside: int | None  # first step outside the numerics band
+    # The runs it is about, by name: a report on several comparisons lists each candidate.
+    candidate: str = ""
+    reference: str | None = None
 
 
 # -- numbers --------------------------------------------------------------------------------

@@ -7,13 +7,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from repro import strict_json
+from repro import atomic, strict_json
+from repro.errors import ReportNotWritten
+from repro.outputs import describe
+from repro.report import html, markdown, terminal
+from repro.report.blocks import Report, Tone
+from repro.report.junit import write_junit
+from repro.report.render import build_reports
 from repro.verdict import Verdict
-
-if TYPE_CHECKING:
-    from repro.report.blocks import Report, Tone
 
 
 def silence_stdout() -> None:
@@ -43,81 +46,53 @@ def emit_blocks(
 ) -> None:
     """A report built of blocks whose first is its conclusion (explain, probe): ``--json``
     prints ``data``, else the terminal report; ``--md`` and ``--html`` files as asked."""
-    from repro import atomic
-
     if getattr(args, "json", False):
         print(strict_json.dumps(data, indent=1, default=str))
     else:
-        from repro.report.terminal import render_terminal_blocks
-
-        print(render_terminal_blocks(title, tone, blocks), end="")
+        print(terminal.render_terminal_blocks(title, tone, blocks), end="")
     rest = blocks[1:]  # the conclusion is the headline there
     if getattr(args, "md", None):
-        from repro.report.markdown import render_markdown_blocks
-
-        atomic.write_text(Path(args.md), render_markdown_blocks(title, conclusion, rest))
+        atomic.write_text(Path(args.md), markdown.render_markdown_blocks(title, conclusion, rest))
     if getattr(args, "html", None):
-        from repro.report.html import render_html_blocks
-
-        atomic.write_text(Path(args.html), render_html_blocks(title, conclusion, tone, rest))
+        atomic.write_text(Path(args.html), html.render_html_blocks(title, conclusion, tone, rest))
 
 
 def emit(judged: list[Any], args: argparse.Namespace, group_report: Report | None = None) -> None:
     """Print and write the report formats a command asked for. ``judged``: each comparison
-    with its curves (``repro.report.curves.Judged``), or, with ``group_report`` (the one
-    report of a group comparison, drawn instead), the group comparison alone."""
-
-    comparisons = [j.comparison for j in judged] if group_report is None else judged
-
+    with its curves (``repro.judge.curves.Judged``), or, with ``group_report`` (the one
+    report of a group comparison), the group comparison alone. The reports are built once,
+    here; each renderer takes them finished."""
+    drawn = (
+        not getattr(args, "json", False) or getattr(args, "md", None) or getattr(args, "html", None)
+    )
+    if group_report is None:
+        results = [j.comparison for j in judged]
+        reports = build_reports(judged) if drawn else []
+    else:
+        results, reports = judged, [group_report]
     if getattr(args, "json", False):
         # One shape whatever the count: the worst verdict and its exit code, then each comparison.
-        worst = Verdict.worst([c.verdict for c in comparisons])
+        worst = Verdict.worst([c.verdict for c in results])
         data = {
             "verdict": worst,
             "exit_code": worst.exit_code,
-            "comparisons": [c.to_dict() for c in comparisons],
+            "comparisons": [c.to_dict() for c in results],
         }
         _print(strict_json.dumps(data, indent=1, default=str))
-    elif group_report is not None:
-        from repro.report.terminal import render_terminal_report
-
-        _print(render_terminal_report(group_report))
     else:
-        from repro.report.terminal import render_terminal_many
-
-        _print(render_terminal_many(judged))
+        _print(terminal.render(reports))
     try:
-        _write_files(judged, comparisons, args, group_report)
+        _write_files(reports, results, args)
     except OSError as exc:  # past the up-front check: a disk filled, a folder went away
-        from repro.errors import ReportNotWritten
-        from repro.outputs import describe
-
         raise ReportNotWritten(
             f"{describe(exc)}; the verdict above stands, but that report file was not written"
         ) from None
 
 
-def _write_files(
-    judged: list[Any],
-    comparisons: list[Any],
-    args: argparse.Namespace,
-    group_report: Report | None,
-) -> None:
-    from repro import atomic
-
+def _write_files(reports: list[Report], results: list[Any], args: argparse.Namespace) -> None:
     if getattr(args, "md", None):
-        from repro.report.markdown import render_markdown_many, render_markdown_report
-
-        text = (
-            render_markdown_report(group_report) if group_report else render_markdown_many(judged)
-        )
-        atomic.write_text(Path(args.md), text)
+        atomic.write_text(Path(args.md), markdown.render(reports))
     if getattr(args, "html", None):
-        from repro.report.html import render_html_many, render_html_report
-
-        text = render_html_report(group_report) if group_report else render_html_many(judged)
-        atomic.write_text(Path(args.html), text)
+        atomic.write_text(Path(args.html), html.render(reports))
     if getattr(args, "junit", None):
-        from repro.report.junit import write_junit
-
-        write_junit(Path(args.junit), comparisons)
+        write_junit(Path(args.junit), results)

@@ -8,8 +8,9 @@ plot is a ``figure`` with class ``plot``.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
+from repro.report import plots
 from repro.report.blocks import (
     VERDICT_TONES,
     Block,
@@ -26,11 +27,7 @@ from repro.report.blocks import (
     code_spans,
 )
 from repro.report.overview import overview, worst_verdict
-from repro.report.render import build_report
 from repro.verdict import Verdict
-
-if TYPE_CHECKING:
-    from repro.judge.curves import Judged
 
 _CSS = """
 :root { --good: #1b7f3b; --bad: #c62828; --warn: #a86400; --muted: #6b6b6b; --line: #e3e3e3; }
@@ -132,8 +129,6 @@ def _table(block: Table) -> str:
 
 
 def _plot(block: Plot, report: Report) -> str:
-    from repro.report import plots
-
     if block.kind == "loss":
         svg: str | None = plots.loss_svg(report.curves, report.first_step)
     elif block.kind == "deviation":
@@ -204,34 +199,23 @@ def _document(title: str, body: str) -> str:
     )
 
 
-def render_html(judged: Judged) -> str:
-    """One self-contained HTML document; the verdict is the element with id ``verdict``."""
-    return render_html_report(build_report(judged))
-
-
-def render_html_report(report: Report) -> str:
-    """Any report (a comparison's, a group comparison's) as one self-contained document."""
-    title = f"repro compare: {report.verdict}, {report.title}"
-    return _document(title, _article(report, "verdict"))
-
-
-def render_html_many(judged: list[Judged]) -> str:
-    """``repro compare A B C``: the worst verdict (id ``verdict``) and an overview table,
-    then one article per candidate (verdict ids ``verdict-1``, ``verdict-2``, ...).
-
-    One comparison renders exactly as ``render_html``."""
-    if len(judged) == 1:
-        return render_html(judged[0])
-    headline, table = overview(judged)
-    worst = worst_verdict(judged)
+def render(reports: Sequence[Report]) -> str:
+    """Finished reports as one self-contained HTML document. One report's verdict is the
+    element with id ``verdict``; several open with the worst verdict (id ``verdict``) and an
+    overview table, then one article per report (verdict ids ``verdict-1``, ...)."""
+    if len(reports) == 1:
+        report = reports[0]
+        return _document(
+            f"repro compare: {report.verdict}, {report.title}", _article(report, "verdict")
+        )
+    headline, table = overview(reports)
+    worst = worst_verdict(reports)
     head = (
         '<div class="overview"><h1>repro compare</h1>'
         f'<div id="verdict"{_classes("verdict", VERDICT_TONES[worst])}>{worst}</div>'
         f'<p class="summary">{html.escape(headline)}</p>{_table(table)}</div>'
     )
-    articles = "".join(
-        _article(build_report(c), f"verdict-{i}") for i, c in enumerate(judged, start=1)
-    )
+    articles = "".join(_article(r, f"verdict-{i}") for i, r in enumerate(reports, start=1))
     return _document(f"repro compare: {worst}, {headline}", head + articles)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from repro.report.blocks import (
     Block,
@@ -22,10 +22,6 @@ from repro.report.blocks import (
     code_spans,
 )
 from repro.report.overview import overview, worst_verdict
-from repro.report.render import build_report
-
-if TYPE_CHECKING:
-    from repro.judge.curves import Judged
 
 # Characters that would start markup; an underscore inside a word never does (GFM), and a
 # ">" only at the start of a line, which no rendered text has.
@@ -110,27 +106,16 @@ def _report_lines(report: Report, level: int) -> list[str]:
     return lines
 
 
-def render_markdown(judged: Judged) -> str:
-    """The report as Markdown; sections are ``##`` headings in reading order."""
-    return render_markdown_report(build_report(judged))
-
-
-def render_markdown_report(report: Report) -> str:
-    """Any report (a comparison's, a group comparison's) as Markdown."""
-    return "\n".join(_report_lines(report, 1)).rstrip() + "\n"
-
-
-def render_markdown_many(judged: list[Judged]) -> str:
-    """``repro compare A B C``: an overview table, then each report one heading level down.
-
-    One comparison renders exactly as ``render_markdown``."""
-    if len(judged) == 1:
-        return render_markdown(judged[0])
-    headline, table = overview(judged)
-    worst = worst_verdict(judged)
+def render(reports: Sequence[Report]) -> str:
+    """Finished reports as Markdown, sections as headings in reading order; several open
+    with an overview table, each report one heading level down."""
+    if len(reports) == 1:
+        return "\n".join(_report_lines(reports[0], 1)).rstrip() + "\n"
+    headline, table = overview(reports)
+    worst = worst_verdict(reports)
     lines = [f"# repro compare: {worst}", "", _inline(headline), "", *_table(table)]
-    for one in judged:
-        lines += _report_lines(build_report(one), 2)
+    for report in reports:
+        lines += _report_lines(report, 2)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
@@ -422,4 +423,11 @@ def build_report(judged: Judged) -> Report:
         curves=curves.to_dict(),
         first_step=d.step if d is not None else None,
         first_outside=comparison.numerics.first_step_outside,
+        candidate=str(comparison.candidate.name),
+        reference=comparison.reference.name if comparison.reference else None,
     )
+
+
+def build_reports(judged: Sequence[Judged]) -> list[Report]:
+    """One report per comparison, built once for every renderer a command asked for."""
+    return [build_report(one) for one in judged]

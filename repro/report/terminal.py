@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from repro.report.blocks import (
     Block,
@@ -25,10 +25,6 @@ from repro.report.blocks import (
     Tone,
 )
 from repro.report.overview import overview, worst_verdict
-from repro.report.render import build_report
-
-if TYPE_CHECKING:
-    from repro.judge.curves import Judged
 
 _CODES = {"good": "32", "bad": "31", "warn": "33", "muted": "2"}  # SGR: green, red, yellow, dim
 _BOLD = "1"
@@ -185,34 +181,21 @@ def _report_lines(report: Report, style: _Style) -> list[str]:
     return lines
 
 
-def render_terminal(judged: Judged, *, color: bool | None = None, width: int = 80) -> str:
-    """The report as text for a terminal; ``color`` None means only when stdout is a tty."""
-    return render_terminal_report(build_report(judged), color=color, width=width)
-
-
-def render_terminal_report(report: Report, *, color: bool | None = None, width: int = 80) -> str:
-    """Any report (a comparison's, a group comparison's) as text for a terminal."""
+def render(reports: Sequence[Report], *, color: bool | None = None, width: int = 80) -> str:
+    """Finished reports (a comparison's, a group comparison's) as text for a terminal;
+    several open with an overview line per candidate, then each full report. ``color``
+    None means only when stdout is a tty."""
     style = _Style(color_wanted() if color is None else color, width)
-    return "\n".join(_report_lines(report, style)) + "\n"
-
-
-def render_terminal_many(
-    judged: list[Judged], *, color: bool | None = None, width: int = 80
-) -> str:
-    """``repro compare A B C``: an overview line per candidate, then each full report.
-
-    One comparison renders exactly as ``render_terminal``, so a caller may always use this."""
-    if len(judged) == 1:
-        return render_terminal(judged[0], color=color, width=width)
-    style = _Style(color_wanted() if color is None else color, width)
-    headline, table = overview(judged)
-    worst = worst_verdict(judged)
+    if len(reports) == 1:
+        return "\n".join(_report_lines(reports[0], style)) + "\n"
+    headline, table = overview(reports)
+    worst = worst_verdict(reports)
     # The worst verdict opens the output, as the single verdict does for one comparison.
     lines = [style.paint(line, bold=True) for line in style.wrap(f"{worst}  {headline}")]
     lines += _table(table, style)
-    for one in judged:
+    for report in reports:
         lines += ["", style.paint("━" * width, bold=True)]
-        lines += _report_lines(build_report(one), style)
+        lines += _report_lines(report, style)
     return "\n".join(lines) + "\n"
 
 
