@@ -37,6 +37,7 @@ from repro.report.blocks import (
 )
 from repro.report.group_render import seed_resolution_text
 from repro.report.preflight_render import preflight_findings
+from repro.report.seed_runs_render import seed_runs_blocks
 
 if TYPE_CHECKING:
     from repro.judge.bands import BandCheck, MetricCheck, SeedCheck, WindowCheck
@@ -131,6 +132,8 @@ def _verdict_section(comparison: Comparison) -> Section:
             )
         )
     )
+    if comparison.seed_runs is not None:
+        blocks += seed_runs_blocks(comparison.seed_runs)
     return Section(SECTION_TITLES[0], tuple(blocks))
 
 
