@@ -4,10 +4,12 @@ seed runs. The statistics on synthetic groups; one real verify of the smoke prof
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from repro.baselines.recording import baseline_plan
+from repro.cli import main
 from repro.errors import UserError
 from repro.judge.group_power import welch_detectable
 from repro.judge.seed_runs import TARGET_SHIFT, SeedRuns, judge_seed_runs, runs_to_resolve
@@ -116,6 +118,29 @@ def test_the_section_is_strict_json_and_reads_back() -> None:
     text = dumps(result.to_dict())
     assert "Infinity" not in text and "NaN" not in text
     assert SeedRuns.from_dict(json.loads(text)) == result
+    # Every run alike on both sides: no spread, and the exact test of 3 against 4 cannot
+    # reach the level, so no shift is resolvable: "inf" in the JSON, inf read back.
+    flat = judge_seed_runs(
+        here([0.37] * 3, [0.946] * 3),
+        [{**s, "eval_loss": 0.38, "eval_accuracy": 0.9443} for s in STORED[:4]],
+        alpha=ALPHA,
+        resolution=RESOLUTION,
+    )
+    assert flat.metrics[1].stats.detectable == float("inf")
+    assert '"detectable": "inf"' in dumps(flat.to_dict())
+    assert SeedRuns.from_dict(json.loads(dumps(flat.to_dict()))) == flat
+
+
+def test_the_report_says_what_the_seed_runs_found_and_can_resolve() -> None:
+    from repro.report.markdown import render_markdown_blocks
+    from repro.report.seed_runs_render import seed_runs_blocks
+
+    result = judge(here([0.372, 0.360, 0.390], [0.9460, 0.9480, 0.9425]))
+    text = render_markdown_blocks("verify", "EQUIVALENT", seed_runs_blocks(result))
+    assert "**EQUIVALENT** 3 seed runs here (seeds 1000000-1000002)" in text
+    assert "8 stored seeds, false-alarm rate 0.001" in text
+    assert "eval_accuracy: no shift found" in text and "points or more (80 % power)" in text
+    assert "No number of runs here resolves 0.5 points against 8 stored seeds" in text
 
 
 @pytest.mark.parametrize("text", ["2", "0", "-3", "three", "3.5", ""])
@@ -126,3 +151,60 @@ def test_a_seed_run_count_below_three_or_not_whole_is_bad_input(text: str) -> No
 
 def test_a_seed_run_count_of_three_or_more_is_taken() -> None:
     assert seed_run_count("3") == 3 and seed_run_count("12") == 12
+
+
+# -- end to end -----------------------------------------------------------------------------
+
+
+def verify_args(tmp_path: Path, *more: str) -> list[str]:
+    return [
+        "verify",
+        "--profile",
+        "smoke",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--quiet",
+        "--no-preflight",
+        *more,
+    ]
+
+
+@pytest.mark.slow
+def test_verify_with_seed_runs_end_to_end(
+    smoke_baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    band = (smoke_baseline / "band.json").read_bytes()
+    md = tmp_path / "verify.md"
+    where = ("--baseline-dir", str(smoke_baseline.parent))
+    code = main(verify_args(tmp_path, *where, "--seed-runs", "3", "--json", "--md", str(md)))
+    data = json.loads(capsys.readouterr().out)
+    (comparison,) = data["comparisons"]
+    section = comparison["seed_runs"]
+    # New seeds, none of them stored; compared with the 8 stored ones at the baseline's alpha.
+    assert section["seeds"] == seed_run_seeds(0, 3)
+    assert section["stored_seeds"] == list(range(8))
+    assert section["alpha"] == 0.001 and section["applied"]
+    assert [m["metric"] for m in section["metrics"]] == ["eval_loss", "eval_accuracy"]
+    # The same machine: the primary run is IDENTICAL and the seed runs find no shift; the
+    # verdict is the worse of the two by the one precedence.
+    assert (section["verdict"], comparison["verdict"], code) == ("EQUIVALENT", "EQUIVALENT", 0)
+    assert any("primary run alone: IDENTICAL" in n for n in comparison["notes"])
+    kept = json.loads(next((tmp_path / "runs").glob("*/verdict.json")).read_text())
+    assert kept["seed_runs"] == section
+    report = md.read_text()
+    assert "3 seed runs here against the baseline's stored seeds" in report  # the summary
+    assert "3 seed runs here (seeds 1000000-1000002)" in report  # the section
+    assert (smoke_baseline / "band.json").read_bytes() == band  # the band is never changed
+    assert len(list((tmp_path / "runs").iterdir())) == 4  # the primary and 3 seed runs
+
+
+@pytest.mark.parametrize("count", ["2", "three"])
+def test_verify_refuses_a_bad_seed_run_count_before_training(
+    count: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(verify_args(tmp_path, "--seed-runs", count))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert f"--seed-runs {count} must be a whole number of at least 3" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
