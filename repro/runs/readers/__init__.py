@@ -15,16 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from repro.runs.readers import huggingface, lightning_csv, mlflow
 from repro.runs.tracked import Tracked
 
-READERS: tuple[ModuleType, ...] = (huggingface, lightning_csv, mlflow)
+
+def _readers() -> tuple[ModuleType, ...]:
+    # Imported on first use: they bring sqlite3, csv and pickle, which a command that reads
+    # no logs (`repro --help`, whose report modules import this one) never needs.
+    from repro.runs.readers import huggingface, lightning_csv, mlflow
+
+    return (huggingface, lightning_csv, mlflow)
 
 
 def reader_for(path: Path) -> ModuleType | None:
     """The reader whose files ``path`` holds (a folder, or an address such as
     ``mlflow.db#<run>``), or None."""
-    return next((reader for reader in READERS if reader.detect(path)), None)
+    return next((reader for reader in _readers() if reader.detect(path)), None)
 
 
 def is_foreign(path: Path) -> bool:
