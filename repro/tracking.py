@@ -35,8 +35,15 @@ from typing import Any
 
 from repro import atomic, strict_json
 from repro.checkpoint.full import RESUME_HOOKS
+from repro.checkpoint.layouts import inspect_checkpoint
 from repro.clock import utc_now
+from repro.errors import UserError
+from repro.manifest import capture_manifest
+from repro.manifest.git_info import head_sha
 from repro.manifest.redact import redact, redact_argv
+from repro.manifest.schema import write_manifest
+from repro.outputs import describe
+from repro.reference.fingerprint import state_dict_identity
 from repro.runs.store import create_unique_run_dir, write_status
 from repro.runs.track_values import loggable, plain_config, warn_not_recorded
 from repro.runs.tracked import METRICS_FILE, TRACK_SCHEMA_VERSION
@@ -197,8 +204,6 @@ class TrackedRun:
 
     def fingerprint(self, model: Any) -> str:
         """A sha256 over the weights' names, dtypes, shapes and bytes: bit-exact identity."""
-        from repro.reference.fingerprint import state_dict_identity
-
         identity = state_dict_identity(model.state_dict())
         self._append({"fingerprint": identity, "after_step": self._last_step})
         return identity
@@ -234,8 +239,6 @@ class TrackedRun:
             self._stop_recording(exc)
 
     def _stop_recording(self, exc: OSError) -> None:
-        from repro.outputs import describe
-
         self._unwritable = describe(exc)
         print(
             f"repro: FAILED: {self._unwritable}; this run's record stops here, the training "
@@ -258,8 +261,6 @@ class TrackedRun:
     def _folder(self) -> Path:
         """Rank 0 creates the folder and names it to the other ranks through a file keyed by
         the launch (no collective: a dying rank could leave the others waiting in one)."""
-        from repro.manifest.git_info import head_sha
-
         key = _launch_key()
         pointer = self.runs_dir / ".track" / f"{key}.json" if key else None
         if self.rank == 0:
@@ -280,9 +281,6 @@ class TrackedRun:
         )
 
     def _write_start(self) -> None:
-        from repro.manifest import capture_manifest
-        from repro.manifest.schema import write_manifest
-
         assert self.path is not None
         argv = redact_argv(sys.argv)
         config, converted = plain_config(self.config)
@@ -308,8 +306,6 @@ class TrackedRun:
     def _end(self, status: str, **detail: Any) -> None:
         if self.rank != 0 or self.path is None:
             return
-        from repro.manifest import capture_manifest
-        from repro.manifest.schema import write_manifest
 
         try:
             if self._unwritable is None:
@@ -355,9 +351,6 @@ class TrackedRun:
 def _inspected(path: Path) -> tuple[list[str] | None, bool | None]:
     """The pieces the checkpoint holds, and whether it lacks none a resume needs (None,
     None where it cannot be read: the record says so rather than guessing)."""
-    from repro.checkpoint.layouts import inspect_checkpoint
-    from repro.errors import UserError
-
     try:
         found = inspect_checkpoint(path)
     except UserError:
