@@ -18,6 +18,8 @@ simulation alone, ``repro/judge/band_factor.py``), so every power row is held ou
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import statistics
 from pathlib import Path
@@ -47,6 +49,11 @@ def _judge(view: RunView, baseline: Baseline, typical: list[float]) -> dict[str,
     return {"verdict": str(comparison.verdict), "windows": windows}
 
 
+def _digest(view: RunView) -> str:
+    """The run's exact record, as a digest: equal for runs that are bit-identical."""
+    return hashlib.sha256(json.dumps(view.record, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _worst(row: dict[str, Any], key: str = "bound", scalar: str = "") -> float:
     values = [w[key] for w in row["windows"] if w["window"].startswith(scalar)]
     return max(values, default=math.nan)
@@ -72,12 +79,21 @@ def measure(
         for e, sets in plan:
             for view in run_cell(profile, [sets], cell.env, runs, only_kept=True):
                 for b in baselines:
-                    judged = _judge(view, b, typical[b.name])
-                    rows.append({"environment": cell.name, "baseline": b.name, "e": e, **judged})
+                    rows.append(
+                        {"environment": cell.name, "baseline": b.name, "e": e}
+                        | {"record": _digest(view)}
+                        | _judge(view, b, typical[b.name])
+                    )
         print(f"  {cell.name}: {len(plan)} runs judged", flush=True)
     results = {"rows": rows, "false_alarms": _false_alarms(rows), "power": _power(rows, levels)}
     _print(results, [b.name for b in baselines])
     return results
+
+
+def _distinct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per baseline and record: environments whose records are bit-identical are
+    one trial, not several."""
+    return list({(r["baseline"], r["record"]): r for r in rows}.values())
 
 
 def _false_alarms(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,15 +102,19 @@ def _false_alarms(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = []
     for name in [*dict.fromkeys(r["baseline"] for r in changes), "pooled"]:
         mine = [r for r in changes if name in ("pooled", r["baseline"])]
-        alarms = sum(r["verdict"] not in PASSING for r in mine)
-        found.append({"baseline": name, **rate(alarms, [_worst(r) for r in mine])})
+        distinct = _distinct(mine)
+        alarms = sum(r["verdict"] not in PASSING for r in distinct)
+        found.append(
+            {"baseline": name, "environments": len(mine)}
+            | rate(alarms, [_worst(r) for r in distinct])
+        )
     return found
 
 
 def _power(rows: list[dict[str, Any]], levels: tuple[float, ...]) -> list[dict[str, Any]]:
     found = []
     for e in levels:
-        mine = [r for r in rows if r["e"] == e]
+        mine = _distinct([r for r in rows if r["e"] == e])
         detected = sum(r["verdict"] == str(Verdict.DRIFT) for r in mine)
         if mine:
             found.append({"e": e, **rate(detected, [_worst(r) for r in mine])})
@@ -105,20 +125,27 @@ def _print(results: dict[str, Any], names: list[str]) -> None:
     rows = [r for r in results["rows"] if r["e"] == 0.0]
     print("\nunperturbed: each environment run as is (worst window RMS deviation / bound)")
     print(
-        f"{'environment':52} {'baseline':26} {'verdict':11} {'worst':>6} {'loss':>6} {'gnorm':>6}"
+        f"{'environment':54} {'baseline':26} {'verdict':11} {'worst':>6} {'loss':>6} {'gnorm':>6}"
     )
     for r in rows:
         print(
-            f"{r['environment']:52} {r['baseline']:26} {r['verdict']:11} {_worst(r):6.2f} "
+            f"{r['environment']:54} {r['baseline']:26} {r['verdict']:11} {_worst(r):6.2f} "
             f"{_worst(r, scalar='loss'):6.2f} {_worst(r, scalar='grad_norm'):6.2f}"
         )
+    same: dict[str, list[str]] = {}
+    for r in rows:
+        alike = same.setdefault(r["record"], [])
+        alike += [] if r["environment"] in alike else [r["environment"]]
+    for alike in same.values():
+        if len(alike) > 1:
+            print(f"  bit-identical records, one trial: {' = '.join(alike)}")
     changes = [r for r in rows if r["verdict"] != str(Verdict.IDENTICAL)]
     print("\nper window over the environments judged: / bound median (max); x typical member")
     for name in names:
-        mine = [r for r in changes if r["baseline"] == name]
+        mine = _distinct([r for r in changes if r["baseline"] == name])
         if not mine:
             continue
-        print(f"  {name} ({len(mine)} environments)")
+        print(f"  {name} ({len(mine)} distinct records)")
         for i, w in enumerate(mine[0]["windows"]):
             bound = sorted(r["windows"][i]["bound"] for r in mine)
             typical = sorted(r["windows"][i]["typical"] for r in mine)
@@ -126,9 +153,11 @@ def _print(results: dict[str, Any], names: list[str]) -> None:
                 f"    {w['window']:18} {statistics.median(bound):5.2f} ({bound[-1]:.2f})"
                 f"   x{statistics.median(typical):5.2f} (x{typical[-1]:.2f})"
             )
-    print("\nfalse alarms, counted in environments (exact 95 % interval)")
-    for row in results["false_alarms"]:
-        print(rate_line(row["baseline"], row, "environments"))
-    print("\npower, held out: update scale (1 + e) in every environment, every baseline")
+    print("\nfalse alarms, counted in distinct records of environments (exact 95 % interval)")
+    for row in results["false_alarms"]:  # pooled: environment x baseline pairs, runs shared
+        pooled = row["baseline"] == "pooled"
+        line = rate_line(row["baseline"], row, "pairs" if pooled else "records")
+        print(f"{line}  (of {row['environments']} {'pairs' if pooled else 'environments'})")
+    print("\npower, held out: update scale (1 + e) in every environment, distinct records")
     for row in results["power"]:
         print(rate_line(f"e = {100 * row['e']:.2f} %", row, "DRIFT"))
