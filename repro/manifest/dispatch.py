@@ -16,6 +16,7 @@ No torch at import: the rules run when a baseline from another machine is read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import tempfile
@@ -153,8 +154,14 @@ def _stdout_fd_captured() -> Iterator[list[str]]:
         captured.append(sink.read().decode("utf-8", "replace"))
 
 
+@functools.cache
 def read_onednn_isa() -> str | None:
-    """oneDNN's ISA as oneDNN reports it, or None when torch cannot make it say."""
+    """oneDNN's ISA as oneDNN reports it, or None when torch cannot make it say.
+
+    Read once a process: oneDNN prints its info line (the ISA) only the first time verbose
+    mode is on, and fixes its ISA at its first use, so a second capture in the same process
+    would fall back to the derived value and two manifests of one process would differ.
+    """
     import torch
 
     mkldnn: Any = torch.backends.mkldnn
