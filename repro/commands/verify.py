@@ -52,7 +52,6 @@ from repro.runs.seed_runs import (
     seed_run_seeds,
 )
 from repro.runs.workload import workload_hash
-from repro.verdict import Verdict
 
 RESUME_DIR = "resume"  # --resume-at's stopped and resumed runs, inside the candidate's folder
 
@@ -169,9 +168,8 @@ def verify(opts: VerifyOptions) -> VerifyResult:
         sets=sets,
         baseline_dir=opts.baseline_dir,
     )
-    judgement = _judge(candidate, repeats, selection, checks)
-    if seeds:
-        judgement = _with_seed_runs(judgement, seed_run_results(seed_outcomes, seeds), selection)
+    seed_section = _seed_runs(seed_run_results(seed_outcomes, seeds), selection) if seeds else None
+    judgement = _judge(candidate, repeats, selection, checks, seed_section)
     result = VerifyResult(judgement, Path(candidate.path))
     _keep_verdict(result.run_dir, result.comparison)
     if (
@@ -283,9 +281,11 @@ def _judge(
     repeats: list[RunView],
     selection: Selection,
     resume: tuple[list[ExactCheck], list[str]] = ([], []),
+    seed_runs: SeedRuns | None = None,
 ) -> Judged:
     """The candidate against the selected baseline, how it was chosen as the first note;
-    ``resume``: the resume row and its note (``--resume-at``)."""
+    ``resume``: the resume row and its note (``--resume-at``); ``seed_runs``: the seed
+    runs' section (``--seed-runs``), which the judge folds into the verdict."""
     message = selection.message
     base = selection.baseline
     checks, resume_notes = resume
@@ -297,6 +297,7 @@ def _judge(
             notes=[message, *resume_notes],
             next_command=selection.record,
             checks=checks,
+            seed_runs=seed_runs,
         )
         return judged(comparison, candidate, None)
     if selection.differing_keys:
@@ -311,33 +312,18 @@ def _judge(
         repeats=repeats,
         notes=[message, *resume_notes],
         checks=checks,
+        seed_runs=seed_runs,
     )
     return judged(comparison, candidate, reference, bands)
 
 
-def _with_seed_runs(judgement: Judged, runs: list[SeedRunResult], selection: Selection) -> Judged:
-    """The seed runs against the baseline's stored seeds, folded into the verdict: the worse
-    of the primary run's and theirs by the one precedence; a note keeps the primary's own."""
-    c = judgement.comparison
+def _seed_runs(runs: list[SeedRunResult], selection: Selection) -> SeedRuns:
+    """The seed runs against the baseline's stored seeds (not applied without a baseline)."""
     if selection.baseline is None:
         why = "no baseline matched, so there are no stored seeds to compare with"
-        section = SeedRuns(None, False, why, 0.0, [r.seed for r in runs], [], [], [])
-    else:
-        bands = selection.baseline.bands()
-        section = judge_seed_runs(runs, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
-    if section.verdict is None:
-        return judgement._replace(comparison=replace(c, seed_runs=section))
-    worst = Verdict.worst([c.verdict, section.verdict])
-    said = f"{len(runs)} seed runs here against the baseline's stored seeds: {section.reason}"
-    note = f"the primary run alone: {c.verdict}; the seed runs: {section.verdict}"
-    folded = replace(
-        c,
-        verdict=worst,
-        summary=f"{c.summary}; {said}",
-        notes=[*c.notes, note],
-        seed_runs=section,
-    )
-    return judgement._replace(comparison=folded)
+        return SeedRuns(None, False, why, 0.0, [r.seed for r in runs], [], [], [])
+    bands = selection.baseline.bands()
+    return judge_seed_runs(runs, bands.seeds, alpha=bands.alpha, resolution=bands.resolution)
 
 
 def _keep_verdict(run_dir: Path, comparison: Comparison) -> None:

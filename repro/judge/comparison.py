@@ -143,6 +143,7 @@ def judge(
         reference_verdict=findings.reference_verdict,
         exact=findings.exact,
         next_command=next_command,
+        seed_runs=findings.seed_runs,
     )
 
 
@@ -319,6 +320,7 @@ def compare(
     notes: list[str] | None = None,
     next_command: str | None = None,
     checks: list[ExactCheck] | None = None,
+    seed_runs: SeedRuns | None = None,
 ) -> Comparison:
     """Judge ``candidate`` against ``reference`` (a run, or a baseline's primary run).
 
@@ -326,6 +328,8 @@ def compare(
     is what to run next when no baseline applies (the command that records one).
     ``checks`` are exact checks measured beside the pair (``verify --resume-at``: the
     resumed run against the candidate); a failed one is DRIFT, whatever the baseline says.
+    ``seed_runs``: ``verify --seed-runs``'s runs judged against the stored seeds, folded
+    into the verdict by the ladder.
 
     Deviations are always measured from the bands' own primary run. When the
     reference is not that run, it is judged against the bands as well and the
@@ -341,6 +345,7 @@ def compare(
         nondeterminism=_nondeterminism(candidate, repeats or []),
         exact=list(checks or []),
         notes=list(notes or []),
+        seed_runs=seed_runs,
     )
     if reference is None:
         return judge(found, describe(candidate), None, (candidate, candidate),

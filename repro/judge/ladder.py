@@ -13,6 +13,8 @@ measure different things, but both hand their findings to ``decide``. Worst firs
 7. else EQUIVALENT
 
 When neither run is the bands' primary, both were judged and the pair takes the worse.
+Seed runs (``verify --seed-runs``) judged against the stored seeds fold in last: the
+verdict is the worse of the primary run's and theirs, and a note keeps the primary's own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from repro.judge.causes import Cause
 from repro.judge.divergence import Divergence
 from repro.judge.exact import ExactCheck
 from repro.judge.parts import Failure, Nondeterminism
+from repro.judge.seed_runs import SeedRuns
 from repro.judge.summary import Wording, summary, unexplained
 from repro.manifest.diff import Difference
 from repro.verdict import Verdict
@@ -55,6 +58,7 @@ class Findings:
     # findings (``judge.resumes``), in that order.
     training: Cause | None = None
     leading_causes: list[Cause] = field(default_factory=list)
+    seed_runs: SeedRuns | None = None  # verify --seed-runs: N runs here against stored seeds
 
     @property
     def exact_failed(self) -> list[ExactCheck]:
@@ -87,6 +91,18 @@ def verdict_of(f: Findings) -> Verdict:
 
 def decide(f: Findings) -> Ruling:
     """The verdict, its one-line summary and the notes the report opens with."""
+    ruling = _pair_ruling(f)
+    runs = f.seed_runs
+    if runs is None or runs.verdict is None:
+        return ruling
+    worst = Verdict.worst([ruling.verdict, runs.verdict])
+    said = f"{len(runs.seeds)} seed runs here against the baseline's stored seeds: {runs.reason}"
+    note = f"the primary run alone: {ruling.verdict}; the seed runs: {runs.verdict}"
+    return Ruling(worst, f"{ruling.summary}; {said}", [*ruling.notes, note])
+
+
+def _pair_ruling(f: Findings) -> Ruling:
+    """Steps 1-7 and the pair's rule: the ruling on the primary run (and its reference)."""
     notes = list(f.notes)
     verdict = verdict_of(f)
     if f.reference_verdict is not None and verdict in (Verdict.EQUIVALENT, Verdict.DRIFT):
