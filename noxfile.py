@@ -167,6 +167,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def evidence(session: nox.Session) -> None:
-    """The verdict's false-alarm rate and power on real changes (about 3.5 hours on 2 cores; resumable with --workdir)."""
+    """The verdict's false-alarm rate and power on real changes: the unperturbed environment
+    rows (about 40 min on 2 cores), then the perturbed draws (hours; --rows to choose)."""
     _install_cpu_stack(session, "test")
     session.run("python", "benchmarks/evidence.py", *session.posargs)
