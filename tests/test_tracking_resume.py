@@ -65,6 +65,7 @@ def test_a_full_state_resume_is_identical_to_the_uninterrupted_run(
     assert comparison.notes[0].endswith(
         f"with its full state: bit-identical to {other} from step {STOP + 1} on."
     )
+    assert not comparison.causes
 
 
 def test_a_weights_only_resume_is_named_with_where_it_parted(
@@ -80,6 +81,13 @@ def test_a_weights_only_resume_is_named_with_where_it_parted(
         "2 steps after the resume"
     )
     assert "with model, rng only (not the optimizer it held)" in comparison.notes[0]
+    # The first probable cause is the resume and what it lacked, with what to save.
+    first = comparison.causes[0]
+    assert first.cause == (
+        f"resumed at step {STOP} without the full state "
+        "(model, rng only (not the optimizer it held))"
+    )
+    assert "repro.checkpoint.save" in first.try_next
     runs = [str(resumed_runs["uninterrupted"]), str(resumed_runs["weights"])]
     assert main(["compare", *runs]) == 1
     out = " ".join(capsys.readouterr().out.split())

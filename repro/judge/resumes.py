@@ -168,7 +168,9 @@ class TrackedResume:
     (candidate, reference) with only the steps after ``step``, where they must be equal."""
 
     step: int  # the last step the checkpoint had taken: the resumed run goes on at step + 1
-    resumes: list[tuple[str, str]]  # (how each resumed run resumed, the other run's name)
+    # (how each resumed run resumed, the other run's name, what it restored when that was
+    # less than its full state, else None)
+    resumes: list[tuple[str, str, str | None]]
     after: tuple[Tracked, Tracked]
     # Both runs' losses by step number: NaN where a run logged none (before its resume).
     losses: tuple[tuple[float, ...], tuple[float, ...]]
@@ -179,7 +181,7 @@ class TrackedResume:
         """The "resume at step k" row (where nothing else may move the numbers: one
         environment, one config) and the note naming where the runs part, relative to k."""
         k = self.step
-        notes = [f"{how}: {_parted(k, divergence, other)}." for how, other in self.resumes]
+        notes = [f"{how}: {_parted(k, divergence, other)}." for how, other, _ in self.resumes]
         if not bitwise_expected:
             notes.append(
                 "The environments or the configs differ, so the resume itself is not judged "
@@ -192,6 +194,23 @@ class TrackedResume:
         )
         at = divergence.step if divergence is not None else None
         return [ExactCheck(resume_check_name(k), divergence is None, at, detail)], notes
+
+    def causes(self, divergence: Divergence | None) -> list[Cause]:
+        """A resume that parted the runs and did not restore the full state, as the first
+        probable cause: what it restored, and how to save what a resume needs."""
+        if divergence is None:
+            return []
+        return [
+            Cause(
+                f"resumed at step {self.step} without the full state ({partial})",
+                1000.0,
+                [f"{how}: {_parted(self.step, divergence, other)}"],
+                "save every piece with repro.checkpoint.save(path, model=..., optimizer=..., "
+                "scaler=..., scheduler=..., sampler=...) and resume with repro.checkpoint.load",
+            )
+            for how, other, partial in self.resumes
+            if partial is not None
+        ]
 
 
 def _parted(k: int, divergence: Divergence | None, other: str) -> str:
@@ -247,6 +266,7 @@ def tracked_resume(candidate: Tracked, reference: Tracked) -> TrackedResume | No
             f"{run.view.name} resumed at step {_resumed_at(run)} from "
             f"{(run.resumed or {}).get('checkpoint')} with {_how(run.resumed or {})}",
             (reference if run is candidate else candidate).view.name,
+            None if (run.resumed or {}).get("full_state") else _how(run.resumed or {}),
         )
         for run in resumed
     ]

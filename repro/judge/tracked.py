@@ -143,6 +143,7 @@ def compare_tracked(candidate: Tracked, reference: Tracked) -> Judged:
         )
         if config_diffs
         else None,
+        leading_causes=resume.causes(divergence) if resume and not config_diffs else [],
     )
     comparison = judge(
         findings,
