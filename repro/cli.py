@@ -147,17 +147,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from repro.commands import export_check, fleet, manifest
 
-    manifest.add_parser(sub)
-    for add in (_add_run, _add_verify, _add_compare):
-        add(sub)
-    add_selftest(sub, _command)
-    add_baseline(sub, _command)
-    add_preflight(sub, _command)
-    add_explain(sub, _command)
-    fleet.add_fleet(sub, _command)
-    export_check.add_export_check(sub, _command)
-    add_probe(sub, _command)
-    add_checkpoint(sub, _command)
+    # One form for every subcommand: add_<name>(sub, command), command making the parser.
+    for add in (
+        manifest.add_manifest,
+        _add_run,
+        _add_verify,
+        _add_compare,
+        add_selftest,
+        add_baseline,
+        add_preflight,
+        add_explain,
+        fleet.add_fleet,
+        export_check.add_export_check,
+        add_probe,
+        add_checkpoint,
+    ):
+        add(sub, _command)
     return parser
 
 
@@ -177,8 +182,8 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
 
 
-def _add_run(sub: Any) -> None:
-    p = _command(sub, "run", "run the reference training once")
+def _add_run(sub: Any, command: Any) -> None:
+    p = command(sub, "run", "run the reference training once")
     _common_run_options(p)
     p.add_argument(
         "--tensorboard",
@@ -189,8 +194,8 @@ def _add_run(sub: Any) -> None:
     add_resume_options(p, _profile, _runs_dir)
 
 
-def _add_verify(sub: Any) -> None:
-    p = _command(sub, "verify", "run the reference and judge it against a baseline")
+def _add_verify(sub: Any, command: Any) -> None:
+    p = command(sub, "verify", "run the reference and judge it against a baseline")
     _common_run_options(p)
     p.add_argument(
         "--baseline", help="baseline name (default: best match on profile, workload, environment)"
@@ -230,8 +235,8 @@ def _add_verify(sub: Any) -> None:
     p.set_defaults(handler=_cmd_verify)
 
 
-def _add_compare(sub: Any) -> None:
-    p = _command(sub, "compare", "explain why runs disagree (reads files only)")
+def _add_compare(sub: Any, command: Any) -> None:
+    p = command(sub, "compare", "explain why runs disagree (reads files only)")
     p.add_argument(
         "runs",
         nargs="*",

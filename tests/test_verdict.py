@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
 
-from repro.cli import main
+from repro.cli import EXIT_CODES_HELP, _build_parser, main
 from repro.report.html import render as render_html
 from repro.report.render import build_reports
 from repro.report.terminal import render as render_terminal
@@ -75,3 +76,27 @@ def test_mixed_verdicts_show_one_worst_everywhere(smoke_runs, smoke_baseline, tm
     assert re.search(rf'id="verdict"[^>]*>{worst}<', html.read_text())
     assert render_terminal(build_reports(judged)).splitlines()[0] == terminal.splitlines()[0]
     assert str(worst) in render_html(build_reports(judged))
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command line that names a subcommand, nested ones included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += [(*path, name), *_commands(child, (*path, name))]
+    return found
+
+
+def test_every_subcommands_help_lists_the_exit_codes(capsys):
+    """A user reads the exit codes where they read a command's flags: every subcommand is
+    registered in the one form that gives its --help the table."""
+    commands = _commands(_build_parser())
+    assert {("manifest",), ("verify",), ("baseline", "list"), ("checkpoint", "inspect")} <= set(
+        commands
+    )
+    for words in commands:
+        with pytest.raises(SystemExit):
+            main([*words, "--help"])
+        out = capsys.readouterr().out
+        assert EXIT_CODES_HELP.splitlines()[1] in out, words

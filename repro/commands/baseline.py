@@ -11,7 +11,7 @@ from repro.errors import EXIT_OK
 
 
 def add_baseline(sub: Any, command: Any) -> None:
-    p = sub.add_parser("baseline", help="record or list baselines")
+    p = command(sub, "baseline", "record or list baselines")
     bsub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
     r = command(bsub, "record", "record a baseline: primary run, numerics band, seed band")
     r.add_argument("--name", help="default: named by profile and hardware key")
@@ -43,7 +43,7 @@ def add_baseline(sub: Any, command: Any) -> None:
     r.add_argument("--repo")
     r.add_argument("--quiet", action="store_true", help="no per-step progress")
     r.set_defaults(handler=cmd_record)
-    ls = bsub.add_parser("list", help="list baselines and whether they match the current workload")
+    ls = command(bsub, "list", "list baselines and whether they match the current workload")
     ls.add_argument("--baseline-dir")
     ls.set_defaults(handler=cmd_list)
 

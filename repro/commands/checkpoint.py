@@ -14,11 +14,12 @@ from repro.errors import EXIT_OK
 def add_checkpoint(sub: Any, command: Any) -> None:
     p = command(sub, "checkpoint", "inspect a training checkpoint (reads files only)")
     inner = p.add_subparsers(dest="checkpoint_command", required=True, metavar="ACTION")
-    inspect = inner.add_parser(
-        "inspect",
-        help="what a checkpoint holds and what a resume from it cannot restore",
-        description="PATH: a .pt/.pth/.ckpt file (a state_dict, a dict of pieces, a "
-        "Lightning checkpoint) or a Hugging Face checkpoint-N folder.",
+    inspect = command(
+        inner, "inspect", "what a checkpoint holds and what a resume from it cannot restore"
+    )
+    inspect.description = (
+        "PATH: a .pt/.pth/.ckpt file (a state_dict, a dict of pieces, a "
+        "Lightning checkpoint) or a Hugging Face checkpoint-N folder."
     )
     inspect.add_argument("path", metavar="PATH")
     inspect.add_argument("--json", action="store_true", help="print the inspection as JSON")

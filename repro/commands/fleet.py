@@ -19,12 +19,12 @@ TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessa
 
 
 def add_fleet(sub: Any, command: Any) -> None:
-    p = sub.add_parser("fleet", help="verify every node of a cluster; see which disagree")
+    p = command(sub, "fleet", "verify every node of a cluster; see which disagree")
     fsub = p.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
     _add_node(command(fsub, "node", "one node's unit of work: verify it, write DIR/<node>.json"))
-    r = fsub.add_parser("render", help="print the job that runs `fleet node` on every node")
+    r = command(fsub, "render", "print the job that runs `fleet node` on every node")
     rsub = r.add_subparsers(dest="engine", required=True, metavar="ENGINE")
-    s = rsub.add_parser("slurm", help="an sbatch script, one task per node")
+    s = command(rsub, "slurm", "an sbatch script, one task per node")
     s.add_argument("--nodes", "-N", type=int, required=True, help="how many nodes")
     s.add_argument("-w", "--nodelist", help="which nodes (Slurm host list); written as expected")
     s.add_argument(
@@ -36,7 +36,7 @@ def add_fleet(sub: Any, command: Any) -> None:
     )
     s.add_argument("node_options", nargs=argparse.REMAINDER, help="after --: `fleet node` options")
     s.set_defaults(handler=cmd_render_slurm)
-    _add_render_k8s(rsub)
+    _add_render_k8s(rsub, command)
     m = command(fsub, "matrix", "one row per node: verdict, facts that differ, peer agreement")
     m.add_argument("folder", metavar="DIR", help="the folder the nodes wrote to")
     m.add_argument("--expect", help="the nodes that should have reported: a,b,c or @FILE")
@@ -60,8 +60,8 @@ def add_fleet(sub: Any, command: Any) -> None:
     c.set_defaults(handler=cmd_collect)
 
 
-def _add_render_k8s(rsub: Any) -> None:
-    k = rsub.add_parser("k8s", help="an Indexed Job, one pod per node (YAML for kubectl apply)")
+def _add_render_k8s(rsub: Any, command: Any) -> None:
+    k = command(rsub, "k8s", "an Indexed Job, one pod per node (YAML for kubectl apply)")
     k.add_argument(
         "--nodes", required=True, help="the nodes, as `kubectl get nodes` names them: a,b,c"
     )

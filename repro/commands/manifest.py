@@ -22,15 +22,14 @@ from repro.manifest.diff import diff_manifests, format_differences
 from repro.manifest.schema import load_manifest, manifest_path, write_manifest
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "manifest",
-        help="capture this machine's environment manifest, or diff two manifests",
-        description=(
-            "Record everything on this machine that can move a training run's numbers "
-            "(hardware, library versions, math-mode flags, environment, git state), or "
-            "compare two such records."
-        ),
+def add_manifest(sub: Any, command: Any) -> None:
+    parser: argparse.ArgumentParser = command(
+        sub, "manifest", "capture this machine's environment manifest, or diff two manifests"
+    )
+    parser.description = (
+        "Record everything on this machine that can move a training run's numbers "
+        "(hardware, library versions, math-mode flags, environment, git state), or "
+        "compare two such records."
     )
     parser.add_argument(
         "--out",
@@ -53,7 +52,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="compare two manifests (files, or run directories holding manifest.yaml)",
     )
     parser.set_defaults(handler=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
