@@ -21,7 +21,7 @@ would have ended anyway.
 from __future__ import annotations
 
 import contextlib
-import json
+import itertools
 import os
 import signal
 import socket
@@ -29,6 +29,7 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -49,6 +50,9 @@ from repro.runs.track_values import loggable, plain_config, warn_not_recorded
 from repro.runs.tracked import METRICS_FILE, TRACK_SCHEMA_VERSION
 
 _WAIT_FOR_RANK0_S = 120.0  # how long the other ranks wait for rank 0 to name the folder
+# Tracked runs entered in this process: every rank enters them in the same order, so the
+# count tells one run's folder key from the next within a launch.
+_ENTRIES = itertools.count()
 
 
 def track(
@@ -259,26 +263,29 @@ class TrackedRun:
             f.write("".join(lines))
 
     def _folder(self) -> Path:
-        """Rank 0 creates the folder and names it to the other ranks through a file keyed by
-        the launch (no collective: a dying rank could leave the others waiting in one)."""
-        key = _launch_key()
-        pointer = self.runs_dir / ".track" / f"{key}.json" if key else None
+        """Rank 0 creates the folder and names it to the other ranks through a key in this
+        launch's store, which they wait for (a wait on a store is no collective: a rank that
+        dies leaves the others a timeout, not a hang)."""
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        key = f"repro.track-{restart}-{next(_ENTRIES)}"
+        store = _launch_store(self.runs_dir) if self.world_size > 1 else None
         if self.rank == 0:
             path = create_unique_run_dir(self.runs_dir, head_sha(self.repo))
-            if pointer is not None:
-                pointer.parent.mkdir(parents=True, exist_ok=True)
-                atomic.write_json(pointer, {"run_dir": path.name})
+            if store is not None:
+                store.set(key, path.name)
             return path
-        if pointer is None:
-            raise RuntimeError(f"rank {self.rank} of a launch without torchrun's variables")
-        deadline = time.monotonic() + _WAIT_FOR_RANK0_S
-        while time.monotonic() < deadline:
-            if pointer.is_file():
-                return self.runs_dir / str(json.loads(pointer.read_text())["run_dir"])
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"rank 0 did not create the tracked run folder within {_WAIT_FOR_RANK0_S:.0f} s"
-        )
+        if store is None:
+            raise RuntimeError(
+                f"rank {self.rank} cannot learn the tracked run folder rank 0 creates: call "
+                "torch.distributed.init_process_group before repro.track, or launch with torchrun"
+            )
+        try:
+            store.wait([key], timedelta(seconds=_WAIT_FOR_RANK0_S))
+        except RuntimeError as exc:  # c10d's store errors, its timeout included
+            raise RuntimeError(
+                f"rank 0 did not name the tracked run folder within {_WAIT_FOR_RANK0_S:.0f} s"
+            ) from exc
+        return self.runs_dir / bytes(store.get(key)).decode()
 
     def _write_start(self) -> None:
         assert self.path is not None
@@ -358,13 +365,59 @@ def _inspected(path: Path) -> tuple[list[str] | None, bool | None]:
     return list(found.holds), not [m for m in found.missing if m not in found.optional]
 
 
-def _launch_key() -> str | None:
-    """What every rank of one torchrun launch shares and the next launch does not."""
-    parts = [os.environ.get(k) for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")]
-    if not all(parts):
+def _launch_store(runs_dir: Path) -> Any:
+    """A key-value store that lives exactly one launch and that every rank on every node
+    reaches: the process group's, or where ``track`` is entered before the group exists,
+    torchrun's agent store at MASTER_ADDR:MASTER_PORT; failing both, files under
+    ``runs_dir`` named by the launch. None where there is nothing to name it by.
+
+    A file outlives its launch: the next launch with the same rendezvous id, address and
+    port read the previous launch's folder name before rank 0 rewrote it, and logged into
+    the previous run's folder. A fixed --master-port means torchrun's static rendezvous,
+    which always has the agent store; without it the port is picked afresh each launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.distributed_c10d._get_default_store()
+    env = os.environ
+    address, port, run_id = (
+        env.get("MASTER_ADDR"),
+        env.get("MASTER_PORT"),
+        env.get("TORCHELASTIC_RUN_ID"),
+    )
+    if not (address and port):
         return None
-    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return "-".join(str(p) for p in [*parts, restart]).replace("/", "_").replace(":", "_")
+    if dist.is_available() and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        from torch.distributed import TCPStore  # type: ignore[attr-defined]  # not in __all__
+
+        timeout = timedelta(seconds=_WAIT_FOR_RANK0_S)  # to connect
+        return TCPStore(address, int(port), is_master=False, timeout=timeout)
+    if not run_id:
+        return None
+    launch = "-".join([run_id, address, port]).replace("/", "_").replace(":", "_")
+    return _FileStore(runs_dir / ".track" / launch)
+
+
+class _FileStore:
+    """A store's ``set``, ``wait`` and ``get`` over files in one folder on a file system
+    every rank sees, for a launch that has no store of its own."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def set(self, key: str, value: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.folder / key, value)
+
+    def wait(self, keys: list[str], timeout: timedelta) -> None:
+        deadline = time.monotonic() + timeout.total_seconds()
+        while not all((self.folder / key).is_file() for key in keys):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {keys} in {self.folder} after {timeout}")
+            time.sleep(0.05)
+
+    def get(self, key: str) -> bytes:
+        return (self.folder / key).read_bytes()
 
 
 def _to_host(values: list[Any]) -> list[Any]:
