@@ -54,7 +54,7 @@ class FrameworkRun(TrackedRun):
 
     def _folder(self) -> Path:
         if self._share_name is None:
-            return super()._folder()  # torchrun's variables name the launch
+            return super()._folder()  # the launch's store names the folder
         from repro.manifest.git_info import head_sha
         from repro.runs.store import create_unique_run_dir
 
