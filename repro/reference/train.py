@@ -77,6 +77,22 @@ def selected_sdpa_backend(profile: Profile, device: torch.device) -> str:
     return _SDPA_NAMES.get(choice, f"backend {choice}")
 
 
+def _finish_together(run: str, rank: int, world: int, profile: Profile) -> None:
+    """Every rank waits here until all have finished ``run`` (rank 0 has written its files),
+    through the launch's store rather than a gloo barrier.
+
+    Gloo's worker thread frees a finished barrier, and the all-gathers it waited on, in its
+    own time, and freeing their tensors takes the GIL; the process group destroyed right
+    after, with the GIL held, waits for that thread: a deadlock (seen: a rank alive minutes
+    after its run was COMPLETE, gdb in ~ProcessGroupGloo and ~AsyncBarrierWork). A wait on
+    the store makes no gloo work, so nothing is left for that thread to free.
+    """
+    store = dist.distributed_c10d._get_default_store()
+    keys = [f"repro/finished/{run}/{r}" for r in range(world)]
+    store.set(keys[rank], "1")
+    store.wait(keys, timedelta(seconds=profile.collective_timeout_s))
+
+
 def _collective_timeout_s(device: torch.device) -> float | str:
     """The timeout the default process group enforces, read back from its backend."""
     try:
@@ -177,7 +193,7 @@ class RankRun:
             finish_stopped(self.run_dir, training, train_s, self._write_record)
         elif self.rank == 0:
             self._finish(training, train_s)
-        dist.barrier()
+        _finish_together(self.run_dir.name, self.rank, self.world, self.profile)
 
     def _training(self) -> Training:
         """The plain training, or one that stops after a step or resumes a stopped run."""
