@@ -78,17 +78,11 @@ def selected_sdpa_backend(profile: Profile, device: torch.device) -> str:
 
 
 def _finish_together(run: str, rank: int, world: int, profile: Profile) -> None:
-    """Every rank waits here until all have finished ``run`` (rank 0 has written its files),
-    through the launch's store rather than a gloo barrier.
-
-    Gloo's worker thread frees a finished barrier, and the all-gathers it waited on, in its
-    own time, and freeing their tensors takes the GIL; the process group destroyed right
-    after, with the GIL held, waits for that thread: a deadlock (seen: a rank alive minutes
-    after its run was COMPLETE, gdb in ~ProcessGroupGloo and ~AsyncBarrierWork). A wait on
-    the store makes no gloo work, so nothing is left for that thread to free.
-    """
-    store = dist.distributed_c10d._get_default_store()
+    """Wait for every rank to finish ``run`` on the launch's store, not a gloo barrier: gloo's
+    thread frees a barrier's work later, taking the GIL, which the group's destructor holds
+    (a rank seen hung after COMPLETE: ~ProcessGroupGloo vs ~AsyncBarrierWork)."""
     keys = [f"repro/finished/{run}/{r}" for r in range(world)]
+    store = dist.distributed_c10d._get_default_store()
     store.set(keys[rank], "1")
     store.wait(keys, timedelta(seconds=profile.collective_timeout_s))
 
