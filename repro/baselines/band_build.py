@@ -158,20 +158,25 @@ def checked_tails(
     replace: Replacer | None,
     replaced: list[str],
 ) -> tuple[list[RunView], dict[str, Any]]:
-    """The band's tail diagnostics (``repro.judge.tails``); a heavy-tailed band gets half as
-    many members again and one more look, and is refused if still heavy: a normal bound
-    on a heavy tail would not hold its false-alarm rate."""
+    """The band's tail diagnostics (``repro.judge.tails``): a band past the first look's
+    limits gets as many members again and a second look, and is refused past its limits
+    (or at once, with no way to add members): a normal bound on a heavy tail would not
+    hold its false-alarm rate."""
 
-    def diagnose(views: list[RunView]) -> dict[str, Any]:
+    def diagnose(views: list[RunView], second_look: bool) -> dict[str, Any]:
         data = [{"series": series(m.steps), "final": final_metrics(m)} for m in views]
         return tail_diagnostics(
-            series(primary.steps), data, alpha=DEFAULT_ALPHA, windows=DEFAULT_WINDOWS
+            series(primary.steps),
+            data,
+            alpha=DEFAULT_ALPHA,
+            windows=DEFAULT_WINDOWS,
+            second_look=second_look,
         )
 
-    tails = diagnose(members)
+    tails = diagnose(members, second_look=False)
     added = 0
     if tails["pooled"]["heavy"] and replace is not None:
-        added = max(1, len(members) // 2)
+        added = len(members)
         fresh = replace(list(range(first_spare, first_spare + added)))
         bad = [v for v in fresh if v.status.get("status") != "COMPLETE"]
         if bad:
@@ -179,14 +184,15 @@ def checked_tails(
                 f"an added band member failed: {bad[0].name}: {bad[0].status.get('reason')}"
             )
         members = members + fresh
-        tails = diagnose(members)
+        tails = diagnose(members, second_look=True)
     pooled = tails["pooled"]
     if pooled["heavy"]:
+        after = f", after adding {added} members" if added else ", and none could be added"
         raise BandRejected(
             f"the numerics band is refused: its {len(members)} members' log deviations are "
             f"heavier-tailed than normal (pooled skewness {pooled['skew']:+.2f}, limit "
             f"{pooled['skew_limit']:.2f}; excess kurtosis {pooled['excess_kurtosis']:+.2f}, limit "
-            f"{pooled['kurtosis_limit']:.2f}{', after adding ' + str(added) + ' members' if added else ''}), "
+            f"{pooled['kurtosis_limit']:.2f}{after}), "
             "so its bound would not hold its false-alarm rate; find what makes some members "
             "move far more than others (loss-scale skips, nondeterministic kernels); nothing was written"
         )
