@@ -9,7 +9,7 @@ With K band members and a family-wise false-alarm rate alpha:
   and final metrics holds alpha for 95 % of the baselines one could record. A prediction
   bound (t quantile) holds alpha only on average over baselines; this one holds it for
   the baseline one has, in 95 % of recordings, bought with a bound 1.13x wider in log
-  units (5.18 instead of 4.58 standard deviations at K = 24). ``a`` (alpha over the
+  units (5.19 instead of 4.58 standard deviations at K = 24). ``a`` (alpha over the
   tests) is each test's share, used by the leave-one-out check.
 * seed band: the final evaluation loss and accuracy must fall inside the two-sided
   prediction interval of the K2 seeds (again corrected per metric).

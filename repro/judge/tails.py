@@ -3,7 +3,7 @@
 The bound (``bands.window_bounds``) is a normal tolerance bound on the members' log RMS
 deviations. Its false-alarm rate holds when their tails are normal or lighter; with
 heavy right tails (fp16 loss-scale skips, GPU atomics) it does not: under Student t with
-5 degrees of freedom a band needs about 9.5 standard deviations, not 5.19, whatever its
+5 degrees of freedom a band needs 9 to 10.5 standard deviations, not 5.19, whatever its
 sample looks like. Twenty-four members cannot show a tail in one window, so the rule
 pools every window's standardised member logs and looks twice:
 
@@ -14,14 +14,15 @@ its 99.5th, both under independent normal windows of the same shape (simulated:
 again (24 -> 48) and takes the **second look** at the larger band: heavy, and refused,
 when its kurtosis exceeds its 99th percentile or its skewness its 99.5th.
 
-Why these limits (``benchmarks/bench_band_guarantee.py``): a heavy-tailed band is only
-safe refused, so the rule must refuse at least 95 % of Student-t (5 df) bands. Pooled
+Why these limits (``benchmarks/bench_band_guarantee.py``, ``bench_tail_levers.py``): a
+heavy-tailed band is only safe refused (t5 bands that look normal need a factor near 9.2,
+not 5.19), so the rule must refuse at least 95 % of Student-t (5 df) bands. Pooled
 kurtosis at 240 values separates t5 from normal no better than that (a likelihood-ratio
-test normal vs t measured within 1 point of its power), so the first look hands every
+test normal vs t sends within 1 % as many t5 bands on), so the first look hands every
 band that is not clearly light to a second look with twice the values. What it costs
-normal 24-member bands: about 30 % extended and 1 % refused. A band as light as the
-shipped one (kurtosis -0.67) is never extended, and the factor never changes: an
-accepted band keeps the family factor of its member count.
+normal 24-member bands: about 31 % extended and 1.3 % refused. A band as light as the
+shipped one (kurtosis -0.67) is never extended, and no factor changes: an accepted band
+keeps the family factor of its member count.
 
 Pure functions of numbers: no files, no torch.
 """
