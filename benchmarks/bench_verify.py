@@ -11,13 +11,17 @@ torch.distributed.run``, each as a whole process. The phases come from the times
 process appends to ``REPRO_PHASE_LOG`` (``repro.clock.stamp_phase``: the CLI's preflight
 and launch, the launcher, rank 0) and from the run folder:
 
-    CLI start and imports         process start -> preflight start (argument parsing,
-                                  profile, workload hash, baseline checks; import torch)
-    preflight                     host checks and the gloo all-reduce sweep
-    prepare the run               the run folder, config.yaml, the plan
-    launcher start                torch's elastic launcher: a second interpreter, its
-                                  import of torch, rendezvous -> rank 0's process exists
-    rank start-up: imports        rank 0's interpreter, torch and the training code
+    CLI start, imports,           process start -> the launcher's start (argument parsing,
+      prepare the run             profile, workload hash, baseline checks, the run folder,
+                                  config.yaml, the plan)
+    preflight, the launcher       the CLI imports torch, checks the host and sweeps gloo's
+      starting beside it          all-reduce while torch's elastic launcher (a second
+                                  interpreter) imports torch and the training code
+    launcher start, beyond        what the launcher's start takes past the preflight, its
+      the preflight               rendezvous -> rank 0's process exists (CPU ranks are
+                                  forked from the launcher; CUDA ranks are spawned)
+    rank start-up: imports        a spawned rank's torch and training code (a forked one
+                                  has them from the launcher)
     rank start-up: process group  gloo's process group
     rank start-up: build          model, optimiser, loader (and the manifest, for repro)
     steps                         the step loop (``timings.json`` ``train_seconds``)
@@ -61,10 +65,11 @@ MARGIN_S = 1.5  # the claim: wall <= train + one import + this
 # Each phase ends at a mark (a stamp's name, or the bench's own); a mark a case does not
 # leave (the plain script has no preflight) merges its phase into the next.
 MARKS = (
-    ("preflight: start", "CLI start and imports"),
-    ("preflight: done", "preflight"),
-    ("launch: start", "prepare the run"),
-    ("rank 0: started", "launcher start"),
+    ("launch: start", "CLI start, imports, prepare the run"),
+    # The preflight runs in the CLI while the launcher starts (imports torch) beside it.
+    ("preflight: done", "preflight, the launcher starting beside it"),
+    ("launch: ranks released", "preflight, the launcher starting beside it"),
+    ("rank 0: started", "launcher start, beyond the preflight"),
     ("rank 0: imported", "rank start-up: imports"),
     ("rank 0: process group", "rank start-up: process group"),
     ("rank 0: built, manifest written", "rank start-up: build (+ manifest)"),

@@ -1,5 +1,5 @@
 """``python -m repro`` is the same as the ``repro`` console script."""
 
-from repro.cli import main
+from repro.cli import run
 
-raise SystemExit(main())
+run()

@@ -1,13 +1,15 @@
-"""Command line: parse, call, map the result to an exit code. Only ``main`` exits."""
+"""Command line: parse, call, map the result to an exit code. Only ``run`` exits."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from repro import __version__
 from repro.commands.baseline import add_baseline
@@ -324,3 +326,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # code) cut short by a closed pipe: 128 + SIGPIPE, as a shell reports it.
         silence_stdout()
         return EXIT_CLOSED_PIPE
+
+
+def run() -> NoReturn:
+    """The ``repro`` program: ``main`` on the command line, then the process ends at once.
+
+    Nothing is left to tidy when ``main`` returns (runs written, launches reaped, temporary
+    folders removed), and the interpreter's teardown of what a command imported (torch and
+    SciPy, about a tenth of a second) would only delay the exit code."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: main said so already
+            stream.flush()
+    os._exit(code)

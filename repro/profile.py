@@ -23,6 +23,7 @@ import yaml
 from repro.documents import read_data
 from repro.errors import UserError
 from repro.gc_freeze import frozen_imports
+from repro.torch_build import torch_gpu_build
 
 PROFILE_NAMES = ("smoke", "quick", "full")
 AMP_DTYPES = ("bfloat16", "float16", "float32")
@@ -435,11 +436,14 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
 
 
 def default_profile_name() -> str:
-    """``full`` where CUDA is usable, else ``quick``; the caller prints the choice."""
-    try:
-        with frozen_imports():  # the CLI keeps torch (preflight, launch) to its end
-            import torch
+    """``full`` where CUDA is usable, else ``quick``; the caller prints the choice.
 
-        return "full" if torch.cuda.is_available() else "quick"
-    except ImportError:
+    A torch built without CUDA (or ROCm, which torch.cuda also drives) answers from its
+    ``version.py`` alone: importing torch to ask would cost a CPU ``repro verify`` the
+    second and a half it otherwise spends beside the launcher's start."""
+    if not torch_gpu_build():
         return "quick"
+    with frozen_imports():  # the CLI keeps torch (preflight) to its end
+        import torch
+
+    return "full" if torch.cuda.is_available() else "quick"

@@ -23,6 +23,7 @@ from repro import atomic
 from repro.judge.causes import rank_causes, render_try, rules
 from repro.manifest.diff import diff_manifests
 from repro.runs.failures import LaunchEnd, RankExit, describe_signal, failure_reason
+from repro.runs.forked_ranks import RANK_NAME
 from repro.runs.prepare import prepare_run
 from repro.runs.proctree import descendants, parent_pid
 from repro.runs.runner import LAUNCHER_LOG, launch
@@ -137,11 +138,17 @@ def _rank_pid(rank: int, timeout: float = 90.0) -> int:
         for pid in descendants(os.getpid()):
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
                 parent = Path(f"/proc/{parent_pid(pid)}/cmdline").read_bytes()
+                parent_name = Path(f"/proc/{parent_pid(pid)}/comm").read_text()
             except (OSError, IndexError, ValueError):
                 continue
-            # Data-loader workers inherit the rank's environment; the rank's parent is the launcher.
-            if f"RANK={rank}".encode() in environ and b"repro.runs.runner" in parent:
+            # A spawned rank has RANK in its environment from the start; a forked one (CPU)
+            # sets it later, after /proc/PID/environ was fixed, and is named by its rank.
+            # Data-loader workers inherit both; the rank's parent is the launcher.
+            spawned = f"RANK={rank}".encode() in environ
+            forked = name == f"{RANK_NAME}{rank}" and not parent_name.startswith(RANK_NAME)
+            if (spawned or forked) and b"repro.runs.runner" in parent:
                 return pid
         time.sleep(0.05)
     raise AssertionError(f"rank {rank} did not start within {timeout:.0f} s")

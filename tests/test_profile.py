@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +225,46 @@ def test_attention_backend_errors_come_from_validation():
 def test_attention_backends_that_can_run_still_load(profile, pairs):
     loaded = load_profile(profile, parse_overrides(pairs))
     assert loaded.sdpa_backend == parse_overrides(pairs)["sdpa_backend"]
+
+
+def _default_profile_in(path: Path | None) -> list[str]:
+    """``default_profile_name()`` in a fresh interpreter whose ``torch`` is the real one, or
+    the fake package at ``path``; then whether it imported torch."""
+    code = (
+        "import sys; from repro.profile import default_profile_name as d; "
+        "print(d(), 'torch' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(path or ""), *sys.path) if p),
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_cpu_build_of_torch_picks_quick_without_importing_torch():
+    # The verify's preflight imports torch beside the launcher's start; a default profile
+    # chosen by importing torch first would put that second and a half back in front.
+    assert _default_profile_in(None) == ["quick", "False"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "asked"),
+    [
+        ("cuda: Optional[str] = '12.8'\nhip: Optional[str] = None", True),
+        ("cuda = None\nhip = '6.4'", True),
+        ("cuda: Optional[str] = None", True),  # says nothing of ROCm: torch is asked
+        ("cuda: Optional[str] = None\nhip: Optional[str] = None", False),
+    ],
+)
+def test_a_gpu_build_of_torch_is_asked_whether_cuda_works(tmp_path, lines, asked):
+    # A fake torch package (this machine has no CUDA build): its version.py says what it
+    # was built for; a GPU build is imported and asked, and here it answers "no CUDA".
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "version.py").write_text(f"from typing import Optional\n{lines}\n")
+    (fake / "__init__.py").write_text(
+        "class cuda:\n    @staticmethod\n    def is_available():\n        return False\n"
+    )
+    assert _default_profile_in(tmp_path) == ["quick", str(asked)]

@@ -118,9 +118,10 @@ class VerifyOptions:
 
 
 def verify(opts: VerifyOptions) -> VerifyResult:
-    """Preflight -> plan -> launch -> load -> select a baseline -> judge -> keep the verdict;
-    then, only when asked and none matched, record a baseline for the next run (the verdict
-    stands). A failed preflight check raises ``Unfit`` before anything trains."""
+    """Plan -> launch, the preflight beside the launcher's start -> load -> select a baseline
+    -> judge -> keep the verdict; then, only when asked and none matched, record a baseline
+    for the next run (the verdict stands). A failed preflight check raises ``Unfit`` before
+    any rank starts, and the planned runs' folders are removed."""
     if opts.repeat < 1:
         raise UserError(f"--repeat {opts.repeat} must be at least 1.")
     if opts.seed_runs:  # one rule for the count, whoever built the options
@@ -130,7 +131,6 @@ def verify(opts: VerifyOptions) -> VerifyResult:
     workload = workload_hash(profile.to_dict())
     dirs = search_dirs(opts.baseline_dir)
     _check_inputs(profile, workload, dirs, opts)
-    health = _check_fit(profile, opts.strict, opts.expect_gpus) if opts.preflight else None
     entries = [
         prepare_run(
             opts.profile,
@@ -148,9 +148,9 @@ def verify(opts: VerifyOptions) -> VerifyResult:
     entries += prepare_seed_runs(
         opts.profile, sets, seeds, runs_dir=opts.runs_dir, repo=opts.repo, env=opts.env
     )
-    outcomes = launch(entries, env=opts.env, verbose=opts.verbose)
-    split = len(outcomes) - len(seeds)
-    outcomes, seed_outcomes = outcomes[:split], outcomes[split:]
+    launched, health = _launch_checked(entries, profile, opts)
+    split = len(launched) - len(seeds)
+    outcomes, seed_outcomes = launched[:split], launched[split:]
     checks: tuple[list[ExactCheck], list[str]] = ([], [])
     if opts.resume_at is not None:
         stopped, outcomes = outcomes[-1], outcomes[:-1]
@@ -190,6 +190,24 @@ def verify(opts: VerifyOptions) -> VerifyResult:
             sets=sets,
         )
     return result
+
+
+def _launch_checked(
+    entries: list[PlanEntry], profile: Profile, opts: VerifyOptions
+) -> tuple[list[Outcome], Preflight | None]:
+    """The launch, with the preflight run while the launcher starts: no rank starts before
+    it passed, and an unfit host leaves no run behind."""
+    fit: list[Preflight] = []
+
+    def before_ranks() -> None:
+        if opts.preflight:
+            fit.append(_check_fit(profile, opts.strict, opts.expect_gpus))
+        # The launcher is still importing torch and the training code on the other core:
+        # judging's one slow import (SciPy's special functions, a third of a second) is free.
+        import scipy.special  # noqa: F401
+
+    launched = launch(entries, env=opts.env, verbose=opts.verbose, before_ranks=before_ranks)
+    return launched, (fit[0] if fit else None)
 
 
 def _check_fit(profile: Profile, strict: bool, expect_gpus: int | None) -> Preflight:

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +44,8 @@ from repro.runs.prepare import PlanEntry, prepare_run, rank_env
 from repro.runs.proctree import descendants
 from repro.runs.rank_output import RANK_LOG_DIR_ENV, rank_log
 from repro.runs.store import Run, write_status
+
+_GO = b"1"  # the launcher's gate: start the ranks
 
 LAUNCHER_LOG = "launcher.log"
 """What torch's elastic launcher printed (its log and failure summary), in a launch's first run."""
@@ -92,12 +95,18 @@ def launch(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
     verbose: bool = False,
+    before_ranks: Callable[[], None] | None = None,
 ) -> list[Outcome]:
     """Run prepared entries one after another in a single launch of torch's elastic launcher.
 
     The launcher's own output goes to ``launcher.log`` in the first entry's folder (removed
     when empty), and also to the terminal with ``verbose``; the ranks' output (rank 0's
     progress) always reaches it.
+
+    ``before_ranks`` runs here while the launcher starts (its torch import, a second or
+    two), and the ranks start only once it has returned: ``repro verify``'s preflight. If it
+    raises, the launch is called off and the entries' run folders are removed, as if the
+    launch had never begun.
     """
     stamp_phase("launch: start")
     profiles = _launch_profiles(entries)
@@ -113,11 +122,12 @@ def launch(
         plan_path.write_text(strict_json.dumps([e.to_dict() for e in entries]))
         command = [sys.executable, "-m", "repro.runs.runner", "--report", str(report_path)]
         command += ["--log", str(log), "--plan", str(plan_path)]
-        command += [*(["--verbose"] if verbose else []), "--"]
+        command += [*(["--verbose"] if verbose else []), *(["--fork"] if _forks(first) else [])]
+        command += ["--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
-        command += ["--max-restarts", "0", "--monitor-interval", "0.2"]
+        command += ["--max-restarts", "0", "--monitor-interval", "0.1"]
         command += ["-m", "repro.runs.rank_start", "--plan", str(plan_path)]
-        returncode = _wait(command, child_env, deadline, entries)
+        returncode = _wait(command, child_env, deadline, entries, before_ranks)
         stamp_phase("launch: launcher exited")
         end = read_report(report_path, returncode, deadline, log, child_env, first.world_size)
     outcomes, ended = [], False
@@ -143,6 +153,12 @@ def _tidy_logs(log: Path, world_size: int, verbose: bool) -> None:
                 sys.stderr.write(path.read_text(errors="replace"))
 
 
+def _forks(profile: Profile) -> bool:
+    """Whether the ranks fork from the launcher (``repro.runs.forked_ranks``): gloo ranks do;
+    CUDA ranks spawn, as CUDA cannot be used in a child forked after it was loaded."""
+    return profile.device == "cpu"
+
+
 def _launch_profiles(entries: list[PlanEntry]) -> list[Profile]:
     """The entries' profiles, which must share what one launch fixes; warns when the CPUs
     are fewer than ranks x threads."""
@@ -166,24 +182,55 @@ def _launch_profiles(entries: list[PlanEntry]) -> list[Profile]:
 
 
 def _wait(
-    command: list[str], env: dict[str, str], deadline: float, entries: list[PlanEntry]
+    command: list[str],
+    env: dict[str, str],
+    deadline: float,
+    entries: list[PlanEntry],
+    before_ranks: Callable[[], None] | None,
 ) -> int | None:
     """The launcher's exit status; None when stopped at the deadline. Ctrl-C ends every rank,
     marks the runs still RUNNING as INTERRUPTED and raises ``RunInterrupted``."""
     # The launcher holds the read end of a pipe whose write end only this process has: when
     # this process dies in any way (kill -9 too), the kernel closes it, and the launcher
-    # ends every rank and marks the runs (``_watch_parent``).
+    # ends every rank and marks the runs (``_watch_parent``). A second pipe is the gate:
+    # the launcher starts the ranks when it reads GO from it, and gives up on anything else.
     alive, held = os.pipe()
-    command = [*command[:3], "--watch-fd", str(alive), *command[3:]]
+    gate, opener = os.pipe()
+    command = [*command[:3], "--watch-fd", str(alive), "--gate-fd", str(gate), *command[3:]]
     # A session of its own, so a timeout or Ctrl-C can end every rank and data worker at once.
     try:
-        proc = subprocess.Popen(command, env=env, start_new_session=True, pass_fds=(alive,))
+        proc = subprocess.Popen(command, env=env, start_new_session=True, pass_fds=(alive, gate))
     finally:
         os.close(alive)
+        os.close(gate)
     try:
+        _open_gate(proc, opener, entries, before_ranks)
         return _wait_for(proc, deadline, entries)
     finally:
         os.close(held)
+
+
+def _open_gate(
+    proc: subprocess.Popen[bytes],
+    opener: int,
+    entries: list[PlanEntry],
+    before_ranks: Callable[[], None] | None,
+) -> None:
+    """Run ``before_ranks`` while the launcher starts, then let it start the ranks; if
+    ``before_ranks`` raises (an unfit host, Ctrl-C), stop the launcher before any rank has
+    started and remove the runs' folders: nothing was run."""
+    try:
+        if before_ranks is not None:
+            before_ranks()
+        os.write(opener, _GO)
+        stamp_phase("launch: ranks released")
+    except BaseException:
+        os.close(opener)  # end of file: the launcher exits without starting a rank
+        _stop(proc, grace=30.0)
+        for entry in entries:
+            shutil.rmtree(entry.run_dir, ignore_errors=True)
+        raise
+    os.close(opener)
 
 
 def _wait_for(
@@ -270,12 +317,17 @@ class _Tee(io.TextIOBase):
         return self.streams[0].fileno()
 
 
+_TIDYING = threading.Lock()
+"""Held by ``_watch_parent`` once repro is gone, until it has tidied up and ended the process."""
+
+
 def _watch_parent(fd: int, plan: Path | None, scratch: Path) -> None:
     """Block until the repro process that started this launch is gone (its end of the pipe
     closes: exit, crash or SIGKILL); if it went first, end every rank and data worker, mark
     the runs still RUNNING as INTERRUPTED, remove the launch's scratch folder, and exit."""
     while os.read(fd, 1):
         pass
+    _TIDYING.acquire()  # held to the end: the main thread must not exit before this one
     entries = json.loads(plan.read_text()) if plan is not None and plan.exists() else []
     for pid in reversed(descendants(os.getpid())):  # the deepest first
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -305,7 +357,9 @@ def _launcher_main(argv: list[str]) -> int:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--plan", type=Path, help="the runs this launch executes")
+    parser.add_argument("--fork", action="store_true", help="fork the ranks from this process")
     parser.add_argument("--watch-fd", type=int, help="a pipe that closes when repro dies")
+    parser.add_argument("--gate-fd", type=int, help="a pipe: start the ranks on GO, else exit")
     args = parser.parse_args(argv[:split])
     if args.watch_fd is not None:
         threading.Thread(
@@ -319,10 +373,23 @@ def _launcher_main(argv: list[str]) -> int:
     with frozen_imports():
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
         from torch.distributed.run import main as torchrun
+
+        if args.fork:
+            # Imported here, before the fork, so that forked ranks begin with torch and the
+            # training code loaded (a spawned rank imports them itself: rank_start).
+            import torch._inductor.config  # noqa: F401
+
+            # Only a launcher that forks its ranks needs the training code (see above).
+            import repro.reference.train  # noqa: F401
+
+            # Only a launcher that forks its ranks needs the forking (see above).
+            from repro.runs.forked_ranks import launch_forked
     stamp_phase("launcher: imported torch")
+    if args.gate_fd is not None and os.read(args.gate_fd, 1) != _GO:
+        return 0  # called off before any rank started; repro removes the runs' folders
 
     try:
-        torchrun(argv[split + 1 :])
+        (launch_forked if args.fork else torchrun)(argv[split + 1 :])
     except ChildFailedError as failed:
         exits = [
             {"rank": rank, "exitcode": failure.exitcode}
@@ -339,4 +406,15 @@ def _launcher_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_launcher_main(sys.argv[1:]))
+    try:
+        code = _launcher_main(sys.argv[1:])
+    except Exception:
+        traceback.print_exc()  # to launcher.log; the report says what failed
+        code = 1
+    # Its ranks are gone and its report written: the interpreter's teardown of torch's
+    # modules (about a tenth of a second) would only delay repro's verdict. Unless repro
+    # died: then the watcher tidies up and ends the process (_watch_parent).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with _TIDYING:
+        os._exit(code)
