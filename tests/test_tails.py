@@ -100,6 +100,7 @@ def test_a_normal_band_past_the_first_look_gets_as_many_members_again_and_passes
     assert asked == [list(range(24, 48))] and len(members) == 48
     assert tails["added_for_tails"] == 24 and tails["members"] == 48
     assert tails["pooled"]["look"] == "second" and not tails["pooled"]["heavy"]
+    assert tails["first_look"]["heavy"] and tails["first_look"]["look"] == "first"
 
 
 def test_a_heavy_tailed_band_gets_more_members_then_is_refused() -> None:

@@ -184,7 +184,8 @@ def checked_tails(
                 f"an added band member failed: {bad[0].name}: {bad[0].status.get('reason')}"
             )
         members = members + fresh
-        tails = diagnose(members, second_look=True)
+        # The first look's figures stay with the band: they are why it has more members.
+        tails = {**diagnose(members, second_look=True), "first_look": tails["pooled"]}
     pooled = tails["pooled"]
     if pooled["heavy"]:
         after = f", after adding {added} members" if added else ", and none could be added"
