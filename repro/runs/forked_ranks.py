@@ -25,7 +25,14 @@ import sys
 import uuid
 from pathlib import Path
 
+from torch.distributed import TCPStore  # type: ignore[attr-defined]  # not in __all__
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+from torch.distributed.elastic.rendezvous import (
+    RendezvousInfo,
+    RendezvousParameters,
+    rendezvous_handler_registry,
+)
+from torch.distributed.elastic.rendezvous.static_tcp_rendezvous import StaticTCPRendezvous
 from torch.distributed.launcher.api import elastic_launch
 from torch.distributed.run import config_from_args, parse_args
 
@@ -90,6 +97,42 @@ class RankExits:
                 failed.failures[rank] = ProcessFailure(rank, pid, code, "<N/A>")
 
 
+class LocalRendezvous(StaticTCPRendezvous):
+    """torch's static rendezvous for one node, its store on a port the bind itself picks.
+
+    ``--standalone``'s c10d rendezvous, with one node to meet, waits a random 0-0.3 s before
+    joining (a guard against many nodes joining at once) and records each of its steps with
+    ``inspect.stack()``, slow with torch's modules loaded: 0.2-0.5 s of every launch's start,
+    and more at its end. The store is the same TCPStore, which the ranks reach as the
+    launch's store (``TORCHELASTIC_USE_AGENT_STORE``), as under torchrun.
+    """
+
+    def get_backend(self) -> str:
+        return LOCAL_RENDEZVOUS  # torch checks a handler's name against the one asked for
+
+    def next_rendezvous(self) -> RendezvousInfo:
+        if self._store is None:
+            self._store = TCPStore(
+                self.master_addr, 0, self.world_size, True, self.timeout, multi_tenant=True
+            )
+            self.master_port = self._store.port  # what the ranks are told to reach
+        return super().next_rendezvous()
+
+
+LOCAL_RENDEZVOUS = "repro-local"
+
+
+def _local_rendezvous(params: RendezvousParameters) -> LocalRendezvous:
+    timeout = int(params.config.get("timeout", 600))
+    return LocalRendezvous(params.endpoint.split(":")[0], 0, 0, 1, params.run_id, timeout)
+
+
+def _register_local_rendezvous() -> str:
+    # Registering the same function again is allowed (a second launch in one process).
+    rendezvous_handler_registry.register(LOCAL_RENDEZVOUS, _local_rendezvous)
+    return LOCAL_RENDEZVOUS
+
+
 def launch_forked(torchrun_argv: list[str]) -> None:
     """``torch.distributed.run.main(torchrun_argv)`` with the ranks forked from this process.
 
@@ -105,6 +148,7 @@ def launch_forked(torchrun_argv: list[str]) -> None:
         args.master_port = 29500
     config, _, _ = config_from_args(args)
     config.start_method = "fork"
+    config.rdzv_backend, config.rdzv_endpoint = _register_local_rendezvous(), "127.0.0.1:0"
     exits = RankExits()
     exits.install()
     try:

@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -125,7 +126,7 @@ def launch(
         command += [*(["--verbose"] if verbose else []), *(["--fork"] if _forks(first) else [])]
         command += ["--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
-        command += ["--max-restarts", "0", "--monitor-interval", "0.1"]
+        command += ["--max-restarts", "0", "--monitor-interval", "0.05"]
         command += ["-m", "repro.runs.rank_start", "--plan", str(plan_path)]
         returncode = _wait(command, child_env, deadline, entries, before_ranks)
         stamp_phase("launch: launcher exited")
@@ -237,7 +238,7 @@ def _wait_for(
     proc: subprocess.Popen[bytes], deadline: float, entries: list[PlanEntry]
 ) -> int | None:
     try:
-        return proc.wait(timeout=deadline)
+        return _wait_exited(proc, deadline)
     except subprocess.TimeoutExpired:
         _stop(proc)
         return None
@@ -249,6 +250,22 @@ def _wait_for(
                     Path(entry.run_dir), "INTERRUPTED", reason=f"interrupted ({stopped_by()})"
                 )
         raise RunInterrupted() from None
+
+
+def _wait_exited(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """``proc.wait(timeout)``, woken the moment the process ends: Popen's wait with a timeout
+    polls, and ended up to 50 ms after the launcher, in every launch."""
+    try:
+        fd = os.pidfd_open(proc.pid)  # the launcher is not reaped before this wait: no reuse
+    except (AttributeError, OSError):  # not Linux 5.3 or later
+        return proc.wait(timeout=timeout)
+    try:
+        ended, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not ended:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return proc.wait()
 
 
 def _status(run_dir: Path) -> str:
