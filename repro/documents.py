@@ -8,6 +8,8 @@ older schema version is migrated on read.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -34,7 +36,7 @@ def read_data(path: Path) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return copy.deepcopy(_parsed_yaml(text))
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         where = getattr(exc, "lineno", None) or getattr(
             getattr(exc, "problem_mark", None), "line", None
@@ -43,6 +45,15 @@ def read_data(path: Path) -> Any:
         raise UserError(
             f"{path} is malformed or truncated{at}; restore it or re-create it."
         ) from None
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_yaml(text: str) -> Any:
+    """A YAML document's data, parsed once per process for the same text: a verify reads the
+    baseline's YAML when it checks its input and again when it judges (pure-Python YAML,
+    15 ms a manifest; JSON parses in C). Keyed by the text itself, so a rewritten file is
+    parsed anew; the caller gets a copy to change as it likes."""
+    return yaml.safe_load(text)
 
 
 def load_document(
