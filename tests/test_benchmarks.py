@@ -33,7 +33,7 @@ def _shared_inputs(name: str, request: pytest.FixtureRequest) -> list[str]:
     """Arguments that hand a script the session's runs and baseline, or a cheap subset."""
     if name == "run_all":
         return ["--only", "bench_groups"]  # the orchestration; every script runs below anyway
-    if name not in {"bench_compare", "bench_verify", "evidence"}:
+    if name not in {"bench_compare", "bench_verify", "evidence", "bench_second_look"}:
         return []
     baseline: Path = request.getfixturevalue("smoke_baseline")
     args = ["--baseline-dir", str(baseline.parent)]
