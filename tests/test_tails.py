@@ -142,3 +142,4 @@ def test_the_shipped_baseline_carries_its_tail_diagnostics_and_the_list_shows_th
     assert listed.tails.startswith("tails: normal or lighter") and "largest member z 2.27" in (
         listed.tails
     )
+    assert "excess kurtosis -0.67 <= -0.14, first look" in listed.tails
