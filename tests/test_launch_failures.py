@@ -23,7 +23,7 @@ from repro import atomic
 from repro.judge.causes import rank_causes, render_try, rules
 from repro.manifest.diff import diff_manifests
 from repro.runs.failures import LaunchEnd, RankExit, describe_signal, failure_reason
-from repro.runs.forked_ranks import RANK_NAME
+from repro.runs.local_launch import RANK_NAME
 from repro.runs.prepare import prepare_run
 from repro.runs.proctree import descendants, parent_pid
 from repro.runs.runner import LAUNCHER_LOG, launch

@@ -7,11 +7,13 @@ COMPLETE as its last act -> this module reads the statuses back. It never
 imports torch, so it never initialises CUDA.
 
 The launcher runs as ``python -m repro.runs.runner --report R --log L -- <torchrun
-arguments>``: torch's own ``torch.distributed.run`` in a process whose Python
-output (torch's log, its failure traceback) goes to ``launcher.log`` in the
-first run's folder, while the ranks keep the terminal; it writes how each
-failed rank ended (``ProcessFailure.exitcode``, negative for a signal) to R, so
-a rank killed by a signal is named without parsing torch's text.
+arguments>``: torch's elastic agent, as ``torchrun --standalone`` runs it
+(``runs.local_launch``), in a process whose Python output (torch's log, its failure
+traceback) goes to ``launcher.log`` in the first run's folder, while the ranks keep
+the terminal; it writes how each failed rank ended (``ProcessFailure.exitcode``,
+negative for a signal) to R, so a rank killed by a signal is named without parsing
+torch's text. It imports torch while repro runs the preflight, and starts the ranks
+when repro opens its gate: forked from itself on CPU, spawned on CUDA.
 """
 
 from __future__ import annotations
@@ -123,7 +125,10 @@ def launch(
         plan_path.write_text(strict_json.dumps([e.to_dict() for e in entries]))
         command = [sys.executable, "-m", "repro.runs.runner", "--report", str(report_path)]
         command += ["--log", str(log), "--plan", str(plan_path)]
-        command += [*(["--verbose"] if verbose else []), *(["--fork"] if _forks(first) else [])]
+        command += [
+            *(["--verbose"] if verbose else []),
+            *(["--fork"] if _forks(first, child_env) else []),
+        ]
         command += ["--"]
         command += ["--standalone", "--nnodes", "1", "--nproc-per-node", str(first.world_size)]
         command += ["--max-restarts", "0", "--monitor-interval", "0.05"]
@@ -154,10 +159,14 @@ def _tidy_logs(log: Path, world_size: int, verbose: bool) -> None:
                 sys.stderr.write(path.read_text(errors="replace"))
 
 
-def _forks(profile: Profile) -> bool:
-    """Whether the ranks fork from the launcher (``repro.runs.forked_ranks``): gloo ranks do;
+SPAWN_RANKS_ENV = "REPRO_SPAWN_RANKS"
+"""Set to 1, CPU ranks are spawned as CUDA ranks are: fresh interpreters, a slower start."""
+
+
+def _forks(profile: Profile, env: dict[str, str]) -> bool:
+    """Whether the ranks fork from the launcher (``repro.runs.local_launch``): gloo ranks do;
     CUDA ranks spawn, as CUDA cannot be used in a child forked after it was loaded."""
-    return profile.device == "cpu"
+    return profile.device == "cpu" and env.get(SPAWN_RANKS_ENV) != "1"
 
 
 def _launch_profiles(entries: list[PlanEntry]) -> list[Profile]:
@@ -389,7 +398,9 @@ def _launcher_main(argv: list[str]) -> int:
     stamp_phase("launcher: started", at=process_started_at())
     with frozen_imports():
         from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-        from torch.distributed.run import main as torchrun
+
+        # Imported here, with torch, in the launcher process alone.
+        from repro.runs.local_launch import launch_local
 
         if args.fork:
             # Imported here, before the fork, so that forked ranks begin with torch and the
@@ -398,15 +409,12 @@ def _launcher_main(argv: list[str]) -> int:
 
             # Only a launcher that forks its ranks needs the training code (see above).
             import repro.reference.train  # noqa: F401
-
-            # Only a launcher that forks its ranks needs the forking (see above).
-            from repro.runs.forked_ranks import launch_forked
     stamp_phase("launcher: imported torch")
     if args.gate_fd is not None and os.read(args.gate_fd, 1) != _GO:
         return 0  # called off before any rank started; repro removes the runs' folders
 
     try:
-        (launch_forked if args.fork else torchrun)(argv[split + 1 :])
+        launch_local(argv[split + 1 :], fork=args.fork)
     except ChildFailedError as failed:
         exits = [
             {"rank": rank, "exitcode": failure.exitcode}

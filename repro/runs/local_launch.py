@@ -1,11 +1,16 @@
-"""CPU ranks forked from the launcher, which has imported torch already, instead of spawned.
+"""One node's launch: torch's elastic agent with a rendezvous of its own, and CPU ranks
+forked from the launcher, which has imported torch already, instead of spawned.
+
+``launch_local`` does what ``torchrun --standalone`` does, met on ``LocalRendezvous``
+(torch's static rendezvous on a port the bind picks) instead of the c10d rendezvous, which
+spends 0.2-0.5 s of every start meeting a single node.
 
 torch's elastic launcher starts a command entry point (``-m repro.runs.rank_start``) in a
 fresh interpreter per rank, each importing torch again; a function entry point it can
 start in ranks forked from its own process (``LaunchConfig.start_method="fork"``). The
 launcher imports torch and the training code before the fork, so a rank begins with them
 loaded. Only gloo ranks fork: CUDA cannot be used in a child forked after CUDA was loaded,
-so a CUDA profile keeps spawning.
+so a CUDA profile keeps spawning (and so does any launch with ``REPRO_SPAWN_RANKS=1``).
 
 What a forked rank must undo of its parent (``forked_rank``): the launcher's Python
 output (``sys.stdout`` goes to ``launcher.log``) and torch's signal handlers (SIGTERM
@@ -133,22 +138,29 @@ def _register_local_rendezvous() -> str:
     return LOCAL_RENDEZVOUS
 
 
-def launch_forked(torchrun_argv: list[str]) -> None:
-    """``torch.distributed.run.main(torchrun_argv)`` with the ranks forked from this process.
+def launch_local(torchrun_argv: list[str], *, fork: bool) -> None:
+    """What ``torch.distributed.run.main(torchrun_argv)`` does for a ``--standalone`` launch,
+    met on a ``LocalRendezvous``; with ``fork``, the ranks are forked from this process
+    (``forked_rank``) instead of spawned as ``python -u -m repro.runs.rank_start``.
 
     ``torchrun_argv`` is what ``runner.launch`` passes torchrun: ``--standalone`` and
-    ``-m repro.runs.rank_start ARGS`` at its end.
+    ``-m repro.runs.rank_start ARGS`` at its end (a spawned launch runs any script).
     """
     args = parse_args(torchrun_argv)  # type: ignore[no-untyped-call]
-    if args.module is not True or args.training_script != RANK_MODULE or not args.standalone:
-        raise ValueError(f"forked ranks run {RANK_MODULE} in a standalone launch")
-    # As torch.distributed.run.run does for --standalone: a rendezvous on this host alone.
+    if not args.standalone:
+        raise ValueError("a local launch is a --standalone one")
+    if fork and (args.module is not True or args.training_script != RANK_MODULE):
+        raise ValueError(f"forked ranks run {RANK_MODULE}")
+    # As torch.distributed.run.run does for --standalone (the endpoint is replaced below).
     args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", str(uuid.uuid4())
     if args.master_port is None:
         args.master_port = 29500
-    config, _, _ = config_from_args(args)
-    config.start_method = "fork"
+    config, command, command_args = config_from_args(args)
     config.rdzv_backend, config.rdzv_endpoint = _register_local_rendezvous(), "127.0.0.1:0"
+    if not fork:
+        elastic_launch(config=config, entrypoint=command)(*command_args)
+        return
+    config.start_method = "fork"
     exits = RankExits()
     exits.install()
     try:
