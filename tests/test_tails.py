@@ -15,7 +15,7 @@ import yaml
 from repro.baselines.band_build import BandRejected, checked_tails
 from repro.baselines.baseline import shipped_dir, survey_baselines
 from repro.baselines.recording import stored_tails
-from repro.judge.tails import null_limits
+from repro.judge.tails import describe, null_limits
 from repro.runs.runview import RunView
 
 STEPS = 40  # 5 windows of 8 steps per scalar
@@ -101,6 +101,9 @@ def test_a_normal_band_past_the_first_look_gets_as_many_members_again_and_passes
     assert tails["added_for_tails"] == 24 and tails["members"] == 48
     assert tails["pooled"]["look"] == "second" and not tails["pooled"]["heavy"]
     assert tails["first_look"]["heavy"] and tails["first_look"]["look"] == "first"
+    listed = describe(tails)  # what baseline list shows
+    assert listed.startswith("tails: normal or lighter") and "second look" in listed
+    assert "; 24 added" in listed
 
 
 def test_a_heavy_tailed_band_gets_more_members_then_is_refused() -> None:
