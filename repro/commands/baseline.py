@@ -65,10 +65,17 @@ def cmd_record(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         sets=args.set,
     )
-    replaced = summary["replaced"]
+    replaced, added = summary["replaced"], summary.get("added_for_tails", 0)
     print(
         f"recorded baseline {path} ({len(replaced)} of {args.numerics} members failed leave-one-out "
-        f"and were replaced{': ' + ', '.join(replaced) if replaced else ''})"
+        f"and were replaced{': ' + ', '.join(replaced) if replaced else ''}"
+        + (
+            f"; {added} members were added because the first {args.numerics} looked "
+            "heavier-tailed than normal (see `repro baseline list`)"
+            if added
+            else ""
+        )
+        + ")"
     )
     return EXIT_OK
 
