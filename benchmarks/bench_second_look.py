@@ -10,7 +10,9 @@ the baseline: the members must come from one environment), takes the second look
 prints each window's bound at K and at 2K members (their ratio), then judges every
 held-out update-scale run in ``--runs`` (the run index ``benchmarks/evidence.py`` keeps)
 against both bands: DRIFT counts and the range over runs of each run's largest ratio to
-its bound, per level. ``--smoke`` adds 2 members and judges no runs.
+its bound, per level; and every unperturbed run in ``--runs`` (each real environment change,
+run as is) against both, where DRIFT is a false alarm. ``--smoke`` adds 2 members and
+judges no runs.
 """
 
 from __future__ import annotations
@@ -88,6 +90,22 @@ def print_power(bands: Bands, larger: list[Any], index: Path) -> None:
         )
 
 
+def print_environments(bands: Bands, larger: list[Any], index: Path) -> None:
+    """Every unperturbed run of the index (a real environment change, run as is), judged by
+    the band at K and at 2K members: a tighter bound must not turn one into a false alarm."""
+    print("| environment change | verdict at K | at 2K | largest ratio to the bound at K | at 2K |")
+    print("|---|---|---|---|---|")
+    for key, folder in sorted(json.loads(index.read_text()).items()):
+        sets, env = json.loads(key)
+        if any(s.startswith("fault.") for s in sets):
+            continue
+        run = RunView.from_run_dir(Path(folder))
+        judged = [worst_ratio(bands, m, run) for m in (bands.members, larger)]
+        change = " ".join([*sets, *(f"{k}={v}" for k, v in env.items())]) or "none (this host)"
+        cells = [("DRIFT" if drift else "inside") for _, drift in judged]
+        print(f"| {change} | {cells[0]} | {cells[1]} | {judged[0][0]:.2f} | {judged[1][0]:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, help="the baseline folder")
@@ -121,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs and not args.smoke:
         print()
         print_power(bands, larger, args.runs)
+        print()
+        print_environments(bands, larger, args.runs)
     return 0
 
 
