@@ -50,7 +50,10 @@ class Model(nn.Module):
         self.mask = nn.Transformer.generate_square_subsequent_mask(SEQ)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(self.embed(x) + self.pos, mask=self.mask, is_causal=True))
+        out: torch.Tensor = self.head(
+            self.body(self.embed(x) + self.pos, mask=self.mask, is_causal=True)
+        )
+        return out
 
 
 def main() -> None:
@@ -105,7 +108,7 @@ def main() -> None:
             y = ys[step, rank * share : (rank + 1) * share]
             loss = F.cross_entropy(net(x).view(-1, VOCAB), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             run.log(step, loss=loss.detach(), grad_norm=grad_norm)
