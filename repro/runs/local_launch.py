@@ -58,7 +58,7 @@ def forked_rank(*argv: str) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    # Imported in the parent before the fork (``launch_forked``): a dictionary look-up here.
+    # Imported by the launcher before the fork (runner._launcher_main): a dictionary look-up.
     from repro.reference.train import main
 
     code = main(list(argv))
