@@ -525,3 +525,24 @@ def test_a_full_disk_stops_the_record_not_the_training_and_the_run_reads_failed(
     (run_dir,) = [p for p in disk.iterdir() if not p.name.startswith(".")]
     status = yaml.safe_load((run_dir / "status.yaml").read_text())
     assert status["status"] == "FAILED" and "no space left on device" in status["reason"]
+
+
+def _every_tenth_step(runs: Path, steps: int, accuracy: float) -> Path:
+    """A tracked run that logs every tenth of ``steps`` steps, then its final metrics."""
+    with repro.track(config={"lr": 0.1}, seed=0, runs_dir=runs) as run:
+        for step in range(0, steps, 10):
+            run.log(step, loss=1.0 / (step + 1))
+        run.final(eval_accuracy=accuracy, eval_loss=0.5)
+    (folder,) = (p for p in runs.iterdir() if not p.name.startswith("."))
+    return folder
+
+
+def test_where_tracked_runs_part_is_named_by_the_logged_step_numbers(tmp_path):
+    # Logged every tenth step: the runs part after step 90 (final metrics), and where one
+    # run logged fewer steps, at the first step the other has and it lacks: step 50, not
+    # the row counts (10 and 5) the steps were once placed by.
+    a = _every_tenth_step(tmp_path / "a", 100, 0.50)
+    final = _compare(a, _every_tenth_step(tmp_path / "b", 100, 0.75)).first_difference
+    assert (final.where, final.step) == ("final", 91)
+    short = _compare(a, _every_tenth_step(tmp_path / "c", 50, 0.50)).first_difference
+    assert (short.where, short.step) == ("record", 50)

@@ -39,9 +39,9 @@ def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:
                     int(ra.get("step", 0)), "logged", f"{detail} (rank {rank})", None, False
                 )
         if len(rows_a) != len(rows_b):
-            step = min(len(rows_a), len(rows_b))
+            shorter, longer = sorted((rows_a, rows_b), key=len)
             return Divergence(
-                step,
+                int(longer[len(shorter)].get("step", len(shorter))),  # the first step one lacks
                 "record",
                 f"one run logged {len(rows_a)} steps, the other {len(rows_b)}",
                 None,
@@ -51,13 +51,19 @@ def _first_difference(a: Tracked, b: Tracked) -> Divergence | None:
         return Divergence(
             0, "batch_split", f"{len(a.ranks)} vs {len(b.ranks)} ranks logged", None, False
         )
+    end = _end_step(a.ranks[0] if a.ranks else [])
     if a.final != b.final:
-        return Divergence(
-            len(a.ranks[0]), "final", f"final metrics {a.final} vs {b.final}", None, False
-        )
+        return Divergence(end, "final", f"final metrics {a.final} vs {b.final}", None, False)
     if a.fingerprint and b.fingerprint and a.fingerprint != b.fingerprint:
-        return Divergence(len(a.ranks[0]), "final", "the weights' fingerprints differ", None, False)
+        return Divergence(end, "final", "the weights' fingerprints differ", None, False)
     return None
+
+
+def _end_step(rows: list[dict[str, Any]]) -> int:
+    """The step after the last one ``rows`` logged, where the final metrics belong, by the
+    rows' own step numbers: a run that logs every tenth step ends past its last logged step,
+    not at its count of rows."""
+    return int(rows[-1].get("step", len(rows) - 1)) + 1 if rows else 0
 
 
 def _config(t: Tracked) -> dict[str, Any]:
