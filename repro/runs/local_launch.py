@@ -42,6 +42,7 @@ from torch.distributed.launcher.api import elastic_launch
 from torch.distributed.run import config_from_args, parse_args
 
 from repro.runs.proctree import descendants, parent_pid
+from repro.runs.rank_start import training_entry
 
 RANK_MODULE = "repro.runs.rank_start"
 RANK_NAME = "repro-rank-"
@@ -58,10 +59,8 @@ def forked_rank(*argv: str) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    # Imported by the launcher before the fork (runner._launcher_main): a dictionary look-up.
-    from repro.reference.train import main
-
-    code = main(list(argv))
+    # Imported by the launcher before the fork (runner._launcher_main): look-ups only.
+    code = training_entry()(list(argv))
     if code:
         # torch's worker wrapper drops a function's return value; an exit status carries it.
         raise SystemExit(code)

@@ -13,19 +13,27 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 
 
-def main() -> int:
-    gc.disable()  # re-enabled by train.main once the start-up is done
+def training_entry() -> Callable[[list[str] | None], int]:
+    """Import what a rank runs and return its entry point, ``repro.reference.train.main``:
+    here in a spawned rank, in the launcher before it forks its ranks (``local_launch``)."""
     # The determinism setting (torch.use_deterministic_algorithms, at build) imports
     # torch._inductor.config and with it torch._dynamo, about as much again as torch: here
     # it imports with the rest, uncollected, and is frozen with it.
     import torch._inductor.config  # noqa: F401
 
-    # Imported here, after gc.disable(): the training code's imports run uncollected too.
+    # Imported here, where the caller has stopped collection: the training code's imports
+    # run uncollected too.
     from repro.reference.train import main as train_main
 
-    return train_main()
+    return train_main
+
+
+def main() -> int:
+    gc.disable()  # re-enabled by train.main once the start-up is done
+    return training_entry()(None)
 
 
 if __name__ == "__main__":

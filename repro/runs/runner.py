@@ -46,6 +46,7 @@ from repro.runs.failures import LaunchEnd, failure_reason, read_report
 from repro.runs.prepare import PlanEntry, prepare_run, rank_env
 from repro.runs.proctree import descendants
 from repro.runs.rank_output import RANK_LOG_DIR_ENV, rank_log
+from repro.runs.rank_start import training_entry
 from repro.runs.store import Run, write_status
 
 _GO = b"1"  # the launcher's gate: start the ranks
@@ -403,12 +404,9 @@ def _launcher_main(argv: list[str]) -> int:
         from repro.runs.local_launch import launch_local
 
         if args.fork:
-            # Imported here, before the fork, so that forked ranks begin with torch and the
-            # training code loaded (a spawned rank imports them itself: rank_start).
-            import torch._inductor.config  # noqa: F401
-
-            # Only a launcher that forks its ranks needs the training code (see above).
-            import repro.reference.train  # noqa: F401
+            # Imported before the fork, so that forked ranks begin with torch and the
+            # training code loaded (a spawned rank imports them itself).
+            training_entry()
     stamp_phase("launcher: imported torch")
     if args.gate_fd is not None and os.read(args.gate_fd, 1) != _GO:
         return 0  # called off before any rank started; repro removes the runs' folders
